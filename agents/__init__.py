@@ -1,0 +1,1 @@
+"""Example agents (REINFORCE, SB3 PPO) for seqgan-env."""

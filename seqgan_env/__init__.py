@@ -1,0 +1,1 @@
+"""seqgan-env: SeqGAN-style text generation as a Gymnasium environment."""
