@@ -1,0 +1,56 @@
+"""Validated configuration shared by the single and the vector token-generation env."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+PAD_ID = 0
+BOS_ID = 1
+EOS_ID = 2
+NUM_SPECIAL = 3
+
+
+@dataclass(frozen=True)
+class EnvConfig:
+    """What one episode of token generation looks like.
+
+    vocab_size: number of token ids (PAD=0, BOS=1, EOS=2, then the symbols).
+    max_length: number of token slots in an episode; reaching it ends the episode.
+    min_length: fewest symbols before EOS may be written.
+    allow_eos: when False, EOS is never valid and every episode fills max_length slots.
+    invalid_action_reward: reward of a masked action, which also ends the episode.
+    """
+
+    vocab_size: int
+    max_length: int = 12
+    min_length: int = 1
+    allow_eos: bool = True
+    invalid_action_reward: float = -1.0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.vocab_size, int) or isinstance(self.vocab_size, bool) or self.vocab_size <= NUM_SPECIAL:
+            raise ValueError(
+                f"vocab_size={self.vocab_size!r} is invalid: it must be an int > {NUM_SPECIAL} "
+                f"(PAD, BOS, EOS plus at least one symbol); build it from a tokenizer's vocab_size."
+            )
+        if not isinstance(self.max_length, int) or isinstance(self.max_length, bool) or self.max_length < 1:
+            raise ValueError(
+                f"max_length={self.max_length!r} is invalid: it must be an int >= 1; "
+                f"set it to the longest sequence length you want to generate."
+            )
+        if not isinstance(self.min_length, int) or isinstance(self.min_length, bool) or self.min_length < 0:
+            raise ValueError(f"min_length={self.min_length!r} is invalid: it must be an int >= 0.")
+        if self.allow_eos and self.min_length > self.max_length:
+            raise ValueError(
+                f"min_length={self.min_length} is greater than max_length={self.max_length}: "
+                f"lower min_length or raise max_length."
+            )
+        if not isinstance(self.allow_eos, bool):
+            raise ValueError(f"allow_eos={self.allow_eos!r} is invalid: it must be True or False.")
+        r = self.invalid_action_reward
+        if not isinstance(r, (int, float)) or isinstance(r, bool) or not math.isfinite(r):
+            raise ValueError(f"invalid_action_reward={r!r} is invalid: it must be a finite number.")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
