@@ -1,0 +1,40 @@
+"""Shared fixtures: a small tokenizer, a stub scorer with hand-computable logits, tiny discriminators."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from seqgan_env.discriminator import Discriminator, DiscriminatorConfig
+from seqgan_env.models import ModelConfig
+from seqgan_env.tokenizer import CharTokenizer
+
+TINY = ModelConfig(hidden_size=16, intermediate_size=32, num_heads=2, num_layers=1, max_position_embeddings=32)
+
+
+class CountScorer:
+    """Stub discriminator: the logit of a prefix is (#target tokens in it) - 1.
+
+    Hand-computable, deterministic, with no weights: the reference for reward tests.
+    """
+
+    def __init__(self, target: int):
+        self.target = target
+
+    def score_logits(self, tokens: torch.Tensor) -> torch.Tensor:
+        tokens = torch.as_tensor(tokens)
+        return (tokens == self.target).float().cumsum(dim=1) - 1.0  # (B, T)
+
+
+@pytest.fixture
+def tokenizer() -> CharTokenizer:
+    return CharTokenizer.from_texts(["abc", "cab"])  # ids: a=3, b=4, c=5; vocab 6
+
+
+@pytest.fixture
+def count_scorer() -> CountScorer:
+    return CountScorer(target=3)  # counts 'a'
+
+
+def tiny_discriminator(vocab_size: int, seed: int = 0, **config) -> Discriminator:
+    return Discriminator(vocab_size, model_config=TINY, config=DiscriminatorConfig(**config), seed=seed)

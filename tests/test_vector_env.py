@@ -1,0 +1,181 @@
+"""TokenGenerationVectorEnv: same behaviour as SyncVectorEnv over the single env, batched API."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from gymnasium.vector import AutoresetMode, SyncVectorEnv
+
+from seqgan_env import TokenGenerationEnv, TokenGenerationVectorEnv
+from seqgan_env.config import PAD_ID
+from seqgan_env.wrappers import DiscriminatorReward, DiscriminatorRewardVector, RewardConfig
+
+from .conftest import CountScorer, tiny_discriminator
+
+B, T, V = 6, 5, 6
+
+
+def _actions(steps: int, seed: int) -> np.ndarray:
+    """(S, B) actions: mostly symbols and EOS, with some PAD/BOS (masked) mixed in."""
+    rng = np.random.default_rng(seed)
+    acts = rng.integers(2, V, size=(steps, B))
+    masked = rng.random((steps, B)) < 0.05
+    acts[masked] = rng.integers(0, 2, size=masked.sum())
+    return acts
+
+
+def _pair(tokenizer, wrap_single=None, wrap_vector=None, **env_kw):
+    single = lambda: TokenGenerationEnv(tokenizer=tokenizer, max_length=T, **env_kw)  # noqa: E731
+    fns = [(lambda: wrap_single(single())) if wrap_single else single for _ in range(B)]
+    sync = SyncVectorEnv(fns, autoreset_mode=AutoresetMode.NEXT_STEP)
+    vec = TokenGenerationVectorEnv(B, tokenizer=tokenizer, max_length=T, **env_kw)
+    return sync, (wrap_vector(vec) if wrap_vector else vec)
+
+
+def _run_both(sync, vec, steps=60, seed=0, atol=0.0, on_step=None):
+    o1, _ = sync.reset(seed=seed)
+    o2, _ = vec.reset(seed=seed)
+    np.testing.assert_array_equal(o1, o2)
+    texts = 0
+    for i, a in enumerate(_actions(steps, seed)):
+        o1, r1, te1, tr1, i1 = sync.step(a)
+        o2, r2, te2, tr2, i2 = vec.step(a)
+        np.testing.assert_array_equal(o1, o2)
+        np.testing.assert_array_equal(te1, te2)
+        np.testing.assert_array_equal(tr1, tr2)
+        if atol == 0.0:
+            np.testing.assert_array_equal(r1.astype(np.float32), r2)
+        else:
+            np.testing.assert_allclose(r1, r2, atol=atol, rtol=0)
+        assert ("_text" in i1) == ("_text" in i2)
+        if "_text" in i1:
+            np.testing.assert_array_equal(i1["_text"], i2["_text"])
+            np.testing.assert_array_equal(i1["text"][i1["_text"]], i2["text"][i2["_text"]])
+            texts += int(i1["_text"].sum())
+        if on_step:
+            on_step(i)
+    assert texts > 5  # many autoresets were exercised
+
+
+@pytest.mark.parametrize("env_kw", [{}, dict(min_length=2), dict(allow_eos=False), dict(invalid_action_reward=-3.0)])
+def test_matches_sync_vector_env_without_reward(tokenizer, env_kw):
+    _run_both(*_pair(tokenizer, **env_kw))
+
+
+@pytest.mark.parametrize("mode", ["final", "per_step", "potential"])
+@pytest.mark.parametrize("transform", ["prob", "log"])
+def test_matches_sync_with_stub_scorer_exactly(tokenizer, mode, transform):
+    scorer = CountScorer(target=3)
+    cfg = RewardConfig(mode=mode, transform=transform, potential_baseline=0.1)
+    _run_both(
+        *_pair(
+            tokenizer,
+            wrap_single=lambda e: DiscriminatorReward(e, scorer, cfg),
+            wrap_vector=lambda v: DiscriminatorRewardVector(v, scorer, cfg),
+        )
+    )
+
+
+@pytest.mark.parametrize("mode", ["final", "per_step", "potential"])
+@pytest.mark.parametrize("incremental", [True, False])
+def test_matches_sync_with_discriminator(tokenizer, mode, incremental):
+    disc = tiny_discriminator(V, seed=1)
+    cfg = RewardConfig(mode=mode, transform="logit")
+    _run_both(
+        *_pair(
+            tokenizer,
+            wrap_single=lambda e: DiscriminatorReward(e, disc, cfg),
+            wrap_vector=lambda v: DiscriminatorRewardVector(v, disc, cfg, incremental=incremental),
+        ),
+        steps=120,  # > capacity (4 x T) so the KV cache is rebuilt mid-episode
+        atol=1e-5,
+    )
+
+
+def test_matches_sync_across_discriminator_updates(tokenizer):
+    """D changes mid-run (as a callback would do between rollouts): rewards still match."""
+    disc = tiny_discriminator(V, seed=2, lr=0.05)
+    real = tokenizer.encode_batch(["abc", "cab", "ab"] * 4, T)
+    cfg = RewardConfig(mode="potential", transform="prob")
+    sync, vec = _pair(
+        tokenizer,
+        wrap_single=lambda e: DiscriminatorReward(e, disc, cfg),
+        wrap_vector=lambda v: DiscriminatorRewardVector(v, disc, cfg, real_data=real),
+    )
+    fake = tokenizer.encode_batch(["cccc", "bb", "a"] * 4, T)
+    before = {k: v.clone() for k, v in disc.state_dict().items()}
+
+    def maybe_update(i):
+        if i % 17 == 16:
+            vec.update_discriminator(fake)  # updates the shared D and drops the vector KV cache
+
+    _run_both(sync, vec, steps=70, atol=1e-5, on_step=maybe_update)
+    assert any(not torch.equal(before[k], v) for k, v in disc.state_dict().items())
+
+
+def test_make_vec_gives_native_vector_env():
+    venv = gym.make_vec("seqgan_env:SeqGAN-v0", num_envs=4, vectorization_mode="vector_entry_point")
+    assert isinstance(venv.unwrapped, TokenGenerationVectorEnv)
+    assert isinstance(venv, DiscriminatorRewardVector)
+    assert venv.metadata["autoreset_mode"] == AutoresetMode.NEXT_STEP
+    obs, _ = venv.reset(seed=0)
+    assert obs.shape == (4, 12) and venv.single_action_space == gym.spaces.Discrete(29)
+    obs, r, te, tr, info = venv.step(np.full(4, 3))
+    assert r.shape == (4,) and np.isfinite(r).all() and (obs[:, 0] == 3).all()
+
+
+def test_torch_mode_keeps_tensors(tokenizer):
+    vec = DiscriminatorRewardVector(
+        TokenGenerationVectorEnv(B, tokenizer=tokenizer, max_length=T, return_torch=True), tiny_discriminator(V)
+    )
+    obs, _ = vec.reset()
+    obs, r, te, tr, _ = vec.step(torch.full((B,), 4))
+    assert all(torch.is_tensor(x) for x in (obs, r, te, tr))
+    assert isinstance(vec.action_masks(), torch.Tensor) and vec.action_masks().shape == (B, V)
+
+
+def test_next_step_autoreset_ignores_action(tokenizer):
+    vec = TokenGenerationVectorEnv(2, tokenizer=tokenizer, max_length=2)
+    vec.reset()
+    vec.step(np.array([3, 3]))
+    _, _, te, _, info = vec.step(np.array([4, 2]))
+    assert te.tolist() == [True, True] and info["text"].tolist() == ["ab", "a"]
+    obs, r, te, tr, info = vec.step(np.array([0, 0]))  # PAD would be masked, but this step only resets
+    assert (obs == PAD_ID).all() and r.tolist() == [0.0, 0.0] and not te.any() and info == {}
+
+
+def test_reset_mask_resets_only_chosen(tokenizer):
+    vec = TokenGenerationVectorEnv(3, tokenizer=tokenizer, max_length=4)
+    vec.reset()
+    vec.step(np.array([3, 4, 5]))
+    obs, _ = vec.reset(options={"reset_mask": np.array([True, False, True])})
+    assert obs[:, 0].tolist() == [PAD_ID, 4, PAD_ID]
+
+
+@pytest.mark.parametrize(
+    "actions,match",
+    [
+        (np.array([3, 3, 9]), r"actions\[2\]=9 is outside"),
+        (np.array([3, 3]), "shape"),
+        (np.array([3.0, 3.0, 3.0]), "integer"),
+    ],
+)
+def test_bad_actions_raise(tokenizer, actions, match):
+    vec = TokenGenerationVectorEnv(3, tokenizer=tokenizer, max_length=4)
+    vec.reset()
+    with pytest.raises(ValueError, match=match):
+        vec.step(actions)
+
+
+def test_step_before_reset_and_bad_options(tokenizer):
+    vec = TokenGenerationVectorEnv(2, tokenizer=tokenizer)
+    with pytest.raises(RuntimeError, match="reset"):
+        vec.step(np.array([3, 3]))
+    with pytest.raises(ValueError, match="reset_mask"):
+        vec.reset(options={"reset_mask": np.array([1, 0])})
+    with pytest.raises(ValueError, match="not supported"):
+        vec.reset(options={"seed_everything": True})
+    with pytest.raises(ValueError, match="num_envs=0"):
+        TokenGenerationVectorEnv(0, tokenizer=tokenizer)
