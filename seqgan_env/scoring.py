@@ -6,8 +6,9 @@ of the same episode. Sub-envs start episodes at different steps (autoreset), so
 the cache is shared in time, not in position: every step adds one cache column for
 all rows; a per-row validity mask hides the columns of earlier episodes and of
 steps where a row wrote nothing, and per-row position ids restart at each episode.
-When the cache reaches ``capacity`` columns, or the discriminator's weights
-change, it is rebuilt with one full causal pass over the current tokens.
+When the cache reaches ``capacity`` columns, each row's live columns are moved
+to the front (a gather, no recompute); when the discriminator's weights change,
+it is rebuilt with one full causal pass over the current tokens.
 """
 
 from __future__ import annotations
@@ -71,7 +72,7 @@ class IncrementalPrefixScorer:
         self.num_rows = num_rows
         self.max_length = max_length
         self.device = torch.device(device)
-        self.capacity = capacity if capacity is not None else 4 * max_length
+        self.capacity = capacity if capacity is not None else 2 * max_length
         if self.capacity < max_length:
             raise ValueError(f"capacity={self.capacity} must be >= max_length={max_length}.")
         self.valid = torch.zeros(num_rows, self.capacity, dtype=torch.bool, device=self.device)  # (B, C)
@@ -100,21 +101,44 @@ class IncrementalPrefixScorer:
             raise RuntimeError("the discriminator must be in eval mode while scoring rewards.")
         self.valid[restarted] = False
         self.refreshed = None
-        if self.cache is None or self.columns + 1 > self.capacity:
+        if self.cache is None:
             return self._rebuild(net, tokens, lengths)
+        if self.columns + 1 > self.capacity:
+            self._compact()
         b, c = self.num_rows, self.columns
         new_token = tokens.gather(1, (lengths - 1).clamp(min=0).unsqueeze(1))  # (B, 1)
         position = (lengths - 1).clamp(min=0).unsqueeze(1)  # (B, 1)
         self.valid[:, c] = True  # each query attends at least to itself
         allowed = self.valid[:, : c + 1]  # (B, C+1)
         dtype = net.head.weight.dtype
-        mask = torch.zeros(b, 1, 1, c + 1, dtype=dtype, device=self.device)
-        mask.masked_fill_(~allowed[:, None, None, :], torch.finfo(dtype).min)  # (B, 1, 1, C+1)
+        heads = net.backbone.config.num_attention_heads
+        # Expanded per head and contiguous: the CPU attention kernel is faster than with a broadcast mask.
+        mask = torch.zeros(b, heads, 1, c + 1, dtype=dtype, device=self.device)
+        mask.masked_fill_(~allowed[:, None, None, :], torch.finfo(dtype).min)  # (B, H, 1, C+1)
         out = net(new_token, attention_mask=mask, position_ids=position, cache=self.cache, use_cache=True)
         self.cache = out.cache
         self.valid[:, c] = written
         self.columns = c + 1
         return out.logits[:, 0]  # (B,)
+
+    def _compact(self) -> None:
+        """Move each row's live columns to the front of the cache, in order (no recompute).
+
+        Cached keys carry RoPE at their within-episode positions, which do not change
+        when the columns move, so scores after compaction are those before it.
+        """
+        order = torch.argsort((~self.valid).to(torch.uint8), dim=1, stable=True)  # (B, C) live columns first
+        live = int(self.valid.sum(dim=1).max())
+        keep = order[:, :live]  # (B, m)
+        for layer in self.cache.layers:
+            b, h, _, d = layer.keys.shape
+            idx = keep[:, None, :, None].expand(b, h, live, d)  # (B, H, m, D)
+            layer.keys[:, :, :live] = layer.keys.gather(2, idx)
+            layer.values[:, :, :live] = layer.values.gather(2, idx.expand(b, h, live, layer.values.shape[-1]))
+            layer.length = live
+        self.valid[:, :live] = self.valid.gather(1, keep)
+        self.valid[:, live:] = False
+        self.columns = live
 
     def _rebuild(self, net, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """One full causal pass over the current episodes; leaves a fresh cache."""

@@ -226,11 +226,12 @@ class TokenGenerationVectorEnv(gym.vector.VectorEnv):
             return infos
         if self.decode_text:
             text = np.empty(self.num_envs, dtype=object)
-            text[:] = None
-            rows = self.tokens.cpu().numpy()
-            lengths = self.lengths.cpu().numpy()
-            for i in np.flatnonzero(done):  # only the sub-envs that just finished
-                text[i] = self._decode(rows[i, : lengths[i]])
+            idx = np.flatnonzero(done)  # only the sub-envs that just finished
+            rows = self.tokens[torch.from_numpy(idx).to(self.device)].cpu().numpy()  # (K, T)
+            if hasattr(self.tokenizer, "decode_batch"):
+                text[idx] = self.tokenizer.decode_batch(rows)
+            else:
+                text[idx] = [self._decode(r) for r in rows]
             infos["text"], infos["_text"] = text, done.copy()
         inv = invalid.cpu().numpy()
         if inv.any():
