@@ -1,0 +1,35 @@
+# Each target does its own set-up: a fresh machine needs only `make run` or `make test`.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: venv run demo test test-slow bench clean
+
+# torch==2.13.0 first: that pin takes the CPU wheel; an unpinned torch pulls a multi-GB CUDA build.
+$(STAMP): setup.cfg pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q torch==2.13.0
+	$(BIN)/python -m pip install -q -e ".[dev]"
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/seqgan-env demo
+
+demo: $(STAMP)
+	$(BIN)/seqgan-env demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+test-slow: $(STAMP)
+	$(BIN)/python -m pytest -q -m slow
+
+bench: $(STAMP)
+	$(BIN)/seqgan-env bench all
+
+clean:
+	rm -rf $(VENV) build *.egg-info
