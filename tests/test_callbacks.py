@@ -1,0 +1,168 @@
+"""Tests for seqgan_env.callbacks: the discriminator-update schedule."""
+
+import json
+
+import pytest
+import torch
+
+from seqgan_env.callbacks import DiscriminatorUpdateCallback, DiscriminatorUpdateConfig
+
+T = 5
+
+
+class FakeRewardEnv:
+    """Records every update_discriminator call; metrics follow a fixed script."""
+
+    def __init__(self, script=None):
+        self.calls: list[torch.Tensor] = []
+        self.script = script
+
+    def update_discriminator(self, fake):
+        self.calls.append(fake)
+        i = len(self.calls)
+        if self.script is not None:
+            return self.script[i - 1]
+        return {"loss": float(i), "acc_real": 0.5, "acc_fake": 0.25, "grad_norm": 1.0, "lr": 1e-3}
+
+
+class FakeSampler:
+    def __init__(self):
+        self.calls: list[int] = []  # n of each call
+        self.at: list[int] = []  # generator update count at each call
+        self.cb = None
+
+    def __call__(self, n):
+        self.calls.append(n)
+        self.at.append(self.cb.num_generator_updates if self.cb else -1)
+        assert not torch.is_grad_enabled()
+        return torch.full((n, T), len(self.calls), dtype=torch.long)
+
+
+def make(**cfg):
+    env, sampler = FakeRewardEnv(), FakeSampler()
+    cb = DiscriminatorUpdateCallback(env, sampler, DiscriminatorUpdateConfig(**cfg))
+    sampler.cb = cb
+    return cb, env, sampler
+
+
+def test_schedule_every3_dsteps2():
+    cb, env, sampler = make(every=3, d_steps=2, batch_size=4)
+    results = [cb.on_generator_update() for _ in range(10)]
+    assert [i + 1 for i, r in enumerate(results) if r is not None] == [3, 6, 9]
+    assert sampler.at == [3, 3, 6, 6, 9, 9]
+    assert sampler.calls == [4] * 6
+    assert len(env.calls) == 6
+    # each update got its own fresh batch, in order
+    assert [int(f[0, 0]) for f in env.calls] == [1, 2, 3, 4, 5, 6]
+    assert all(f.shape == (4, T) and f.dtype == torch.long for f in env.calls)
+    assert cb.num_generator_updates == 10 and cb.num_discriminator_updates == 6
+
+
+def test_freeze_never_updates():
+    cb, env, sampler = make(every=1, d_steps=3, freeze=True)
+    assert all(cb.on_generator_update() is None for _ in range(7))
+    assert env.calls == [] and sampler.calls == []
+    assert cb.num_generator_updates == 7 and cb.num_discriminator_updates == 0
+
+
+def test_metrics_averaged_and_prefixed():
+    cb, env, _ = make(every=1, d_steps=2, batch_size=2)
+    m = cb.on_generator_update()
+    assert m["discriminator/loss"] == pytest.approx(1.5)  # mean of 1 and 2
+    assert m["discriminator/acc_real"] == 0.5 and m["discriminator/acc_fake"] == 0.25
+    assert m["discriminator/updates"] == 2
+    assert all(k.startswith("discriminator/") for k in m)
+    m = cb.on_generator_update()
+    assert m["discriminator/loss"] == pytest.approx(3.5) and m["discriminator/updates"] == 4
+    assert cb.last_metrics == m
+
+
+def test_non_numeric_metrics_skipped():
+    env = FakeRewardEnv(script=[{"loss": 1.0, "note": "x"}, {"loss": 3.0, "note": "y"}])
+    cb = DiscriminatorUpdateCallback(env, lambda n: torch.zeros(n, T, dtype=torch.long),
+                                     DiscriminatorUpdateConfig(d_steps=2, batch_size=1))
+    assert cb.on_generator_update() == {"discriminator/loss": 2.0, "discriminator/updates": 2}
+
+
+def test_hooks_called():
+    calls = []
+
+    class Sub(DiscriminatorUpdateCallback):
+        def _on_phase_start(self):
+            calls.append("start")
+
+        def _on_d_update(self, metrics):
+            calls.append(("d", metrics["loss"]))
+
+        def _on_phase_end(self, metrics):
+            calls.append(("end", metrics["discriminator/updates"]))
+
+    cb = Sub(FakeRewardEnv(), lambda n: torch.zeros(n, T, dtype=torch.long),
+             DiscriminatorUpdateConfig(every=2, d_steps=2, batch_size=1))
+    cb.on_generator_update()
+    assert calls == []
+    cb.on_generator_update()
+    assert calls == ["start", ("d", 1.0), ("d", 2.0), ("end", 2)]
+
+
+def test_state_dict_roundtrip_keeps_schedule():
+    cb, _, _ = make(every=3, d_steps=1, batch_size=1)
+    for _ in range(4):
+        cb.on_generator_update()
+    state = json.loads(json.dumps(cb.state_dict()))
+    assert state == {"num_generator_updates": 4, "num_discriminator_updates": 1}
+    cb2, env2, _ = make(every=3, d_steps=1, batch_size=1)
+    cb2.load_state_dict(state)
+    out = [cb2.on_generator_update() is not None for _ in range(2)]
+    assert out == [False, True] and len(env2.calls) == 1  # update 6 is due, like the uninterrupted run
+    with pytest.raises(ValueError, match="num_generator_updates=-1.*int >= 0"):
+        cb2.load_state_dict({"num_generator_updates": -1, "num_discriminator_updates": 0})
+
+
+def test_bad_sampler_output():
+    cb = DiscriminatorUpdateCallback(FakeRewardEnv(), lambda n: torch.zeros(T, dtype=torch.long),
+                                     DiscriminatorUpdateConfig(batch_size=3))
+    with pytest.raises(ValueError, match=r"sample_fake\(3\) returned shape \(5,\).*\(3, T\)"):
+        cb.on_generator_update()
+
+
+def test_reward_env_without_update():
+    with pytest.raises(TypeError, match="update_discriminator"):
+        DiscriminatorUpdateCallback(object(), lambda n: None)
+
+
+@pytest.mark.parametrize("kw,pattern", [
+    ({"every": 0}, r"every=0 is invalid: it must be an int >= 1"),
+    ({"d_steps": 0}, r"d_steps=0 is invalid: it must be an int >= 1"),
+    ({"batch_size": -2}, r"batch_size=-2 is invalid: it must be an int >= 1; use e.g. batch_size=64"),
+    ({"every": 1.5}, r"every=1.5 is invalid"),
+    ({"d_steps": True}, r"d_steps=True is invalid"),
+    ({"freeze": "yes"}, r"freeze='yes' is invalid: it must be True or False"),
+])
+def test_config_validation(kw, pattern):
+    with pytest.raises(ValueError, match=pattern):
+        DiscriminatorUpdateConfig(**kw)
+
+
+def test_config_defaults():
+    c = DiscriminatorUpdateConfig()
+    assert c.to_dict() == {"every": 1, "d_steps": 1, "batch_size": 64, "freeze": False}
+
+
+def test_with_real_reward_wrapper(tokenizer):
+    """The callback drives DiscriminatorRewardVector.update_discriminator with a real tiny discriminator."""
+    from seqgan_env.vector_env import TokenGenerationVectorEnv
+    from seqgan_env.wrappers import DiscriminatorRewardVector
+    from tests.conftest import tiny_discriminator
+
+    disc = tiny_discriminator(tokenizer.vocab_size, seed=0)
+    real = tokenizer.encode_batch(["abc", "cab"], 4)
+    env = DiscriminatorRewardVector(TokenGenerationVectorEnv(2, tokenizer=tokenizer, max_length=4), disc,
+                                    real_data=real)
+    fake = tokenizer.encode_batch(["cc"], 4)
+    cb = DiscriminatorUpdateCallback(env, lambda n: fake.repeat(n, 1),
+                                     DiscriminatorUpdateConfig(every=2, d_steps=2, batch_size=2))
+    assert cb.on_generator_update() is None and disc.num_updates == 0
+    m = cb.on_generator_update()
+    assert {"discriminator/loss", "discriminator/acc_real", "discriminator/acc_fake"} <= set(m)
+    assert m["discriminator/updates"] == 2 and disc.num_updates == 2
