@@ -1,4 +1,4 @@
-"""`seqgan-env` command line: demo, bench (and train/sample once the agent is wired in).
+"""`seqgan-env` command line: train, sample, demo, bench.
 
 Every failure caused by the user's input ends with one line on stderr naming the
 problem and the fix, and a non-zero exit status; no traceback.
@@ -67,6 +67,68 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train(args: argparse.Namespace, rest: list[str]) -> int:
+    """Train (or resume) a generator; options come from ``agents.trainer.TrainConfig``."""
+    import tyro
+
+    from agents.trainer import TrainConfig, new_run, resume_run, train_config_from_dict
+
+    from .configio import apply_overrides, config_to_dict, load_config_file
+
+    if args.resume:
+        if rest or args.config or args.set:
+            raise ValueError("--resume takes no other options: the run's config.json is used as it was.")
+        trainer = resume_run(args.resume)
+    else:
+        data = load_config_file(args.config) if args.config else config_to_dict(TrainConfig())
+        shortcuts = {
+            "data": "data.path",
+            "device": "reinforce.device",
+            "pretrain_steps": "schedule.pretrain_steps",
+            "updates": "schedule.updates",
+            "seed": "seed",
+            "name": "name",
+        }
+        overrides = list(args.set or [])
+        for flag, key in shortcuts.items():
+            value = getattr(args, flag)
+            if value is not None:
+                overrides.append(f"{key}={value}")
+        data = apply_overrides(data, overrides, TrainConfig)
+        if "data" in data and "path" in data["data"]:
+            data["data"]["path"] = str(data["data"]["path"])
+        default = train_config_from_dict(data)
+        config = tyro.cli(TrainConfig, default=default, args=rest, prog="seqgan-env train")
+        trainer = new_run(config)
+    print(f"run directory: {trainer.run.path}", file=sys.stderr)
+    try:
+        report = trainer.fit(progress=not args.no_progress)
+    finally:
+        trainer.run.close()
+    print(
+        "final samples: " + ", ".join(f"{k}={v:.3f}" for k, v in report.items()),
+        file=sys.stderr,
+    )
+    return 0
+
+
+def cmd_sample(args: argparse.Namespace) -> int:
+    """Print samples of a trained run to stdout, one per line, nothing else."""
+    from agents.reinforce import ReinforceAgent, ReinforceConfig
+    from agents.trainer import load_generator_for_sampling
+
+    if args.n < 1:
+        raise ValueError(f"-n {args.n} is invalid: ask for at least 1 sample.")
+    generator, tokenizer, config = load_generator_for_sampling(args.run_dir)
+    agent = ReinforceAgent(generator, ReinforceConfig(device=args.device, temperature=args.temperature, top_p=args.top_p))
+    tokens = agent.sample(
+        args.n, config.data.max_length, args.temperature, args.top_p, seed=args.seed, min_length=config.data.min_length
+    )
+    for text in tokenizer.decode_batch(tokens.cpu()):
+        print(text)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="seqgan-env", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -88,16 +150,44 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--sync-steps", type=int, default=30)
     bench.add_argument("--reward-mode", default="per_step", choices=["final", "per_step", "potential"])
     bench.set_defaults(func=cmd_bench)
+
+    train = sub.add_parser(
+        "train",
+        help="adversarial REINFORCE training; every TrainConfig field is an option (`train --help` lists them)",
+        add_help=False,
+    )
+    train.add_argument("--config", default=None, help="JSON or TOML file with (part of) a TrainConfig")
+    train.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a field, e.g. reinforce.gamma=0.95")
+    train.add_argument("--resume", default=None, metavar="RUN_DIR", help="continue an interrupted run")
+    train.add_argument("--data", default=None, help="text file, one sequence per line (shortcut for --data.path)")
+    train.add_argument("--device", default=None, choices=["auto", "cpu", "cuda"], help="shortcut for --reinforce.device")
+    train.add_argument("--pretrain-steps", dest="pretrain_steps", type=int, default=None)
+    train.add_argument("--updates", type=int, default=None)
+    train.add_argument("--seed", type=int, default=None)
+    train.add_argument("--name", default=None)
+    train.add_argument("--no-progress", action="store_true", help="no progress bar")
+    train.set_defaults(func=cmd_train, takes_rest=True)
+
+    sample = sub.add_parser("sample", help="print samples of a trained run, one per line on stdout")
+    sample.add_argument("run_dir")
+    sample.add_argument("-n", type=int, default=20)
+    sample.add_argument("--temperature", type=float, default=1.0)
+    sample.add_argument("--top-p", dest="top_p", type=float, default=1.0)
+    sample.add_argument("--seed", type=int, default=0)
+    sample.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda"])
+    sample.set_defaults(func=cmd_sample)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
-    func: Callable[[argparse.Namespace], int] = args.func
+    args, rest = parser.parse_known_args(argv)
+    if rest and not getattr(args, "takes_rest", False):
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    func: Callable[..., int] = args.func
     try:
-        return func(args)
-    except (ValueError, FileNotFoundError, NotADirectoryError, IsADirectoryError, TypeError) as exc:
+        return func(args, rest) if getattr(args, "takes_rest", False) else func(args)
+    except (ValueError, FileNotFoundError, NotADirectoryError, IsADirectoryError, TypeError, FloatingPointError) as exc:
         _err(str(exc))
         return EXIT_USAGE
     except KeyboardInterrupt:

@@ -1,0 +1,591 @@
+"""REINFORCE for the SeqGAN token-generation env, in one readable file.
+
+The generator is a ``transformers.LlamaForCausalLM``. One training iteration is:
+
+1. ``collect(venv)``: reset the vector env and sample one episode per row with the
+   model's KV cache (feed BOS, then only the token just sampled), stepping the env
+   with the sampled tokens and recording tokens, rewards, masks and the exact
+   sampling distribution's support (action masks, top-p keep masks).
+2. ``update(rollout, real=None)``: discounted returns -> baseline -> (optional)
+   normalisation -> advantages; one teacher-forced forward pass with grad recomputes
+   the log-probabilities *of the distribution that was sampled from* (same action
+   masks, temperature and nucleus); loss = policy-gradient loss - entropy bonus
+   (+ ``mle_coef`` x MLE loss on real data); clip, AdamW step, scheduler step.
+
+Shapes: B = rows (envs), T = max_length, V = vocab size, N = real sequences.
+Token ids: PAD=0, BOS=1, EOS=2 (``seqgan_env.config``).
+
+The pure functions (``discounted_returns``, ``apply_baseline``, ``normalize``,
+``sampling_logits``) are tested with hand-computed values.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from seqgan_env.config import BOS_ID, EOS_ID, PAD_ID
+
+BASELINES = ("none", "batch_mean", "ewma")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+# ---------------------------------------------------------------------------------------
+# Config
+# ---------------------------------------------------------------------------------------
+def _is_number(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+@dataclass
+class ReinforceConfig:
+    """All REINFORCE hyper-parameters; the single source of defaults.
+
+    gamma: discount in [0, 1]. baseline: "none" | "batch_mean" | "ewma" (per-timestep
+    running mean with decay ``ewma_decay`` in [0, 1)). normalize_advantages: zero mean
+    unit std over the valid steps. entropy_coef >= 0: entropy bonus of the sampled
+    distribution. temperature > 0 and top_p in (0, 1]: the sampling distribution (the
+    gradient uses exactly this distribution). max_grad_norm > 0 or None (no clipping).
+    lr > 0, betas, weight_decay >= 0: AdamW. onecycle_total_steps: None, or the number
+    of updates of a OneCycleLR schedule (peak ``lr``, cycling AdamW's beta1).
+    batch_size >= 1: number of rows (envs) a trainer should build per rollout.
+    mle_coef >= 0: weight of the MLE loss on real data mixed into each update.
+    device: "auto" (CUDA if available) | "cpu" | "cuda". bf16: bf16 autocast, CUDA only.
+    """
+
+    gamma: float = 1.0
+    baseline: str = "ewma"
+    ewma_decay: float = 0.9
+    normalize_advantages: bool = False
+    entropy_coef: float = 0.0
+    temperature: float = 1.0
+    top_p: float = 1.0
+    max_grad_norm: float | None = 1.0
+    lr: float = 1e-3
+    betas: tuple[float, float] = (0.9, 0.999)
+    weight_decay: float = 0.0
+    onecycle_total_steps: int | None = None
+    batch_size: int = 256
+    mle_coef: float = 0.0
+    device: str = "auto"
+    bf16: bool = True
+
+    def __post_init__(self) -> None:
+        if not _is_number(self.gamma) or not 0.0 <= self.gamma <= 1.0:
+            raise ValueError(f"gamma={self.gamma!r} is invalid: it must be a number in [0, 1]; "
+                             f"use 1.0 (undiscounted) or e.g. 0.99.")
+        if self.baseline not in BASELINES:
+            raise ValueError(f"baseline={self.baseline!r} is invalid: it must be one of "
+                             f"{list(BASELINES)}; use 'ewma' (the default) or 'batch_mean'.")
+        if not _is_number(self.ewma_decay) or not 0.0 <= self.ewma_decay < 1.0:
+            raise ValueError(f"ewma_decay={self.ewma_decay!r} is invalid: it must be a number in "
+                             f"[0, 1); use e.g. 0.9.")
+        for name in ("normalize_advantages", "bf16"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name}={getattr(self, name)!r} is invalid: it must be True or False.")
+        if not _is_number(self.entropy_coef) or self.entropy_coef < 0:
+            raise ValueError(f"entropy_coef={self.entropy_coef!r} is invalid: it must be a number >= 0; "
+                             f"use 0.0 to disable the entropy bonus.")
+        if not _is_number(self.temperature) or self.temperature <= 0:
+            raise ValueError(f"temperature={self.temperature!r} is invalid: it must be a number > 0; "
+                             f"use 1.0 to sample from the model's distribution.")
+        if not _is_number(self.top_p) or not 0.0 < self.top_p <= 1.0:
+            raise ValueError(f"top_p={self.top_p!r} is invalid: it must be a number in (0, 1]; "
+                             f"use 1.0 to disable nucleus sampling, or e.g. 0.9.")
+        if self.max_grad_norm is not None and (not _is_number(self.max_grad_norm) or self.max_grad_norm <= 0):
+            raise ValueError(f"max_grad_norm={self.max_grad_norm!r} is invalid: it must be a number > 0 "
+                             f"or None (no clipping); use e.g. 1.0.")
+        if not _is_number(self.lr) or self.lr <= 0:
+            raise ValueError(f"lr={self.lr!r} is invalid: it must be a number > 0; use e.g. 1e-3.")
+        betas = tuple(self.betas) if isinstance(self.betas, (tuple, list)) else None
+        if betas is None or len(betas) != 2 or not all(_is_number(b) and 0.0 <= b < 1.0 for b in betas):
+            raise ValueError(f"betas={self.betas!r} is invalid: it must be two numbers in [0, 1); "
+                             f"use (0.9, 0.999).")
+        self.betas = (float(betas[0]), float(betas[1]))
+        if not _is_number(self.weight_decay) or self.weight_decay < 0:
+            raise ValueError(f"weight_decay={self.weight_decay!r} is invalid: it must be a number >= 0; "
+                             f"use 0.0 for none.")
+        steps = self.onecycle_total_steps
+        if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
+            raise ValueError(f"onecycle_total_steps={steps!r} is invalid: it must be an int >= 1 (the "
+                             f"number of updates) or None for a constant learning rate.")
+        if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 1:
+            raise ValueError(f"batch_size={self.batch_size!r} is invalid: it must be an int >= 1; "
+                             f"use e.g. 256.")
+        if not _is_number(self.mle_coef) or self.mle_coef < 0:
+            raise ValueError(f"mle_coef={self.mle_coef!r} is invalid: it must be a number >= 0; "
+                             f"use 0.0 for pure policy gradient.")
+        resolve_device(self.device)  # validates the name and CUDA availability
+
+
+def resolve_device(name: str | torch.device) -> torch.device:
+    """"auto" -> cuda if available else cpu; "cpu"; "cuda" (ValueError without a CUDA device)."""
+    if isinstance(name, torch.device):
+        name = name.type
+    if name not in DEVICES:
+        raise ValueError(f"device={name!r} is invalid: it must be one of {list(DEVICES)}; use 'auto'.")
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device='cuda' was requested but no CUDA device is available: "
+                         "use --device cpu or --device auto.")
+    return torch.device(name)
+
+
+# ---------------------------------------------------------------------------------------
+# Pure functions
+# ---------------------------------------------------------------------------------------
+def discounted_returns(rewards: torch.Tensor, mask: torch.Tensor, gamma: float) -> torch.Tensor:
+    """G_t = r_t + gamma * G_{t+1} inside the episode, 0 where ``mask`` is False.
+
+    rewards (B, T) float; mask (B, T) bool, True on the steps of each row's first
+    episode (a prefix of the row). Returns (B, T) float.
+    """
+    m = mask.to(rewards.dtype)  # (B, T)
+    out = torch.zeros_like(rewards)  # (B, T)
+    g = torch.zeros_like(rewards[:, 0])  # (B,) G_{t+1}
+    for t in range(rewards.shape[1] - 1, -1, -1):
+        g = (rewards[:, t] + gamma * g) * m[:, t]  # (B,) zero outside the episode
+        out[:, t] = g
+    return out
+
+
+def _masked_time_mean(x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-timestep mean of x (B, T) over masked rows -> mean (T,), count (T,) (mean 0 where count 0)."""
+    m = mask.to(x.dtype)  # (B, T)
+    count = m.sum(0)  # (T,)
+    mean = (x * m).sum(0) / count.clamp(min=1)  # (T,)
+    return mean, count
+
+
+def apply_baseline(
+    returns: torch.Tensor,
+    mask: torch.Tensor,
+    kind: str,
+    state: torch.Tensor | None = None,
+    decay: float = 0.9,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Advantages = returns - baseline, 0 outside ``mask``; returns (advantages (B, T), new_state).
+
+    kind "none": the returns themselves (state passes through).
+    kind "batch_mean": minus the per-timestep mean of the returns over the masked rows.
+    kind "ewma": minus a per-timestep running mean b_t, taken BEFORE this batch's
+    update b_t <- decay * b_t + (1 - decay) * batch_mean_t (only timesteps with masked
+    rows update). ``state`` is a (T,) tensor with NaN at never-seen timesteps (None =
+    all unseen); an unseen timestep is initialised with the batch mean, so the first
+    call gives the same advantages as "batch_mean".
+    """
+    if kind not in BASELINES:
+        raise ValueError(f"baseline kind {kind!r} is unknown: choose one of {list(BASELINES)}.")
+    m = mask.to(returns.dtype)  # (B, T)
+    if kind == "none":
+        return returns * m, state
+    mean, count = _masked_time_mean(returns, mask)  # (T,), (T,)
+    if kind == "batch_mean":
+        return (returns - mean) * m, state
+    T = returns.shape[1]
+    if state is None:
+        state = torch.full((T,), float("nan"), dtype=returns.dtype, device=returns.device)
+    if state.shape != (T,):
+        raise ValueError(f"ewma baseline state has shape {tuple(state.shape)} but the returns have T={T} "
+                         f"steps: use the same max_length as when the state was created, or reset it to None.")
+    state = state.to(returns.device, returns.dtype)
+    seen = ~torch.isnan(state)  # (T,)
+    b = torch.where(seen, state, mean)  # (T,) baseline before the update
+    adv = (returns - b) * m  # (B, T)
+    updated = decay * b + (1.0 - decay) * mean  # (T,)
+    new_state = torch.where(count > 0, updated, state)  # (T,) unseen+empty timesteps stay NaN
+    return adv, new_state
+
+
+def normalize(adv: torch.Tensor, mask: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """Zero mean, unit (population) std over the masked entries; 0 outside the mask."""
+    vals = adv[mask]  # (K,)
+    if vals.numel() == 0:
+        return torch.zeros_like(adv)
+    mean = vals.mean()
+    std = vals.std(unbiased=False)
+    return torch.where(mask, (adv - mean) / (std + eps), torch.zeros_like(adv))
+
+
+def top_p_keep_mask(logits: torch.Tensor, top_p: float) -> torch.Tensor:
+    """(..., V) bool: the nucleus of softmax(logits), the smallest set of highest-probability
+    tokens whose cumulative probability is >= top_p (always at least the top token)."""
+    probs = torch.softmax(logits.float(), dim=-1)  # (..., V)
+    sorted_p, idx = probs.sort(dim=-1, descending=True)  # (..., V)
+    before = sorted_p.cumsum(dim=-1) - sorted_p  # (..., V) mass of the better tokens
+    keep_sorted = before < top_p  # (..., V)
+    keep_sorted[..., 0] = True
+    return torch.zeros_like(keep_sorted).scatter(-1, idx, keep_sorted)  # (..., V)
+
+
+def sampling_logits(
+    logits: torch.Tensor,
+    action_mask: torch.Tensor,
+    temperature: float = 1.0,
+    top_p: float = 1.0,
+) -> torch.Tensor:
+    """The logits of the distribution actually sampled from, (..., V) float32.
+
+    ``logits / temperature`` with -inf outside ``action_mask`` and (when top_p < 1)
+    outside the top-p nucleus of the masked, tempered distribution (the smallest set
+    of highest-probability tokens whose cumulative probability >= top_p, at least the
+    top token). The policy gradient uses ``log_softmax`` of exactly these processed
+    logits, i.e. the log-probabilities of the distribution the tokens were sampled
+    from, not those of the raw model.
+    """
+    x = logits.float() / temperature  # (..., V)
+    x = x.masked_fill(~action_mask, float("-inf"))
+    if top_p < 1.0:
+        x = x.masked_fill(~top_p_keep_mask(x, top_p), float("-inf"))
+    return x
+
+
+def _entropy(logits: torch.Tensor) -> torch.Tensor:
+    """Entropy of softmax(logits) (..., V) -> (...), with -inf logits contributing 0."""
+    logp = torch.log_softmax(logits, dim=-1)  # (..., V)
+    safe = logp.masked_fill(~torch.isfinite(logits), 0.0)  # avoid 0 * -inf in forward and backward
+    return -(logp.exp() * safe).sum(-1)
+
+
+def _gumbel_sample(logits: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """One token per row from softmax(logits) (B, V) by Gumbel-max; -inf tokens are never chosen."""
+    u = torch.rand(logits.shape, generator=gen, device=logits.device).clamp_(min=1e-20)  # (B, V)
+    return (logits - torch.log(-torch.log(u))).argmax(dim=-1)  # (B,)
+
+
+# ---------------------------------------------------------------------------------------
+# Agent
+# ---------------------------------------------------------------------------------------
+@dataclass
+class Rollout:
+    """One episode per row from ``ReinforceAgent.collect``.
+
+    tokens (B, T) long: the actions taken at each step. rewards (B, T) float: env
+    rewards, 0 where ``mask`` is False. mask (B, T) bool: True while the row's first
+    episode runs, including its final step. action_masks (B, T, V) bool: valid tokens
+    used at each step. keep_masks (B, T, V) bool or None: top-p nucleus at each step
+    (None when top_p == 1). sample_logp (B, T) float: log-prob of each token under the
+    sampling distribution, computed at sampling time. texts: each row's finished text
+    from ``infos["text"]`` (None if the env gave none).
+    """
+
+    tokens: torch.Tensor
+    rewards: torch.Tensor
+    mask: torch.Tensor
+    action_masks: torch.Tensor
+    keep_masks: torch.Tensor | None
+    sample_logp: torch.Tensor
+    texts: list[str | None] = field(default_factory=list)
+
+
+class ReinforceAgent:
+    """REINFORCE (+ optional MLE mixing) on a ``LlamaForCausalLM`` generator."""
+
+    def __init__(self, generator: torch.nn.Module, config: ReinforceConfig | None = None, seed: int = 0) -> None:
+        self.config = config if config is not None else ReinforceConfig()
+        cfg = self.config
+        self.device = resolve_device(cfg.device)
+        self.generator = generator.to(self.device)
+        self.generator.eval()  # sampling and PG recompute without dropout: identical distributions
+        self.optimizer = torch.optim.AdamW(
+            self.generator.parameters(), lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay
+        )
+        self.scheduler = None
+        if cfg.onecycle_total_steps is not None:
+            self.scheduler = torch.optim.lr_scheduler.OneCycleLR(
+                self.optimizer, max_lr=cfg.lr, total_steps=cfg.onecycle_total_steps, cycle_momentum=True
+            )
+        self.rng = (torch.Generator(device=self.device) if self.device.type == "cuda" else torch.Generator())
+        self.rng.manual_seed(seed)
+        self.baseline_state: torch.Tensor | None = None
+        self.num_updates = 0
+
+    # -- helpers ---------------------------------------------------------------------
+    def _autocast(self):
+        if self.device.type == "cuda" and self.config.bf16:
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def _params(self) -> list[torch.nn.Parameter]:
+        return [p for p in self.generator.parameters() if p.requires_grad]
+
+    def _mle_loss(self, real: torch.Tensor) -> torch.Tensor:
+        """Mean token cross-entropy of the generator on real (N, T) sequences, PAD excluded."""
+        real = real.to(self.device, torch.long)  # (N, T)
+        bos = torch.full_like(real[:, :1], BOS_ID)  # (N, 1)
+        inp = torch.cat([bos, real[:, :-1]], dim=1)  # (N, T)
+        with self._autocast():
+            logits = self.generator(input_ids=inp).logits  # (N, T, V)
+        return F.cross_entropy(logits.float().flatten(0, 1), real.flatten(), ignore_index=PAD_ID)
+
+    def _step(self, loss: torch.Tensor) -> float:
+        """Backward, clip, optimizer step; returns the pre-clip grad norm."""
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        max_norm = self.config.max_grad_norm if self.config.max_grad_norm is not None else float("inf")
+        grad_norm = torch.nn.utils.clip_grad_norm_(self._params(), max_norm)
+        self.optimizer.step()
+        return float(grad_norm)
+
+    # -- rollout ---------------------------------------------------------------------
+    @torch.no_grad()
+    def collect(self, venv) -> Rollout:
+        """Reset ``venv`` and sample until every row has finished its first episode (<= T steps)."""
+        cfg = self.config
+        obs, _ = venv.reset()
+        B, T = obs.shape
+        dev = self.device
+        tokens = torch.full((B, T), PAD_ID, dtype=torch.long, device=dev)  # (B, T)
+        rewards = torch.zeros(B, T, device=dev)  # (B, T)
+        mask = torch.zeros(B, T, dtype=torch.bool, device=dev)  # (B, T)
+        sample_logp = torch.zeros(B, T, device=dev)  # (B, T)
+        amasks, keeps = [], []
+        texts: list[str | None] = [None] * B
+        active = torch.ones(B, dtype=torch.bool, device=dev)  # (B,) first episode still running
+        inp = torch.full((B, 1), BOS_ID, dtype=torch.long, device=dev)  # (B, 1)
+        cache = None
+        steps = 0
+        for t in range(T):
+            with self._autocast():
+                out = self.generator(input_ids=inp, cache=cache, use_cache=True, logits_to_keep=1)
+            cache = out.cache
+            logits = out.logits[:, -1].float()  # (B, V)
+            amask = torch.as_tensor(venv.action_masks(), device=dev)  # (B, V)
+            x = logits / cfg.temperature
+            x = x.masked_fill(~amask, float("-inf"))  # == sampling_logits(..., top_p=1)
+            if cfg.top_p < 1.0:
+                keep = top_p_keep_mask(x, cfg.top_p)  # (B, V)
+                x = x.masked_fill(~keep, float("-inf"))
+                keeps.append(keep)
+            action = _gumbel_sample(x, self.rng)  # (B,)
+            sample_logp[:, t] = torch.log_softmax(x, -1).gather(1, action[:, None]).squeeze(1)
+            obs, r, term, trunc, infos = venv.step(action.to(getattr(venv.unwrapped, "device", dev)))
+            r = torch.as_tensor(r, device=dev, dtype=torch.float32)  # (B,)
+            done = torch.as_tensor(term, device=dev) | torch.as_tensor(trunc, device=dev)  # (B,)
+            tokens[:, t] = action
+            rewards[:, t] = torch.where(active, r, torch.zeros_like(r))
+            mask[:, t] = active
+            amasks.append(amask)
+            finished = active & done  # (B,) rows whose first episode ends on this step
+            if "text" in infos and bool(finished.any()):
+                for i in finished.nonzero().squeeze(1).tolist():
+                    texts[i] = infos["text"][i]
+            active = active & ~done
+            inp = action[:, None]  # (B, 1)
+            steps = t + 1
+            if not bool(active.any()):
+                break
+        # Steps never taken (all rows finished early) keep mask False; pad the masks with True.
+        V = amasks[0].shape[1]
+        pad = T - steps
+        action_masks = torch.stack(amasks, dim=1)  # (B, steps, V)
+        if pad:
+            action_masks = torch.cat([action_masks, torch.ones(B, pad, V, dtype=torch.bool, device=dev)], 1)
+        keep_masks = None
+        if keeps:
+            keep_masks = torch.stack(keeps, dim=1)  # (B, steps, V)
+            if pad:
+                keep_masks = torch.cat([keep_masks, torch.ones(B, pad, V, dtype=torch.bool, device=dev)], 1)
+        return Rollout(tokens, rewards, mask, action_masks, keep_masks, sample_logp, texts)
+
+    # -- learning --------------------------------------------------------------------
+    def _loss(self, rollout: Rollout, real: torch.Tensor | None):
+        cfg = self.config
+        tokens = rollout.tokens.to(self.device)  # (B, T)
+        mask = rollout.mask.to(self.device)  # (B, T)
+        rewards = rollout.rewards.to(self.device)  # (B, T)
+        returns = discounted_returns(rewards, mask, cfg.gamma)  # (B, T)
+        adv, new_state = apply_baseline(returns, mask, cfg.baseline, self.baseline_state, cfg.ewma_decay)
+        if cfg.normalize_advantages:
+            adv = normalize(adv, mask)
+        adv = adv.detach()
+
+        x = self._policy_logits(rollout)  # (B, T, V)
+        logp = torch.log_softmax(x, dim=-1).gather(2, tokens[..., None]).squeeze(2)  # (B, T)
+        logp = torch.where(mask, logp, torch.zeros_like(logp))  # masked-out steps may hold -inf
+        n = mask.sum().clamp(min=1)
+        policy_loss = -(logp * adv).sum() / n
+        entropy = (_entropy(x) * mask).sum() / n
+        loss = policy_loss - cfg.entropy_coef * entropy
+        mle_loss = torch.tensor(float("nan"))
+        if cfg.mle_coef > 0 and real is not None:
+            mle_loss = self._mle_loss(real)
+            loss = loss + cfg.mle_coef * mle_loss
+
+        ep_reward = (rewards * mask).sum(1)  # (B,)
+        metrics = {
+            "reward_mean": float(ep_reward.mean()),
+            "reward_std": float(ep_reward.std(unbiased=False)),
+            "return_mean": float(returns[mask].mean()) if bool(mask.any()) else float("nan"),
+            "policy_loss": float(policy_loss.detach()),
+            "entropy": float(entropy.detach()),
+            "mle_loss": float(mle_loss.detach()),
+            "episode_length_mean": float(mask.sum(1).float().mean()),
+        }
+        return loss, metrics, new_state
+
+    def _policy_logits(self, rollout: Rollout) -> torch.Tensor:
+        """Teacher-forced recompute (with grad) of the sampling logits of every step, (B, T, V).
+
+        One forward pass on [BOS, tokens[:, :-1]], then the rollout's own action masks,
+        temperature and stored top-p keep masks: the distribution the tokens were drawn from.
+        """
+        tokens = rollout.tokens.to(self.device)  # (B, T)
+        bos = torch.full_like(tokens[:, :1], BOS_ID)  # (B, 1)
+        inp = torch.cat([bos, tokens[:, :-1]], dim=1)  # (B, T)
+        with self._autocast():
+            logits = self.generator(input_ids=inp).logits  # (B, T, V)
+        support = rollout.action_masks.to(self.device)  # (B, T, V)
+        if rollout.keep_masks is not None:
+            support = support & rollout.keep_masks.to(self.device)
+        return sampling_logits(logits, support, self.config.temperature, top_p=1.0)  # nucleus fixed by keep
+
+    def log_probs(self, rollout: Rollout) -> torch.Tensor:
+        """(B, T) log-prob (with grad) of each taken token under the sampling distribution; 0 where masked out."""
+        x = self._policy_logits(rollout)  # (B, T, V)
+        logp = torch.log_softmax(x, dim=-1).gather(2, rollout.tokens.to(self.device)[..., None]).squeeze(2)
+        return torch.where(rollout.mask.to(self.device), logp, torch.zeros_like(logp))
+
+    def loss(self, rollout: Rollout, real: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+        """(loss with grad, metrics) for ``rollout``; does not change the baseline state.
+
+        ``metrics["return_mean"]`` is the mean discounted return over the valid steps.
+        """
+        loss, metrics, _ = self._loss(rollout, real)
+        return loss, metrics
+
+    def update(self, rollout: Rollout, real: torch.Tensor | None = None) -> dict[str, float]:
+        """One REINFORCE update (plus ``mle_coef`` x MLE on ``real`` (N, T) if given)."""
+        loss, metrics, new_state = self._loss(rollout, real)
+        lr = self.optimizer.param_groups[0]["lr"]
+        metrics["grad_norm"] = self._step(loss)
+        metrics["lr"] = float(lr)
+        if self.scheduler is not None and self.scheduler.last_epoch < self.config.onecycle_total_steps - 1:
+            self.scheduler.step()  # holds the final lr once the cycle is over
+        self.baseline_state = None if new_state is None else new_state.detach()
+        self.num_updates += 1
+        return metrics
+
+    def mle_step(self, real: torch.Tensor) -> float:
+        """One MLE (teacher-forcing) step on real (N, T) sequences with the same optimizer.
+
+        Clips gradients like ``update``; does not advance the scheduler or ``num_updates``.
+        Returns the loss.
+        """
+        self.generator.train()
+        try:
+            loss = self._mle_loss(real)
+        finally:
+            self.generator.eval()
+        self._step(loss)
+        return float(loss.detach())
+
+    # -- sampling without an env -----------------------------------------------------
+    @torch.no_grad()
+    def sample(
+        self,
+        n: int,
+        max_length: int,
+        temperature: float = 1.0,
+        top_p: float = 1.0,
+        seed: int | None = None,
+        use_cache: bool = True,
+        min_length: int = 1,
+        allow_eos: bool = True,
+    ) -> torch.Tensor:
+        """(n, max_length) long: sequences sampled with the env's masking rules, no env.
+
+        PAD and BOS are never sampled; EOS only once >= ``min_length`` symbols are
+        written (never if ``allow_eos`` is False). A row stops after EOS (PAD after).
+        ``seed`` uses a fresh generator (the agent's RNG is untouched); None uses the
+        agent's RNG. ``use_cache=False`` recomputes the whole prefix every step.
+        """
+        if temperature <= 0 or not 0 < top_p <= 1:
+            raise ValueError(f"temperature={temperature!r} must be > 0 and top_p={top_p!r} in (0, 1].")
+        dev = self.device
+        if seed is None:
+            gen = self.rng
+        else:
+            gen = torch.Generator(device=dev) if dev.type == "cuda" else torch.Generator()
+            gen.manual_seed(seed)
+        V = self.generator.config.vocab_size
+        out = torch.full((n, max_length), PAD_ID, dtype=torch.long, device=dev)  # (n, L)
+        done = torch.zeros(n, dtype=torch.bool, device=dev)  # (n,)
+        seq = torch.full((n, 1), BOS_ID, dtype=torch.long, device=dev)  # (n, 1+t) BOS + prefix
+        cache = None
+        base_mask = torch.ones(V, dtype=torch.bool, device=dev)
+        base_mask[PAD_ID] = False
+        base_mask[BOS_ID] = False
+        for t in range(max_length):
+            with self._autocast():
+                if use_cache:
+                    o = self.generator(input_ids=seq[:, -1:], cache=cache, use_cache=True, logits_to_keep=1)
+                    cache = o.cache
+                else:
+                    o = self.generator(input_ids=seq, use_cache=False, logits_to_keep=1)
+            amask = base_mask.clone()
+            amask[EOS_ID] = allow_eos and t >= min_length
+            x = sampling_logits(o.logits[:, -1], amask.expand(n, V), temperature, top_p)  # (n, V)
+            action = _gumbel_sample(x, gen)  # (n,)
+            out[:, t] = torch.where(done, torch.full_like(action, PAD_ID), action)
+            done = done | (action == EOS_ID)
+            seq = torch.cat([seq, action[:, None]], dim=1)
+            if bool(done.all()):
+                break
+        return out
+
+    # -- checkpointing ---------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """{"tensors": {name: Tensor}, "meta": JSON-able dict} — no pickled objects.
+
+        tensors: "generator.<param>" (cloned, so tied weights can be saved with
+        safetensors), "optimizer.state.<i>.<key>", "baseline_state" (if any),
+        "rng_state". meta: num_updates, optimizer param_groups, scheduler state.
+        """
+        tensors: dict[str, torch.Tensor] = {}
+        for k, v in self.generator.state_dict().items():
+            tensors[f"generator.{k}"] = v.detach().cpu().clone().contiguous()
+        opt = self.optimizer.state_dict()
+        for i, st in opt["state"].items():
+            for k, v in st.items():
+                tensors[f"optimizer.state.{i}.{k}"] = (v if torch.is_tensor(v) else torch.tensor(v)).detach().cpu().clone()
+        if self.baseline_state is not None:
+            tensors["baseline_state"] = self.baseline_state.detach().cpu().clone()
+        tensors["rng_state"] = self.rng.get_state().cpu().clone()
+        groups = [{k: (list(v) if isinstance(v, tuple) else v) for k, v in g.items()} for g in opt["param_groups"]]
+        sched = None
+        if self.scheduler is not None:
+            sched = {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.scheduler.state_dict().items()}
+        meta = {"num_updates": self.num_updates, "optimizer_param_groups": groups, "scheduler": sched}
+        return {"tensors": tensors, "meta": meta}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Inverse of :meth:`state_dict` (for an agent built with the same model and config)."""
+        tensors, meta = state["tensors"], state["meta"]
+        gen_sd = {k[len("generator."):]: v for k, v in tensors.items() if k.startswith("generator.")}
+        self.generator.load_state_dict(gen_sd)
+        opt_state: dict[int, dict[str, torch.Tensor]] = {}
+        prefix = "optimizer.state."
+        for k, v in tensors.items():
+            if k.startswith(prefix):
+                i, key = k[len(prefix):].split(".", 1)
+                opt_state.setdefault(int(i), {})[key] = v
+        groups = []
+        for g in meta["optimizer_param_groups"]:
+            g = dict(g)
+            if "betas" in g:
+                g["betas"] = tuple(g["betas"])
+            groups.append(g)
+        self.optimizer.load_state_dict({"state": opt_state, "param_groups": groups})
+        if self.scheduler is not None and meta.get("scheduler") is not None:
+            self.scheduler.load_state_dict(dict(meta["scheduler"]))
+        bs = tensors.get("baseline_state")
+        self.baseline_state = None if bs is None else bs.to(self.device)
+        self.rng.set_state(tensors["rng_state"].cpu())
+        self.num_updates = int(meta["num_updates"])

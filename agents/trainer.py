@@ -1,0 +1,362 @@
+"""Adversarial training: a REINFORCE generator against a co-trained discriminator.
+
+One readable loop (CleanRL style): ``TrainConfig`` is the single source of
+defaults, the vector env with its discriminator reward is the single source of
+rewards, ``DiscriminatorUpdateCallback`` decides when D trains, and ``RunDir``
+records everything needed to redo or resume the run.
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from agents.reinforce import ReinforceAgent, ReinforceConfig
+from seqgan_env.callbacks import DiscriminatorUpdateCallback, DiscriminatorUpdateConfig
+from seqgan_env.configio import config_from_dict, config_to_dict
+from seqgan_env.data import DEFAULT_DATA_PATH, TextDataset, load_dataset
+from seqgan_env.discriminator import Discriminator, DiscriminatorConfig
+from seqgan_env.metrics import BigramModel, sample_report
+from seqgan_env.models import ModelConfig, build_generator
+from seqgan_env.runs import (
+    RunDir,
+    flatten_optimizer_state,
+    flatten_scheduler_state,
+    rng_state,
+    set_rng_state,
+    unflatten_optimizer_state,
+    unflatten_scheduler_state,
+)
+from seqgan_env.tokenizer import CharTokenizer
+from seqgan_env.vector_env import TokenGenerationVectorEnv
+from seqgan_env.wrappers import DiscriminatorRewardVector, RewardConfig
+
+
+@dataclass
+class DataConfig:
+    """Real data: a text file with one sequence per line (default: census first names)."""
+
+    path: str = str(DEFAULT_DATA_PATH)
+    max_length: int = 12
+    min_length: int = 1
+    valid_fraction: float = 0.1
+    skip_blank: bool = False
+
+
+@dataclass
+class ScheduleConfig:
+    """How long to train and how often to evaluate, sample and checkpoint."""
+
+    updates: int = 400
+    pretrain_steps: int = 300
+    d_pretrain_steps: int = 50
+    eval_every: int = 100
+    eval_samples: int = 1000
+    checkpoint_every: int = 100
+
+    def __post_init__(self) -> None:
+        for name in ("updates", "pretrain_steps", "d_pretrain_steps", "eval_every", "eval_samples", "checkpoint_every"):
+            value = getattr(self, name)
+            minimum = 0 if name in ("pretrain_steps", "d_pretrain_steps") else 1
+            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+                raise ValueError(f"schedule.{name}={value!r} is invalid: it must be an int >= {minimum}.")
+
+
+@dataclass
+class TrainConfig:
+    """Everything `seqgan-env train` needs; every field is a CLI option (``--section.field``)."""
+
+    name: str = "seqgan"
+    out_dir: str = "runs"
+    seed: int = 0
+    data: DataConfig = field(default_factory=DataConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    reinforce: ReinforceConfig = field(default_factory=lambda: ReinforceConfig(batch_size=128, lr=2e-3))
+    reward: RewardConfig = field(default_factory=RewardConfig)
+    d_updates: DiscriminatorUpdateConfig = field(default_factory=lambda: DiscriminatorUpdateConfig(every=1, d_steps=1, batch_size=128))
+    generator: ModelConfig = field(default_factory=lambda: ModelConfig(hidden_size=64, intermediate_size=128))
+    discriminator_model: ModelConfig = field(default_factory=ModelConfig)
+    discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
+
+    def __post_init__(self) -> None:
+        if self.reward.update_every is not None:
+            raise ValueError(
+                f"reward.update_every={self.reward.update_every} must be None in the trainer: the "
+                f"discriminator schedule is d_updates.every (generator updates between D updates)."
+            )
+        for name in ("generator", "discriminator_model"):
+            cfg = getattr(self, name)
+            if cfg.max_position_embeddings < self.data.max_length + 1:
+                raise ValueError(
+                    f"{name}.max_position_embeddings={cfg.max_position_embeddings} is smaller than "
+                    f"data.max_length + 1 = {self.data.max_length + 1}: raise it."
+                )
+
+
+def train_config_from_dict(data: dict) -> TrainConfig:
+    return config_from_dict(TrainConfig, data)
+
+
+class Trainer:
+    """Builds the data, models, env and run directory from a ``TrainConfig`` and runs the loop."""
+
+    def __init__(self, config: TrainConfig, run: RunDir, log: Callable[[str], None] | None = None):
+        self.config = config
+        self.run = run
+        self.log = log or (lambda msg: print(msg, file=sys.stderr))
+        cfg = config
+        torch.manual_seed(cfg.seed)
+        self.data: TextDataset = load_dataset(
+            cfg.data.path,
+            max_length=cfg.data.max_length,
+            valid_fraction=cfg.data.valid_fraction,
+            seed=cfg.seed,
+            skip_blank=cfg.data.skip_blank,
+        )
+        tok = self.data.tokenizer
+        tok.save(run.path / "tokenizer.json")
+        generator = build_generator(cfg.generator, tok.vocab_size)
+        self.agent = ReinforceAgent(generator, cfg.reinforce, seed=cfg.seed)
+        self.device = self.agent.device
+        self.discriminator = Discriminator(
+            tok.vocab_size, cfg.discriminator_model, cfg.discriminator, device=self.device, seed=cfg.seed + 1
+        )
+        base = TokenGenerationVectorEnv(
+            cfg.reinforce.batch_size,
+            tokenizer=tok,
+            max_length=cfg.data.max_length,
+            min_length=cfg.data.min_length,
+            device=self.device,
+            return_torch=True,
+            decode_text=False,
+        )
+        self.real = self.data.train.to(self.device)  # (N, T)
+        self.venv = DiscriminatorRewardVector(base, self.discriminator, cfg.reward, real_data=self.real, seed=cfg.seed)
+        self.callback = DiscriminatorUpdateCallback(self.venv, self._sample_fake, cfg.d_updates)
+        self.bigram = BigramModel.fit(self.data.valid_texts)
+        self.real_gen = torch.Generator().manual_seed(cfg.seed + 2)
+        self.step = 0
+        self.pretrained = False
+
+    # -- pieces -------------------------------------------------------------------------
+    def _sample_fake(self, n: int) -> torch.Tensor:
+        cfg = self.config
+        return self.agent.sample(
+            n, cfg.data.max_length, cfg.reinforce.temperature, cfg.reinforce.top_p, min_length=cfg.data.min_length
+        )
+
+    def _real_batch(self, n: int) -> torch.Tensor:
+        idx = torch.randint(len(self.real), (n,), generator=self.real_gen)
+        return self.real[idx.to(self.real.device)]  # (n, T)
+
+    def evaluate(self, n: int | None = None, seed: int = 1234) -> tuple[dict[str, float], list[str]]:
+        """Quality numbers of ``n`` samples at temperature 1, top-p 1, drawn with a fixed seed."""
+        n = n or self.config.schedule.eval_samples
+        tokens = self.agent.sample(n, self.config.data.max_length, seed=seed, min_length=self.config.data.min_length)
+        texts = self.data.tokenizer.decode_batch(tokens.cpu())
+        return sample_report(texts, self.data.train_texts, self.bigram), texts
+
+    def pretrain(self) -> None:
+        """MLE pretraining of the generator, then of D on real vs generated (as SeqGAN)."""
+        sch = self.config.schedule
+        b = self.config.reinforce.batch_size
+        for i in range(sch.pretrain_steps):
+            loss = self.agent.mle_step(self._real_batch(b))
+            if not math.isfinite(loss):
+                raise FloatingPointError(f"MLE pretraining loss became {loss} at step {i}: lower reinforce.lr.")
+            if (i + 1) % 100 == 0 or i + 1 == sch.pretrain_steps:
+                self.log(f"pretrain generator {i + 1}/{sch.pretrain_steps}: mle_loss {loss:.3f}")
+        for i in range(sch.d_pretrain_steps):
+            m = self.venv.update_discriminator(self._sample_fake(self.config.d_updates.batch_size))
+            if i + 1 == sch.d_pretrain_steps:
+                self.log(f"pretrain discriminator {i + 1}/{sch.d_pretrain_steps}: loss {m['loss']:.3f}")
+        self.pretrained = True
+
+    def train_step(self) -> dict[str, Any]:
+        """One generator update (collect + REINFORCE), then the D schedule."""
+        t0 = time.perf_counter()
+        rollout = self.agent.collect(self.venv)
+        real = self._real_batch(self.config.reinforce.batch_size) if self.config.reinforce.mle_coef > 0 else None
+        metrics: dict[str, Any] = dict(self.agent.update(rollout, real))
+        d_metrics = self.callback.on_generator_update() or {}
+        metrics.update(d_metrics)
+        metrics["d_lr"] = self.discriminator.optimizer.param_groups[0]["lr"]
+        metrics["update_seconds"] = time.perf_counter() - t0
+        metrics["tokens"] = int(rollout.mask.sum())
+        self.step += 1
+        return metrics
+
+    # -- checkpoints --------------------------------------------------------------------
+    def state(self) -> tuple[dict[str, dict[str, torch.Tensor]], dict[str, Any]]:
+        agent_state = self.agent.state_dict()
+        d_opt_t, d_opt_m = flatten_optimizer_state(self.discriminator.optimizer.state_dict())
+        tensors = {
+            "agent": agent_state["tensors"],
+            "discriminator": self.discriminator.state_dict(),
+            "discriminator_optimizer": d_opt_t,
+            "rng": {},
+        }
+        meta: dict[str, Any] = {
+            "agent": agent_state["meta"],
+            "discriminator_optimizer": d_opt_m,
+            "discriminator_num_updates": self.discriminator.num_updates,
+            "callback": self.callback.state_dict(),
+            "train_step": self.step,
+            "pretrained": self.pretrained,
+        }
+        if self.discriminator.scheduler is not None:
+            st, sm = flatten_scheduler_state(self.discriminator.scheduler.state_dict())
+            tensors["discriminator_scheduler"] = st
+            meta["discriminator_scheduler"] = sm
+        rng_t, rng_m = rng_state()
+        tensors["rng"] = {**rng_t, "real_gen": self.real_gen.get_state(), "wrapper_gen": self.venv.trainer.generator.get_state()}
+        meta["rng"] = rng_m
+        return tensors, meta
+
+    def save_checkpoint(self) -> Path:
+        tensors, meta = self.state()
+        return self.run.save_checkpoint(self.step, tensors, meta)
+
+    def load_checkpoint(self, path: Path | None = None) -> None:
+        tensors, meta = self.run.load_checkpoint(path)
+        try:
+            self.agent.load_state_dict({"tensors": tensors["agent"], "meta": meta["agent"]})
+            self.discriminator.load_state_dict(tensors["discriminator"])
+            self.discriminator.optimizer.load_state_dict(
+                unflatten_optimizer_state(tensors["discriminator_optimizer"], meta["discriminator_optimizer"])
+            )
+            if self.discriminator.scheduler is not None and "discriminator_scheduler" in meta:
+                self.discriminator.scheduler.load_state_dict(
+                    unflatten_scheduler_state(tensors.get("discriminator_scheduler", {}), meta["discriminator_scheduler"])
+                )
+            self.discriminator.num_updates = int(meta["discriminator_num_updates"])
+            self.callback.load_state_dict(meta["callback"])
+            rng = dict(tensors["rng"])
+            self.real_gen.set_state(rng.pop("real_gen"))
+            self.venv.trainer.generator.set_state(rng.pop("wrapper_gen"))
+            set_rng_state(rng, meta["rng"])
+        except (KeyError, RuntimeError) as exc:
+            raise ValueError(
+                f"checkpoint in '{self.run.path}' does not match this run's models or format ({exc}); "
+                f"fix: resume from a checkpoint written by this version with the same config."
+            ) from None
+        self.step = int(meta["train_step"])
+        self.pretrained = bool(meta["pretrained"])  # D weights changed: collect() resets the env, rebuilding its cache
+
+    def export_generator(self) -> Path:
+        """``save_pretrained`` + tokenizer JSON, loadable by ``LlamaForCausalLM.from_pretrained(dir)``."""
+        out = self.run.path / "generator"
+        self.agent.generator.save_pretrained(out)
+        self.data.tokenizer.save(out / "tokenizer.json")
+        return out
+
+    # -- the loop -----------------------------------------------------------------------
+    def fit(self, progress: bool = True) -> dict[str, float]:
+        """Pretrain (unless resumed past it), then train until ``schedule.updates``."""
+        from tqdm import tqdm
+
+        sch = self.config.schedule
+        stop = {"flag": False}
+
+        def on_signal(signum, frame):  # SIGTERM: finish the current update, checkpoint, exit
+            stop["flag"] = True
+
+        old = signal.signal(signal.SIGTERM, on_signal)
+        try:
+            if not self.pretrained:
+                before, _ = self.evaluate()
+                self.run.log_metrics(0, {f"eval/untrained_{k}": v for k, v in before.items()})
+                self.pretrain()
+            bar = tqdm(total=sch.updates, initial=self.step, disable=not progress, file=sys.stderr, dynamic_ncols=True)
+            start = time.time()
+            while self.step < sch.updates:
+                try:
+                    metrics = self.train_step()
+                except KeyboardInterrupt:
+                    stop["flag"] = True
+                    break
+                self.run.log_metrics(self.step, metrics)
+                if self.step % sch.eval_every == 0 or self.step == sch.updates:
+                    report, texts = self.evaluate()
+                    self.run.log_metrics(self.step, {f"eval/{k}": v for k, v in report.items()})
+                    self.run.write_samples(self.step, texts)
+                    self.run.log_text(self.step, "samples", "\n".join(texts[:20]))
+                bar.update(1)
+                bar.set_postfix(
+                    reward=f"{metrics['reward_mean']:.3f}",
+                    d_loss=f"{metrics.get('discriminator/loss', float('nan')):.3f}",
+                    d_acc=f"{0.5 * (metrics.get('discriminator/acc_real', float('nan')) + metrics.get('discriminator/acc_fake', float('nan'))):.2f}",
+                    sample=self.data.tokenizer.decode(
+                        self.agent.sample(1, self.config.data.max_length, seed=self.step)[0].cpu()
+                    ),  # own seed: the display never moves the training RNG
+                )
+                if self.step % sch.checkpoint_every == 0:
+                    self.save_checkpoint()
+                if stop["flag"]:
+                    break
+            bar.close()
+            if stop["flag"]:
+                path = self.save_checkpoint()
+                self.log(f"stopped at update {self.step}; checkpoint saved in {path}. Resume with --resume {self.run.path}")
+                raise KeyboardInterrupt
+            self.save_checkpoint()
+            self.export_generator()
+            final, _ = self.evaluate()
+            self.log(f"trained {self.step} updates in {time.time() - start:.0f}s; run directory {self.run.path}")
+            return final
+        finally:
+            signal.signal(signal.SIGTERM, old)
+
+
+def new_run(config: TrainConfig) -> Trainer:
+    run = RunDir.create(config.out_dir, config.name, config_to_dict(config), data_path=config.data.path)
+    return Trainer(config, run)
+
+
+def resume_run(path: str | Path) -> Trainer:
+    run = RunDir.open(path)
+    config = train_config_from_dict(run.config)
+    trainer = Trainer(config, run)
+    if run.latest_checkpoint() is None:
+        raise ValueError(f"run '{run.path}' has no checkpoint to resume from; fix: start a new run with `seqgan-env train`.")
+    trainer.load_checkpoint()
+    run.truncate_metrics_after(trainer.step)
+    return trainer
+
+
+def load_generator_for_sampling(run_path: str | Path):
+    """(generator, tokenizer, config) of a finished or interrupted run, for `seqgan-env sample`."""
+    from transformers import LlamaForCausalLM
+
+    run = RunDir.open(run_path, tensorboard=False)
+    config = train_config_from_dict(run.config)
+    export = run.path / "generator"
+    tok_path = run.path / "tokenizer.json"
+    if not tok_path.is_file():
+        raise ValueError(f"run '{run.path}' has no tokenizer.json; fix: pass a run directory made by `seqgan-env train`.")
+    tokenizer = CharTokenizer.load(tok_path)
+    if (export / "config.json").is_file():
+        generator = LlamaForCausalLM.from_pretrained(export)
+    else:
+        ckpt = run.latest_checkpoint()
+        if ckpt is None:
+            raise ValueError(f"run '{run.path}' has neither an exported generator nor a checkpoint; fix: train it first.")
+        tensors, _ = run.load_checkpoint(ckpt)
+        generator = build_generator(config.generator, tokenizer.vocab_size)
+        sd = {k[len("generator."):]: v for k, v in tensors["agent"].items() if k.startswith("generator.")}
+        try:
+            generator.load_state_dict(sd)
+        except RuntimeError as exc:
+            raise ValueError(f"checkpoint {ckpt} does not match the run's generator config: {exc}") from None
+    run.close()
+    return generator, tokenizer, config
+
+
+__all__ = ["DataConfig", "ScheduleConfig", "TrainConfig", "Trainer", "new_run", "resume_run"]

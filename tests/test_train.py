@@ -1,0 +1,179 @@
+"""The adversarial trainer and `seqgan-env train/sample` wired together on tiny models."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from agents.trainer import TrainConfig, Trainer, new_run, resume_run, train_config_from_dict
+from seqgan_env.cli import main
+from seqgan_env.configio import apply_overrides, config_to_dict
+
+TINY_MODEL = dict(hidden_size=16, intermediate_size=32, num_heads=2, num_layers=1, max_position_embeddings=16)
+
+
+def tiny_config(tmp_path: Path, **schedule) -> TrainConfig:
+    data = config_to_dict(TrainConfig())
+    data.update(out_dir=str(tmp_path / "runs"), name="t")
+    data["generator"] = dict(TINY_MODEL)
+    data["discriminator_model"] = dict(TINY_MODEL)
+    data["reinforce"].update(batch_size=16, device="cpu")
+    data["d_updates"].update(batch_size=16)
+    data["schedule"].update(
+        dict(updates=4, pretrain_steps=2, d_pretrain_steps=1, eval_every=2, eval_samples=20, checkpoint_every=2) | schedule
+    )
+    return train_config_from_dict(data)
+
+
+def d_hash(trainer: Trainer) -> str:
+    h = hashlib.sha256()
+    for k, v in sorted(trainer.discriminator.state_dict().items()):
+        h.update(k.encode() + v.numpy().tobytes())
+    return h.hexdigest()
+
+
+@pytest.mark.parametrize("every,freeze", [(2, False), (3, False), (1, True)])
+def test_discriminator_changes_only_on_schedule(tmp_path, every, freeze):
+    cfg = tiny_config(tmp_path)
+    data = config_to_dict(cfg)
+    data["d_updates"].update(every=every, freeze=freeze)
+    cfg = train_config_from_dict(data)
+    trainer = new_run(cfg)
+    trainer.pretrain()
+    hashes = [d_hash(trainer)]
+    gen_before = [p.detach().clone() for p in trainer.agent.generator.parameters()]
+    for _ in range(6):
+        trainer.train_step()
+        hashes.append(d_hash(trainer))
+    changed = [hashes[i] != hashes[i - 1] for i in range(1, 7)]
+    expected = [False] * 6 if freeze else [(i % every == 0) for i in range(1, 7)]
+    assert changed == expected
+    assert any(not torch.equal(a, b) for a, b in zip(gen_before, trainer.agent.generator.parameters()))
+    trainer.run.close()
+
+
+def _metric_lines(run_path: Path) -> list[dict]:
+    drop = {"wall_time", "update_seconds"}
+    lines = [json.loads(x) for x in (run_path / "metrics.jsonl").read_text().splitlines()]
+    return [{k: v for k, v in m.items() if k not in drop} for m in lines]
+
+
+def test_resume_equals_uninterrupted(tmp_path):
+    full = new_run(tiny_config(tmp_path / "a", updates=4))
+    full.fit(progress=False)
+    full.run.close()
+
+    half = new_run(tiny_config(tmp_path / "b", updates=2))
+    half.fit(progress=False)
+    half.run.close()
+    # raise the budget in the run's config, as a user extending a run would
+    cfg_path = half.run.path / "config.json"
+    info = json.loads(cfg_path.read_text())
+    info["config"]["schedule"]["updates"] = 4
+    cfg_path.write_text(json.dumps(info))
+    resumed = resume_run(half.run.path)
+    assert resumed.step == 2
+    resumed.fit(progress=False)
+    resumed.run.close()
+
+    a, b = _metric_lines(full.run.path), _metric_lines(half.run.path)
+    steps_a = [m for m in a if m["step"] in (3, 4)]
+    steps_b = [m for m in b if m["step"] in (3, 4)]
+    assert len(steps_a) >= 2 and len(steps_a) == len(steps_b)
+    for ma, mb in zip(steps_a, steps_b):
+        assert ma.keys() == mb.keys()
+        for k in ma:
+            if isinstance(ma[k], float):
+                assert ma[k] == pytest.approx(mb[k], rel=1e-5, abs=1e-6), k
+            else:
+                assert ma[k] == mb[k], k
+
+
+def test_run_directory_contents_and_export(tmp_path):
+    from transformers import LlamaForCausalLM
+
+    trainer = new_run(tiny_config(tmp_path))
+    trainer.fit(progress=False)
+    trainer.run.close()
+    run = trainer.run.path
+    info = json.loads((run / "config.json").read_text())
+    assert info["seed"] == 0 and len(info["data"]["sha256"]) == 64
+    assert {"torch", "transformers", "gymnasium", "git_commit"} <= set(info["environment"])
+    assert (run / "tokenizer.json").is_file() and any((run / "samples").iterdir())
+    assert any((run / "tb").iterdir())
+    metrics = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    per_update = [m for m in metrics if "policy_loss" in m]
+    assert [m["step"] for m in per_update] == [1, 2, 3, 4]
+    for key in ("reward_mean", "reward_std", "return_mean", "entropy", "discriminator/loss", "discriminator/acc_real", "lr"):
+        assert key in per_update[0]
+    model = LlamaForCausalLM.from_pretrained(run / "generator")
+    assert model.config.vocab_size == trainer.data.tokenizer.vocab_size
+    assert not list(run.rglob("*.pkl")) and not list(run.rglob("*.bin"))
+
+
+def test_cli_train_then_sample_pipes(tmp_path, capsys):
+    rc = main(
+        [
+            "train", "--no-progress", "--updates", "2", "--pretrain-steps", "2",
+            "--set", f"out_dir={tmp_path}", "--set", "schedule.eval_samples=10", "--set", "schedule.d_pretrain_steps=1",
+            "--set", "reinforce.batch_size=8", "--set", "d_updates.batch_size=8",
+            "--generator.hidden-size", "16", "--generator.intermediate-size", "32", "--generator.num-layers", "1",
+        ]
+    )
+    assert rc == 0
+    run = next(Path(tmp_path).iterdir())
+    capsys.readouterr()
+    assert main(["sample", str(run), "-n", "7", "--seed", "3"]) == 0
+    out = capsys.readouterr()
+    lines = out.out.splitlines()
+    assert len(lines) == 7 and all(line.isalpha() or line == "" for line in lines)
+    assert main(["sample", str(run), "-n", "7", "--seed", "3"]) == 0
+    assert capsys.readouterr().out.splitlines() == lines  # same seed, same samples
+
+
+@pytest.mark.parametrize(
+    "argv,needle",
+    [
+        (["train", "--set", "reinforce.gama=0.9"], "unknown key 'gama'"),
+        (["train", "--set", "reinforce.gamma=1.5"], "gamma=1.5"),
+        (["train", "--set", "reinforce.batch_size=-4"], "batch_size=-4"),
+        (["train", "--set", "schedule.updates=0"], "schedule.updates=0"),
+        (["train", "--set", "nonsense"], "key=value"),
+        (["train", "--data", "/no/such/file.txt"], "/no/such/file.txt"),
+        (["train", "--config", "/no/such/config.toml"], "config file"),
+        (["sample", "/no/such/run"], "/no/such/run"),
+        (["train", "--resume", "/no/such/run"], "/no/such/run"),
+    ],
+)
+def test_cli_bad_input_one_clear_message(argv, needle, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    rc = main(argv)
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert needle in err and "Traceback" not in err
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+def test_cli_corrupt_checkpoint_on_resume(tmp_path, capsys):
+    trainer = new_run(tiny_config(tmp_path, updates=2))
+    trainer.fit(progress=False)
+    trainer.run.close()
+    ckpt = trainer.run.latest_checkpoint()
+    victim = ckpt / "agent.safetensors"
+    victim.write_bytes(victim.read_bytes()[:100])
+    rc = main(["train", "--resume", str(trainer.run.path)])
+    err = capsys.readouterr().err
+    assert rc == 2 and "agent.safetensors" in err and "Traceback" not in err
+
+
+def test_apply_overrides_errors_name_the_key():
+    data = config_to_dict(TrainConfig())
+    with pytest.raises(ValueError, match="is a section"):
+        apply_overrides(data, ["reinforce=3"], TrainConfig)
+    out = apply_overrides(data, ["reinforce.betas=[0.5, 0.9]", "reward.mode=final"], TrainConfig)
+    cfg = train_config_from_dict(out)
+    assert cfg.reinforce.betas == (0.5, 0.9) and cfg.reward.mode == "final"
