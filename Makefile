@@ -17,7 +17,7 @@ $(STAMP): setup.cfg pyproject.toml
 venv: $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/seqgan-env demo
+	$(BIN)/seqgan-env train
 
 demo: $(STAMP)
 	$(BIN)/seqgan-env demo

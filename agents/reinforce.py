@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from seqgan_env.config import BOS_ID, EOS_ID, PAD_ID
+from seqgan_env.scoring import preallocated_cache
 
 BASELINES = ("none", "batch_mean", "ewma")
 DEVICES = ("auto", "cpu", "cuda")
@@ -307,6 +308,10 @@ class ReinforceAgent:
         self.num_updates = 0
 
     # -- helpers ---------------------------------------------------------------------
+    def _new_cache(self, capacity: int):
+        """A transformers cache written in place (no per-token concatenation of the past)."""
+        return preallocated_cache(self.generator.config.num_hidden_layers, capacity)
+
     def _autocast(self):
         if self.device.type == "cuda" and self.config.bf16:
             return torch.autocast("cuda", dtype=torch.bfloat16)
@@ -349,7 +354,7 @@ class ReinforceAgent:
         texts: list[str | None] = [None] * B
         active = torch.ones(B, dtype=torch.bool, device=dev)  # (B,) first episode still running
         inp = torch.full((B, 1), BOS_ID, dtype=torch.long, device=dev)  # (B, 1)
-        cache = None
+        cache = self._new_cache(T + 1)
         steps = 0
         for t in range(T):
             with self._autocast():
@@ -518,7 +523,7 @@ class ReinforceAgent:
         out = torch.full((n, max_length), PAD_ID, dtype=torch.long, device=dev)  # (n, L)
         done = torch.zeros(n, dtype=torch.bool, device=dev)  # (n,)
         seq = torch.full((n, 1), BOS_ID, dtype=torch.long, device=dev)  # (n, 1+t) BOS + prefix
-        cache = None
+        cache = self._new_cache(max_length + 1) if use_cache else None
         base_mask = torch.ones(V, dtype=torch.bool, device=dev)
         base_mask[PAD_ID] = False
         base_mask[BOS_ID] = False

@@ -54,7 +54,7 @@ class DataConfig:
 class ScheduleConfig:
     """How long to train and how often to evaluate, sample and checkpoint."""
 
-    updates: int = 400
+    updates: int = 600
     pretrain_steps: int = 300
     d_pretrain_steps: int = 50
     eval_every: int = 100
@@ -78,8 +78,10 @@ class TrainConfig:
     seed: int = 0
     data: DataConfig = field(default_factory=DataConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
-    reinforce: ReinforceConfig = field(default_factory=lambda: ReinforceConfig(batch_size=128, lr=2e-3))
-    reward: RewardConfig = field(default_factory=RewardConfig)
+    reinforce: ReinforceConfig = field(default_factory=lambda: ReinforceConfig(batch_size=128, lr=2e-3, mle_coef=0.5))
+    # potential/prob: per-prefix credit without a length bias (per_step/prob grows names to max_length,
+    # per_step/log shrinks them to one letter; README has the measured table).
+    reward: RewardConfig = field(default_factory=lambda: RewardConfig(mode="potential", transform="prob"))
     d_updates: DiscriminatorUpdateConfig = field(default_factory=lambda: DiscriminatorUpdateConfig(every=1, d_steps=1, batch_size=128))
     generator: ModelConfig = field(default_factory=lambda: ModelConfig(hidden_size=64, intermediate_size=128))
     discriminator_model: ModelConfig = field(default_factory=ModelConfig)
@@ -274,6 +276,8 @@ class Trainer:
                 before, _ = self.evaluate()
                 self.run.log_metrics(0, {f"eval/untrained_{k}": v for k, v in before.items()})
                 self.pretrain()
+                after, _ = self.evaluate()
+                self.run.log_metrics(0, {f"eval/pretrained_{k}": v for k, v in after.items()})
             bar = tqdm(total=sch.updates, initial=self.step, disable=not progress, file=sys.stderr, dynamic_ncols=True)
             start = time.time()
             while self.step < sch.updates:

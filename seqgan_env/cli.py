@@ -64,6 +64,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
                 reward_mode=args.reward_mode,
             )
         )
+    if args.what in ("agent", "all"):
+        from agents.bench_agent import AgentBenchConfig, bench_agent
+
+        bench_agent(AgentBenchConfig(batch_size=args.num_envs, max_length=args.max_length, device=args.device))
     return 0
 
 
@@ -143,7 +147,12 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(func=cmd_demo)
 
     bench = sub.add_parser("bench", help="speed ratios measured side by side in one run")
-    bench.add_argument("what", choices=["env", "all"], help="env: vector env vs SyncVectorEnv, one pass vs per prefix")
+    bench.add_argument(
+        "what",
+        choices=["env", "agent", "all"],
+        help="env: vector env vs SyncVectorEnv, one pass vs per prefix; agent: REINFORCE tokens/s, KV cache vs none",
+    )
+    bench.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="device of `bench agent`")
     bench.add_argument("--num-envs", type=int, default=256)
     bench.add_argument("--max-length", type=int, default=32)
     bench.add_argument("--vector-steps", type=int, default=300)

@@ -39,6 +39,9 @@ def _check_positive_int(name: str, value: Any) -> None:
         )
 
 
+ATTN_IMPLEMENTATIONS = ("sdpa", "eager")
+
+
 @dataclass
 class ModelConfig:
     """Architecture of the generator / discriminator backbone (a tiny Llama).
@@ -56,8 +59,14 @@ class ModelConfig:
     tie_word_embeddings: bool = True
     attention_dropout: float = 0.0
     max_position_embeddings: int = 64
+    attn_implementation: str = "sdpa"
 
     def __post_init__(self) -> None:
+        if self.attn_implementation not in ATTN_IMPLEMENTATIONS:
+            raise ValueError(
+                f"attn_implementation={self.attn_implementation!r} is invalid: use one of "
+                f"{list(ATTN_IMPLEMENTATIONS)} ('eager' is faster for one-token steps on a CPU)."
+            )
         for name in ("hidden_size", "intermediate_size", "num_heads", "num_layers",
                      "max_position_embeddings"):
             _check_positive_int(name, getattr(self, name))
@@ -137,6 +146,7 @@ def to_llama_config(
         pad_token_id=pad_token_id,
         bos_token_id=bos_token_id,
         eos_token_id=eos_token_id,
+        attn_implementation=cfg.attn_implementation,
     )
 
 

@@ -1,0 +1,119 @@
+"""`seqgan-env bench agent`: REINFORCE update throughput and KV-cache vs no-cache sampling.
+
+Both numbers come from one process, measured back to back: generator tokens/s of
+a full REINFORCE update (sampling through the vector env with the discriminator
+reward, then the backward pass) and the ratio of sampling time without and with
+the transformers KV cache.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+from agents.reinforce import ReinforceAgent, ReinforceConfig
+from agents.trainer import TrainConfig
+from seqgan_env.bench import machine_description
+from seqgan_env.data import DEFAULT_DATA_PATH, load_dataset
+from seqgan_env.discriminator import Discriminator
+from seqgan_env.models import build_generator
+from seqgan_env.vector_env import TokenGenerationVectorEnv
+from seqgan_env.wrappers import DiscriminatorRewardVector
+
+
+@dataclass(frozen=True)
+class AgentBenchConfig:
+    """Sizes of ``bench agent``: batch, sequence length, updates and sampling repeats timed."""
+
+    batch_size: int = 256
+    max_length: int = 32
+    updates: int = 10
+    sample_repeats: int = 5
+    device: str = "auto"
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("batch_size", "max_length", "updates", "sample_repeats"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name}={value!r} is invalid: it must be an int >= 1.")
+
+
+def bench_agent(cfg: AgentBenchConfig = AgentBenchConfig(), log: Callable[[str], None] = print) -> dict[str, float]:
+    defaults = TrainConfig()
+    data = load_dataset(DEFAULT_DATA_PATH, max_length=cfg.max_length, seed=cfg.seed)
+    tok = data.tokenizer
+    gen_cfg = defaults.generator
+    if gen_cfg.max_position_embeddings < cfg.max_length + 1:
+        gen_cfg = type(gen_cfg)(**{**gen_cfg.__dict__, "max_position_embeddings": cfg.max_length + 1})
+    torch.manual_seed(cfg.seed)
+    agent = ReinforceAgent(
+        build_generator(gen_cfg, tok.vocab_size),
+        ReinforceConfig(**{**defaults.reinforce.__dict__, "batch_size": cfg.batch_size, "device": cfg.device}),
+        seed=cfg.seed,
+    )
+    dev = agent.device
+    disc_model = defaults.discriminator_model
+    if disc_model.max_position_embeddings < cfg.max_length + 1:
+        disc_model = type(disc_model)(**{**disc_model.__dict__, "max_position_embeddings": cfg.max_length + 1})
+    disc = Discriminator(tok.vocab_size, disc_model, defaults.discriminator, device=dev, seed=cfg.seed)
+    venv = DiscriminatorRewardVector(
+        TokenGenerationVectorEnv(
+            cfg.batch_size, tokenizer=tok, max_length=cfg.max_length, device=dev, return_torch=True, decode_text=False
+        ),
+        disc,
+        defaults.reward,
+    )
+
+    def sync() -> None:
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+
+    agent.update(agent.collect(venv))  # warm-up
+    t_collect = t_update = 0.0
+    tokens = 0
+    for _ in range(cfg.updates):
+        sync()
+        t0 = time.perf_counter()
+        rollout = agent.collect(venv)
+        sync()
+        t1 = time.perf_counter()
+        agent.update(rollout)
+        sync()
+        t2 = time.perf_counter()
+        t_collect += t1 - t0
+        t_update += t2 - t1
+        tokens += int(rollout.mask.sum())
+    total = t_collect + t_update
+
+    def time_sampling(use_cache: bool) -> float:
+        agent.sample(cfg.batch_size, cfg.max_length, seed=0, use_cache=use_cache, allow_eos=False)
+        sync()
+        t0 = time.perf_counter()
+        for i in range(cfg.sample_repeats):
+            agent.sample(cfg.batch_size, cfg.max_length, seed=i, use_cache=use_cache, allow_eos=False)
+        sync()
+        return (time.perf_counter() - t0) / cfg.sample_repeats
+
+    t_cache = time_sampling(True)
+    t_nocache = time_sampling(False)
+    results = {
+        "update_tokens_per_s": tokens / total,
+        "update_ms": 1e3 * total / cfg.updates,
+        "sampling_fraction": t_collect / total,
+        "sample_cache_ms": 1e3 * t_cache,
+        "sample_nocache_ms": 1e3 * t_nocache,
+        "cache_vs_nocache": t_nocache / t_cache,
+    }
+    device_name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else machine_description()
+    log(f"machine: {device_name}")
+    log(f"bench agent: B={cfg.batch_size}, max_length={cfg.max_length}, default models, reward={defaults.reward.mode}/{defaults.reward.transform}")
+    log(f"  REINFORCE update      {results['update_tokens_per_s']:12,.0f} generator tokens/s ({results['update_ms']:.1f} ms/update)")
+    log(f"  time in collection    {100 * results['sampling_fraction']:11.0f} %  (sampling + env + D reward)")
+    log(f"  sampling, KV cache    {results['sample_cache_ms']:12.1f} ms for B x {cfg.max_length} tokens")
+    log(f"  sampling, no cache    {results['sample_nocache_ms']:12.1f} ms")
+    log(f"  ratio no-cache/cache  {results['cache_vs_nocache']:12.1f}x")
+    return results
