@@ -1,4 +1,4 @@
-"""`seqgan-env` command line: train, sample, demo, bench.
+"""`seqgan-env` command line: train, sample, eval, demo, bench.
 
 Every failure caused by the user's input ends with one line on stderr naming the
 problem and the fix, and a non-zero exit status; no traceback.
@@ -133,6 +133,40 @@ def cmd_sample(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_eval(args: argparse.Namespace) -> int:
+    """Sample-quality numbers of a run's generator next to its untrained start; writes eval.json."""
+    import json
+
+    from agents.reinforce import ReinforceAgent, ReinforceConfig
+    from agents.trainer import load_generator_for_sampling
+
+    from .data import load_dataset
+    from .metrics import BigramModel, sample_report
+    from .runs import RunDir, atomic_write_text
+
+    if args.n < 1:
+        raise ValueError(f"-n {args.n} is invalid: ask for at least 1 sample.")
+    generator, tokenizer, config = load_generator_for_sampling(args.run_dir)
+    data = load_dataset(
+        config.data.path, max_length=config.data.max_length, valid_fraction=config.data.valid_fraction,
+        seed=config.seed, tokenizer=tokenizer, skip_blank=config.data.skip_blank,
+    )
+    agent = ReinforceAgent(generator, ReinforceConfig(device=args.device))
+    tokens = agent.sample(args.n, config.data.max_length, seed=args.seed, min_length=config.data.min_length)
+    report = sample_report(tokenizer.decode_batch(tokens.cpu()), data.train_texts, BigramModel.fit(data.valid_texts))
+    run = RunDir.open(args.run_dir, tensorboard=False)
+    start = next((m for m in run.read_metrics() if "eval/untrained_bigram_nll" in m), None)
+    run.close()
+    result = {"samples": args.n, "seed": args.seed, "temperature": 1.0, "top_p": 1.0, **report}
+    if start is not None:
+        result["untrained_bigram_nll"] = start["eval/untrained_bigram_nll"]
+        result["bigram_nll_drop"] = start["eval/untrained_bigram_nll"] - report["bigram_nll"]
+    for key, value in result.items():
+        print(f"{key:<22} {value:.4f}" if isinstance(value, float) else f"{key:<22} {value}")
+    atomic_write_text(str(run.path / "eval.json"), json.dumps(result, indent=2))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="seqgan-env", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -185,6 +219,13 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--seed", type=int, default=0)
     sample.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda"])
     sample.set_defaults(func=cmd_sample)
+
+    ev = sub.add_parser("eval", help="sample-quality numbers of a run (prints a table, writes eval.json)")
+    ev.add_argument("run_dir")
+    ev.add_argument("-n", type=int, default=1000)
+    ev.add_argument("--seed", type=int, default=0)
+    ev.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda"])
+    ev.set_defaults(func=cmd_eval)
     return parser
 
 

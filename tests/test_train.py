@@ -133,6 +133,11 @@ def test_cli_train_then_sample_pipes(tmp_path, capsys):
     assert len(lines) == 7 and all(line.isalpha() or line == "" for line in lines)
     assert main(["sample", str(run), "-n", "7", "--seed", "3"]) == 0
     assert capsys.readouterr().out.splitlines() == lines  # same seed, same samples
+    assert main(["eval", str(run), "-n", "50"]) == 0
+    printed = capsys.readouterr().out
+    saved = json.loads((run / "eval.json").read_text())
+    assert saved["samples"] == 50 and 0.0 <= saved["uniqueness"] <= 1.0 and "bigram_nll_drop" in saved
+    assert f"{saved['bigram_nll']:.4f}" in printed
 
 
 @pytest.mark.parametrize(
@@ -147,6 +152,7 @@ def test_cli_train_then_sample_pipes(tmp_path, capsys):
         (["train", "--config", "/no/such/config.toml"], "config file"),
         (["sample", "/no/such/run"], "/no/such/run"),
         (["train", "--resume", "/no/such/run"], "/no/such/run"),
+        (["eval", "/no/such/run"], "/no/such/run"),
     ],
 )
 def test_cli_bad_input_one_clear_message(argv, needle, capsys, tmp_path, monkeypatch):
