@@ -61,8 +61,10 @@ def bench_agent(cfg: AgentBenchConfig = AgentBenchConfig(), log: Callable[[str],
         disc_model = type(disc_model)(**{**disc_model.__dict__, "max_position_embeddings": cfg.max_length + 1})
     disc = Discriminator(tok.vocab_size, disc_model, defaults.discriminator, device=dev, seed=cfg.seed)
     venv = DiscriminatorRewardVector(
+        # allow_eos=False: every row writes max_length tokens, so an update is exactly B x T tokens
         TokenGenerationVectorEnv(
-            cfg.batch_size, tokenizer=tok, max_length=cfg.max_length, device=dev, return_torch=True, decode_text=False
+            cfg.batch_size, tokenizer=tok, max_length=cfg.max_length, allow_eos=False, device=dev,
+            return_torch=True, decode_text=False,
         ),
         disc,
         defaults.reward,
@@ -110,7 +112,10 @@ def bench_agent(cfg: AgentBenchConfig = AgentBenchConfig(), log: Callable[[str],
     }
     device_name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else machine_description()
     log(f"machine: {device_name}")
-    log(f"bench agent: B={cfg.batch_size}, max_length={cfg.max_length}, default models, reward={defaults.reward.mode}/{defaults.reward.transform}")
+    log(
+        f"bench agent: B={cfg.batch_size}, T={cfg.max_length} (no EOS: B x T tokens per update), default models, "
+        f"reward={defaults.reward.mode}/{defaults.reward.transform} scored through the env every step"
+    )
     log(f"  REINFORCE update      {results['update_tokens_per_s']:12,.0f} generator tokens/s ({results['update_ms']:.1f} ms/update)")
     log(f"  time in collection    {100 * results['sampling_fraction']:11.0f} %  (sampling + env + D reward)")
     log(f"  sampling, KV cache    {results['sample_cache_ms']:12.1f} ms for B x {cfg.max_length} tokens")
