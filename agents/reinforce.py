@@ -335,6 +335,9 @@ class ReinforceAgent:
         loss.backward()
         max_norm = self.config.max_grad_norm if self.config.max_grad_norm is not None else float("inf")
         grad_norm = torch.nn.utils.clip_grad_norm_(self._params(), max_norm)
+        if not bool(torch.isfinite(grad_norm)):
+            self.optimizer.zero_grad(set_to_none=True)
+            raise FloatingPointError(f"gradient norm is {float(grad_norm)}; update skipped.")
         self.optimizer.step()
         return float(grad_norm)
 
@@ -466,8 +469,14 @@ class ReinforceAgent:
         return loss, metrics
 
     def update(self, rollout: Rollout, real: torch.Tensor | None = None) -> dict[str, float]:
-        """One REINFORCE update (plus ``mle_coef`` x MLE on ``real`` (N, T) if given)."""
+        """One REINFORCE update (plus ``mle_coef`` x MLE on ``real`` (N, T) if given).
+
+        A non-finite loss or gradient norm raises ``FloatingPointError`` and changes
+        nothing (no optimizer step, baseline and counters untouched).
+        """
         loss, metrics, new_state = self._loss(rollout, real)
+        if not bool(torch.isfinite(loss)):
+            raise FloatingPointError(f"REINFORCE loss is {float(loss)} (rewards or log-probs not finite); update skipped.")
         lr = self.optimizer.param_groups[0]["lr"]
         metrics["grad_norm"] = self._step(loss)
         metrics["lr"] = float(lr)

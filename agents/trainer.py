@@ -60,9 +60,12 @@ class ScheduleConfig:
     eval_every: int = 100
     eval_samples: int = 1000
     checkpoint_every: int = 100
+    max_nonfinite: int = 5  # consecutive skipped updates (NaN/inf loss or gradient) before the run stops
 
     def __post_init__(self) -> None:
-        for name in ("updates", "pretrain_steps", "d_pretrain_steps", "eval_every", "eval_samples", "checkpoint_every"):
+        for name in (
+            "updates", "pretrain_steps", "d_pretrain_steps", "eval_every", "eval_samples", "checkpoint_every", "max_nonfinite"
+        ):
             value = getattr(self, name)
             minimum = 0 if name in ("pretrain_steps", "d_pretrain_steps") else 1
             if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
@@ -146,6 +149,8 @@ class Trainer:
         self.real_gen = torch.Generator().manual_seed(cfg.seed + 2)
         self.step = 0
         self.pretrained = False
+        self.nonfinite_in_a_row = 0
+        self.nonfinite_total = 0
 
     # -- pieces -------------------------------------------------------------------------
     def _sample_fake(self, n: int) -> torch.Tensor:
@@ -186,12 +191,26 @@ class Trainer:
         t0 = time.perf_counter()
         rollout = self.agent.collect(self.venv)
         real = self._real_batch(self.config.reinforce.batch_size) if self.config.reinforce.mle_coef > 0 else None
-        metrics: dict[str, Any] = dict(self.agent.update(rollout, real))
+        try:
+            metrics: dict[str, Any] = dict(self.agent.update(rollout, real))
+        except FloatingPointError as exc:
+            self.nonfinite_in_a_row += 1
+            self.nonfinite_total += 1
+            self.log(f"warning: {exc} ({self.nonfinite_in_a_row} in a row, {self.nonfinite_total} in total)")
+            if self.nonfinite_in_a_row >= self.config.schedule.max_nonfinite:
+                raise FloatingPointError(
+                    f"{self.nonfinite_in_a_row} updates in a row had a non-finite loss or gradient; the run "
+                    f"stopped at update {self.step} and its last checkpoint is intact. Fix: lower reinforce.lr "
+                    f"or raise reinforce.max_grad_norm clipping, then --resume {self.run.path}."
+                ) from None
+            return {"skipped_nonfinite": 1, "nonfinite_total": self.nonfinite_total}
+        self.nonfinite_in_a_row = 0
         d_metrics = self.callback.on_generator_update() or {}
         metrics.update(d_metrics)
         metrics["d_lr"] = self.discriminator.optimizer.param_groups[0]["lr"]
         metrics["update_seconds"] = time.perf_counter() - t0
         metrics["tokens"] = int(rollout.mask.sum())
+        metrics["nonfinite_total"] = self.nonfinite_total
         self.step += 1
         return metrics
 
@@ -286,6 +305,9 @@ class Trainer:
                 except KeyboardInterrupt:
                     stop["flag"] = True
                     break
+                if metrics.get("skipped_nonfinite"):
+                    self.run.log_metrics(self.step, metrics)
+                    continue
                 self.run.log_metrics(self.step, metrics)
                 if self.step % sch.eval_every == 0 or self.step == sch.updates:
                     report, texts = self.evaluate()

@@ -183,3 +183,40 @@ def test_apply_overrides_errors_name_the_key():
     out = apply_overrides(data, ["reinforce.betas=[0.5, 0.9]", "reward.mode=final"], TrainConfig)
     cfg = train_config_from_dict(out)
     assert cfg.reinforce.betas == (0.5, 0.9) and cfg.reward.mode == "final"
+
+
+def _nan_loss_after(trainer: Trainer, good_calls: int, bad_calls: int):
+    """Make agent._loss return NaN for `bad_calls` calls after `good_calls` normal ones."""
+    real_loss = trainer.agent._loss
+    calls = {"n": 0}
+
+    def loss(rollout, real):
+        calls["n"] += 1
+        out = real_loss(rollout, real)
+        if good_calls < calls["n"] <= good_calls + bad_calls:
+            return (out[0] * float("nan"),) + tuple(out[1:])
+        return out
+
+    trainer.agent._loss = loss
+
+
+def test_nonfinite_update_is_skipped_and_counted(tmp_path):
+    trainer = new_run(tiny_config(tmp_path, updates=4, max_nonfinite=3))
+    _nan_loss_after(trainer, good_calls=1, bad_calls=2)
+    trainer.fit(progress=False)
+    trainer.run.close()
+    lines = [json.loads(x) for x in (trainer.run.path / "metrics.jsonl").read_text().splitlines()]
+    assert sum(1 for m in lines if m.get("skipped_nonfinite")) == 2
+    assert trainer.step == 4 and trainer.nonfinite_total == 2
+
+
+def test_too_many_nonfinite_updates_stop_with_checkpoint_intact(tmp_path):
+    trainer = new_run(tiny_config(tmp_path, updates=6, max_nonfinite=3, checkpoint_every=2))
+    _nan_loss_after(trainer, good_calls=2, bad_calls=100)
+    with pytest.raises(FloatingPointError, match="3 updates in a row"):
+        trainer.fit(progress=False)
+    trainer.run.close()
+    assert trainer.run.latest_checkpoint().name.endswith("2")
+    resumed = resume_run(trainer.run.path)  # the last good checkpoint loads
+    assert resumed.step == 2
+    resumed.run.close()
