@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -286,10 +287,13 @@ class Trainer:
         sch = self.config.schedule
         stop = {"flag": False}
 
-        def on_signal(signum, frame):  # SIGTERM: finish the current update, checkpoint, exit
+        def on_signal(signum, frame):  # finish the current update, checkpoint, exit; a second Ctrl-C aborts
+            if stop["flag"] and signum == signal.SIGINT:
+                raise KeyboardInterrupt
             stop["flag"] = True
 
-        old = signal.signal(signal.SIGTERM, on_signal)
+        in_main = threading.current_thread() is threading.main_thread()  # signals can only be caught there
+        old = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)} if in_main else {}
         try:
             if not self.pretrained:
                 before, _ = self.evaluate()
@@ -338,7 +342,8 @@ class Trainer:
             self.log(f"trained {self.step} updates in {time.time() - start:.0f}s; run directory {self.run.path}")
             return final
         finally:
-            signal.signal(signal.SIGTERM, old)
+            for signum, handler in old.items():
+                signal.signal(signum, handler)
 
 
 def new_run(config: TrainConfig) -> Trainer:

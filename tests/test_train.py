@@ -220,3 +220,36 @@ def test_too_many_nonfinite_updates_stop_with_checkpoint_intact(tmp_path):
     resumed = resume_run(trainer.run.path)  # the last good checkpoint loads
     assert resumed.step == 2
     resumed.run.close()
+
+
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGINT"])
+def test_signal_saves_checkpoint_then_resume(tmp_path, sig):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    cmd = [
+        sys.executable, "-m", "seqgan_env.cli", "train", "--no-progress", "--updates", "500", "--pretrain-steps", "1",
+        "--set", f"out_dir={tmp_path}", "--set", "schedule.d_pretrain_steps=1", "--set", "schedule.eval_samples=10",
+        "--set", "schedule.checkpoint_every=1000", "--set", "reinforce.batch_size=8", "--set", "d_updates.batch_size=8",
+        "--generator.hidden-size", "16", "--generator.intermediate-size", "32", "--generator.num-layers", "1",
+    ]
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    metrics = None
+    while time.time() < deadline:
+        runs = list(Path(tmp_path).glob("*/metrics.jsonl"))
+        if runs and sum(1 for line in runs[0].read_text().splitlines() if '"policy_loss"' in line) >= 3:
+            metrics = runs[0]
+            break
+        time.sleep(0.2)
+    assert metrics is not None, "training did not start"
+    proc.send_signal(getattr(signal, sig))
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-2000:]
+    assert "checkpoint saved" in err and "Traceback" not in err
+    run = metrics.parent
+    resumed = resume_run(run)
+    assert resumed.step >= 3
+    resumed.run.close()
