@@ -348,11 +348,25 @@ class Trainer:
 
 def new_run(config: TrainConfig) -> Trainer:
     run = RunDir.create(config.out_dir, config.name, config_to_dict(config), data_path=config.data.path)
-    return Trainer(config, run)
+    run.acquire_lock()
+    try:
+        return Trainer(config, run)
+    except BaseException:
+        run.close()
+        raise
 
 
 def resume_run(path: str | Path) -> Trainer:
     run = RunDir.open(path)
+    run.acquire_lock()
+    try:
+        return _resume(run)
+    except BaseException:
+        run.close()
+        raise
+
+
+def _resume(run: RunDir) -> Trainer:
     config = train_config_from_dict(run.config)
     trainer = Trainer(config, run)
     if run.latest_checkpoint() is None:

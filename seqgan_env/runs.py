@@ -431,6 +431,16 @@ def _check_step(step: Any) -> int:
 # the run directory
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 class RunDir:
     """One experiment's directory (layout in the module docstring).
 
@@ -754,12 +764,46 @@ class RunDir:
 
     # -- lifetime --------------------------------------------------------------
 
+    def acquire_lock(self) -> None:
+        """Claim the run for this process: a second trainer on the same directory is refused.
+
+        The lock file holds the owner's pid; a lock whose process is gone (a crash or
+        kill -9) is stale and taken over.
+        """
+        lock = self.path / "lock"
+        for _ in range(2):
+            try:
+                fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                try:
+                    pid = int(lock.read_text().strip() or "0")
+                except (OSError, ValueError):
+                    pid = 0
+                if pid > 0 and pid != os.getpid() and _pid_alive(pid):
+                    raise ValueError(
+                        f"run directory '{self.path}' is in use by process {pid}; fix: wait for it to finish "
+                        f"or stop it, or train into a new run directory."
+                    ) from None
+                lock.unlink(missing_ok=True)  # stale: its process is gone
+                continue
+            with os.fdopen(fd, "w") as fh:
+                fh.write(str(os.getpid()))
+            self._locked = True
+            return
+        raise ValueError(f"could not lock run directory '{self.path}'; fix: remove '{lock}' if no trainer uses it.")
+
+    def release_lock(self) -> None:
+        if getattr(self, "_locked", False):
+            (self.path / "lock").unlink(missing_ok=True)
+            self._locked = False
+
     def close(self) -> None:
-        """Close the metrics file and the TensorBoard writer (safe to call twice)."""
+        """Close the metrics file and the TensorBoard writer, release the lock (safe to call twice)."""
         self._close_metrics()
         if self._writer is not None:
             self._writer.close()
             self._writer = None
+        self.release_lock()
 
     def __enter__(self) -> "RunDir":
         return self

@@ -253,3 +253,27 @@ def test_signal_saves_checkpoint_then_resume(tmp_path, sig):
     resumed = resume_run(run)
     assert resumed.step >= 3
     resumed.run.close()
+
+
+def test_second_trainer_on_same_run_is_refused(tmp_path):
+    trainer = new_run(tiny_config(tmp_path, updates=2))
+    trainer.fit(progress=False)  # leaves a checkpoint; the run stays open (locked) until close()
+    import subprocess
+    import sys
+
+    code = f"from agents.trainer import resume_run; resume_run({str(trainer.run.path)!r})"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode != 0 and "in use by process" in out.stderr
+    trainer.run.close()
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-1000:]
+
+
+def test_stale_lock_is_taken_over(tmp_path):
+    trainer = new_run(tiny_config(tmp_path, updates=2))
+    trainer.fit(progress=False)
+    trainer.run.close()
+    (trainer.run.path / "lock").write_text("999999999")  # a pid that does not exist (a killed trainer)
+    resumed = resume_run(trainer.run.path)
+    assert (trainer.run.path / "lock").read_text() == str(__import__("os").getpid())
+    resumed.run.close()
