@@ -476,7 +476,7 @@ class ReinforceAgent:
         """
         loss, metrics, new_state = self._loss(rollout, real)
         if not bool(torch.isfinite(loss)):
-            raise FloatingPointError(f"REINFORCE loss is {float(loss)} (rewards or log-probs not finite); update skipped.")
+            raise FloatingPointError(f"REINFORCE loss is {float(loss.detach())} (rewards or log-probs not finite); update skipped.")
         lr = self.optimizer.param_groups[0]["lr"]
         metrics["grad_norm"] = self._step(loss)
         metrics["lr"] = float(lr)
