@@ -362,5 +362,4 @@ def test_ppo_learns_to_write_a(tokenizer):
     before = fraction_of_a(model, probe)
     model.learn(16 * 16 * 12)
     after = fraction_of_a(model, probe)
-    print("fraction of a", before, after)
     assert after > before + 0.2, (before, after)
