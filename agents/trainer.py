@@ -19,6 +19,7 @@ from typing import Any, Callable
 
 import torch
 
+from agents.ppo import PPOConfig
 from agents.reinforce import ReinforceAgent, ReinforceConfig
 from seqgan_env.callbacks import DiscriminatorUpdateCallback, DiscriminatorUpdateConfig
 from seqgan_env.configio import config_from_dict, config_to_dict
@@ -38,6 +39,9 @@ from seqgan_env.runs import (
 from seqgan_env.tokenizer import CharTokenizer
 from seqgan_env.vector_env import TokenGenerationVectorEnv
 from seqgan_env.wrappers import DiscriminatorRewardVector, RewardConfig
+
+
+AGENTS = ("reinforce", "ppo", "maskable_ppo")
 
 
 @dataclass
@@ -80,6 +84,7 @@ class TrainConfig:
     name: str = "seqgan"
     out_dir: str = "runs"
     seed: int = 0
+    agent: str = "reinforce"  # reinforce | ppo | maskable_ppo (SB3, for comparison)
     data: DataConfig = field(default_factory=DataConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     reinforce: ReinforceConfig = field(default_factory=lambda: ReinforceConfig(batch_size=128, lr=2e-3, mle_coef=0.5))
@@ -90,8 +95,11 @@ class TrainConfig:
     generator: ModelConfig = field(default_factory=lambda: ModelConfig(hidden_size=64, intermediate_size=128))
     discriminator_model: ModelConfig = field(default_factory=ModelConfig)
     discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
+    ppo: PPOConfig = field(default_factory=PPOConfig)
 
     def __post_init__(self) -> None:
+        if self.agent not in AGENTS:
+            raise ValueError(f"agent={self.agent!r} is unknown: choose one of {list(AGENTS)}.")
         if self.reward.update_every is not None:
             raise ValueError(
                 f"reward.update_every={self.reward.update_every} must be None in the trainer: the "
@@ -347,9 +355,14 @@ class Trainer:
 
 
 def new_run(config: TrainConfig) -> Trainer:
+    """A new run directory and the trainer of ``config.agent`` (REINFORCE, or SB3 PPO for comparison)."""
     run = RunDir.create(config.out_dir, config.name, config_to_dict(config), data_path=config.data.path)
     run.acquire_lock()
     try:
+        if config.agent != "reinforce":
+            from agents.ppo import PPOTrainer
+
+            return PPOTrainer(config, run)
         return Trainer(config, run)
     except BaseException:
         run.close()
@@ -368,6 +381,8 @@ def resume_run(path: str | Path) -> Trainer:
 
 def _resume(run: RunDir) -> Trainer:
     config = train_config_from_dict(run.config)
+    if config.agent != "reinforce":
+        raise ValueError(f"run '{run.path}' was trained with agent={config.agent}; only REINFORCE runs can be resumed.")
     trainer = Trainer(config, run)
     if run.latest_checkpoint() is None:
         raise ValueError(f"run '{run.path}' has no checkpoint to resume from; fix: start a new run with `seqgan-env train`.")
@@ -382,6 +397,12 @@ def load_generator_for_sampling(run_path: str | Path):
 
     run = RunDir.open(run_path, tensorboard=False)
     config = train_config_from_dict(run.config)
+    if config.agent != "reinforce":
+        run.close()
+        raise ValueError(
+            f"run '{run.path}' was trained with agent={config.agent}, whose policy is not a Llama generator; "
+            f"its samples are in {run.path / 'samples'}."
+        )
     export = run.path / "generator"
     tok_path = run.path / "tokenizer.json"
     if not tok_path.is_file():

@@ -92,6 +92,7 @@ def cmd_train(args: argparse.Namespace, rest: list[str]) -> int:
             "updates": "schedule.updates",
             "seed": "seed",
             "name": "name",
+            "agent": "agent",
         }
         overrides = list(args.set or [])
         for flag, key in shortcuts.items():
@@ -208,6 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--updates", type=int, default=None)
     train.add_argument("--seed", type=int, default=None)
     train.add_argument("--name", default=None)
+    train.add_argument("--agent", default=None, choices=["reinforce", "ppo", "maskable_ppo"], help="shortcut for --agent")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
     train.set_defaults(func=cmd_train, takes_rest=True)
 

@@ -277,3 +277,25 @@ def test_stale_lock_is_taken_over(tmp_path):
     resumed = resume_run(trainer.run.path)
     assert (trainer.run.path / "lock").read_text() == str(__import__("os").getpid())
     resumed.run.close()
+
+
+@pytest.mark.parametrize("agent", ["ppo", "maskable_ppo"])
+def test_cli_train_sb3_agents_same_run_layout(tmp_path, capsys, agent):
+    rc = main(
+        [
+            "train", "--no-progress", "--agent", agent, "--updates", "3",
+            "--set", f"out_dir={tmp_path}", "--set", "ppo.n_envs=8", "--set", "ppo.n_steps=16",
+            "--set", "ppo.batch_size=64", "--set", "schedule.eval_every=3", "--set", "d_updates.batch_size=8",
+        ]
+    )
+    assert rc == 0, capsys.readouterr().err
+    run = next(Path(tmp_path).iterdir())
+    lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    updates = [m for m in lines if "reward_mean" in m]
+    assert [m["step"] for m in updates] == [1, 2, 3]
+    assert all("discriminator/loss" in m for m in updates)  # d_updates.every=1: D trained after each rollout
+    assert any("eval/uniqueness" in m for m in lines) and any((run / "samples").iterdir())
+    assert (run / "checkpoints" / "latest").is_file() and (run / "config.json").is_file()
+    capsys.readouterr()
+    assert main(["sample", str(run)]) == 2 and "not a Llama generator" in capsys.readouterr().err
+    assert main(["train", "--resume", str(run)]) == 2 and "only REINFORCE runs" in capsys.readouterr().err

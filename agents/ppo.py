@@ -1,0 +1,201 @@
+"""`seqgan-env train --agent ppo|maskable_ppo`: Stable-Baselines3 PPO against the co-trained discriminator.
+
+The comparison agent. It trains on the native batched env through the SB3 adapter
+(`seqgan_env.sb3`), the discriminator trains between rollouts
+(`SB3DiscriminatorCallback`), and the run directory gets the same files and metric
+names as the REINFORCE trainer: `config.json`, `metrics.jsonl` (one line per
+rollout = one generator update), TensorBoard, `samples/`, checkpoints of the
+policy and discriminator as safetensors + JSON (never SB3's pickle-based zip).
+
+Differences from REINFORCE, by design: the policy is SB3's actor-critic over our
+`TokenEmbeddingExtractor`, not the Llama generator, so there is no MLE
+pretraining and no `sample` / `--resume` for PPO runs (both say so).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from seqgan_env.configio import config_to_dict
+from seqgan_env.data import load_dataset
+from seqgan_env.discriminator import Discriminator
+from seqgan_env.metrics import BigramModel, sample_report
+from seqgan_env.runs import RunDir, atomic_write_text, flatten_optimizer_state
+
+ALGOS = ("ppo", "maskable_ppo")
+ENCODERS = ("gru", "transformer")
+
+
+@dataclass
+class PPOConfig:
+    """SB3 PPO hyper-parameters (names as SB3's) and the policy's token encoder."""
+
+    n_envs: int = 64
+    n_steps: int = 32
+    batch_size: int = 512
+    n_epochs: int = 4
+    lr: float = 3e-4
+    gamma: float = 1.0
+    gae_lambda: float = 0.95
+    clip_range: float = 0.2
+    ent_coef: float = 0.01
+    embed_dim: int = 32
+    features_dim: int = 64
+    encoder: str = "gru"
+    device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        for name in ("n_envs", "n_steps", "batch_size", "n_epochs", "embed_dim", "features_dim"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"ppo.{name}={value!r} is invalid: it must be an int >= 1.")
+        for name, lo, hi in (("gamma", 0.0, 1.0), ("gae_lambda", 0.0, 1.0)):
+            value = getattr(self, name)
+            if not lo <= value <= hi:
+                raise ValueError(f"ppo.{name}={value!r} is outside [{lo}, {hi}].")
+        if not self.lr > 0 or not self.clip_range > 0 or self.ent_coef < 0:
+            raise ValueError(
+                f"ppo.lr={self.lr}, ppo.clip_range={self.clip_range} must be > 0 and ppo.ent_coef={self.ent_coef} >= 0."
+            )
+        if self.encoder not in ENCODERS:
+            raise ValueError(f"ppo.encoder={self.encoder!r} is unknown: choose one of {list(ENCODERS)}.")
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise ValueError(f"ppo.device={self.device!r} is invalid: use auto, cpu or cuda.")
+        if self.device == "cuda" and not torch.cuda.is_available():
+            raise ValueError("ppo.device='cuda' but no CUDA device is available: use --set ppo.device=cpu.")
+
+
+class PPOTrainer:
+    """Builds the SB3 env, model and callbacks from a ``TrainConfig`` and runs ``learn``."""
+
+    def __init__(self, config: Any, run: RunDir, log: Callable[[str], None] | None = None):
+        from seqgan_env.sb3 import SB3DiscriminatorCallback, TokenGenerationVecEnv, sb3_policy_kwargs
+        from seqgan_env.vector_env import TokenGenerationVectorEnv
+        from seqgan_env.wrappers import DiscriminatorRewardVector
+
+        self.config = config
+        self.run = run
+        self.log = log or (lambda msg: print(msg, file=sys.stderr))
+        cfg, pcfg = config, config.ppo
+        torch.manual_seed(cfg.seed)
+        self.data = load_dataset(
+            cfg.data.path, max_length=cfg.data.max_length, valid_fraction=cfg.data.valid_fraction,
+            seed=cfg.seed, skip_blank=cfg.data.skip_blank,
+        )
+        tok = self.data.tokenizer
+        tok.save(run.path / "tokenizer.json")
+        self.discriminator = Discriminator(
+            tok.vocab_size, cfg.discriminator_model, cfg.discriminator, device="cpu", seed=cfg.seed + 1
+        )
+        base = TokenGenerationVectorEnv(
+            pcfg.n_envs, tokenizer=tok, max_length=cfg.data.max_length, min_length=cfg.data.min_length
+        )
+        reward_env = DiscriminatorRewardVector(base, self.discriminator, cfg.reward, real_data=self.data.train, seed=cfg.seed)
+        self.env = TokenGenerationVecEnv(reward_env)
+        kwargs = dict(
+            n_steps=pcfg.n_steps, batch_size=pcfg.batch_size, n_epochs=pcfg.n_epochs, learning_rate=pcfg.lr,
+            gamma=pcfg.gamma, gae_lambda=pcfg.gae_lambda, clip_range=pcfg.clip_range, ent_coef=pcfg.ent_coef,
+            policy_kwargs=sb3_policy_kwargs(embed_dim=pcfg.embed_dim, features_dim=pcfg.features_dim, encoder=pcfg.encoder),
+            seed=cfg.seed, device=pcfg.device, verbose=0,
+        )
+        if cfg.agent == "maskable_ppo":
+            from sb3_contrib import MaskablePPO
+
+            self.model = MaskablePPO("MlpPolicy", self.env, **kwargs)
+        else:
+            from stable_baselines3 import PPO
+
+            self.model = PPO("MlpPolicy", self.env, **kwargs)
+        self.d_callback = SB3DiscriminatorCallback(config=cfg.d_updates, seed=cfg.seed)
+        self.bigram = BigramModel.fit(self.data.valid_texts)
+        self.step = 0
+
+    def save_checkpoint(self) -> None:
+        policy = {k: v.detach().cpu().clone() for k, v in self.model.policy.state_dict().items()}
+        opt_t, opt_m = flatten_optimizer_state(self.model.policy.optimizer.state_dict())
+        d_opt_t, d_opt_m = flatten_optimizer_state(self.discriminator.optimizer.state_dict())
+        self.run.save_checkpoint(
+            self.step,
+            {"policy": policy, "policy_optimizer": opt_t, "discriminator": self.discriminator.state_dict(),
+             "discriminator_optimizer": d_opt_t},
+            {"policy_optimizer": opt_m, "discriminator_optimizer": d_opt_m, "train_step": self.step,
+             "agent": self.config.agent},
+        )
+
+    def fit(self, progress: bool = True) -> dict[str, float]:
+        from stable_baselines3.common.callbacks import BaseCallback, CallbackList
+        from tqdm import tqdm
+
+        trainer = self
+        sch = self.config.schedule
+        bar = tqdm(total=sch.updates, disable=not progress, file=sys.stderr, dynamic_ncols=True)
+        texts: list[str] = []
+
+        class RunLog(BaseCallback):
+            """Per rollout: episode rewards, SB3's latest train/ losses, D metrics, samples, checkpoints."""
+
+            def _on_rollout_start(self) -> None:
+                self.returns: list[float] = []
+                self.lengths: list[int] = []
+                self.t0 = time.perf_counter()
+
+            def _on_step(self) -> bool:
+                for info in self.locals["infos"]:
+                    if "episode" in info:
+                        self.returns.append(float(info["episode"]["r"]))
+                        self.lengths.append(int(info["episode"]["l"]))
+                    if info.get("text") is not None and "terminal_observation" in info and not info.get("invalid_action"):
+                        texts.append(info["text"])
+                del texts[: max(0, len(texts) - sch.eval_samples)]
+                return True
+
+            def _on_rollout_end(self) -> None:
+                trainer.step += 1
+                r = np.asarray(self.returns or [math.nan])
+                logged = self.model.logger.name_to_value  # train/ values of the previous update (SB3 logs them later)
+                metrics = {
+                    "reward_mean": float(r.mean()), "reward_std": float(r.std()),
+                    "episode_length_mean": float(np.mean(self.lengths)) if self.lengths else math.nan,
+                    "policy_loss": logged.get("train/policy_gradient_loss", math.nan),
+                    "value_loss": logged.get("train/value_loss", math.nan),
+                    "entropy": -logged.get("train/entropy_loss", math.nan),
+                    "lr": trainer.config.ppo.lr,
+                    "update_seconds": time.perf_counter() - self.t0,
+                    "tokens": int(sum(self.lengths)),
+                }
+                # D updates run in SB3DiscriminatorCallback's _on_rollout_end, which is called before this one.
+                if trainer.d_callback.last_metrics and trainer.d_callback.num_generator_updates % trainer.config.d_updates.every == 0:
+                    metrics.update(trainer.d_callback.last_metrics)
+                trainer.run.log_metrics(trainer.step, metrics)
+                if trainer.step % sch.eval_every == 0 or trainer.step == sch.updates:
+                    report = sample_report(texts, trainer.data.train_texts, trainer.bigram)
+                    trainer.run.log_metrics(trainer.step, {f"eval/{k}": v for k, v in report.items()})
+                    trainer.run.write_samples(trainer.step, list(texts))
+                if trainer.step % sch.checkpoint_every == 0:
+                    trainer.save_checkpoint()
+                bar.update(1)
+                bar.set_postfix(reward=f"{metrics['reward_mean']:.3f}", sample=texts[-1] if texts else "")
+
+        total = sch.updates * self.config.ppo.n_envs * self.config.ppo.n_steps
+        start = time.time()
+        try:
+            self.model.learn(total, callback=CallbackList([self.d_callback, RunLog()]))
+        except KeyboardInterrupt:
+            self.save_checkpoint()
+            self.log(f"stopped at update {self.step}; checkpoint saved (PPO runs cannot be resumed).")
+            raise
+        finally:
+            bar.close()
+        self.save_checkpoint()
+        atomic_write_text(str(self.run.path / "ppo_policy.json"), json.dumps(config_to_dict(self.config.ppo), indent=2))
+        final = sample_report(texts, self.data.train_texts, self.bigram)
+        self.log(f"trained {self.step} PPO updates in {time.time() - start:.0f}s; run directory {self.run.path}")
+        return final
