@@ -54,6 +54,17 @@ class DataConfig:
     valid_fraction: float = 0.1
     skip_blank: bool = False
 
+    def __post_init__(self) -> None:
+        if isinstance(self.max_length, bool) or not isinstance(self.max_length, int) or self.max_length < 1:
+            raise ValueError(f"data.max_length={self.max_length!r} is invalid: it must be an int >= 1.")
+        if isinstance(self.min_length, bool) or not isinstance(self.min_length, int) or not 0 <= self.min_length <= self.max_length:
+            raise ValueError(
+                f"data.min_length={self.min_length!r} is invalid: it must be an int in [0, data.max_length="
+                f"{self.max_length}]; lower it or raise data.max_length."
+            )
+        if not isinstance(self.valid_fraction, (int, float)) or not 0 <= self.valid_fraction < 1:
+            raise ValueError(f"data.valid_fraction={self.valid_fraction!r} is invalid: it must be in [0, 1).")
+
 
 @dataclass
 class ScheduleConfig:
