@@ -76,7 +76,7 @@ class PPOConfig:
 class PPOTrainer:
     """Builds the SB3 env, model and callbacks from a ``TrainConfig`` and runs ``learn``."""
 
-    def __init__(self, config: Any, run: RunDir, log: Callable[[str], None] | None = None):
+    def __init__(self, config: Any, run: RunDir, data: Any = None, log: Callable[[str], None] | None = None):
         from seqgan_env.sb3 import SB3DiscriminatorCallback, TokenGenerationVecEnv, sb3_policy_kwargs
         from seqgan_env.vector_env import TokenGenerationVectorEnv
         from seqgan_env.wrappers import DiscriminatorRewardVector
@@ -86,7 +86,7 @@ class PPOTrainer:
         self.log = log or (lambda msg: print(msg, file=sys.stderr))
         cfg, pcfg = config, config.ppo
         torch.manual_seed(cfg.seed)
-        self.data = load_dataset(
+        self.data = data if data is not None else load_dataset(
             cfg.data.path, max_length=cfg.data.max_length, valid_fraction=cfg.data.valid_fraction,
             seed=cfg.seed, skip_blank=cfg.data.skip_blank,
         )

@@ -9,6 +9,7 @@ records everything needed to redo or resume the run.
 from __future__ import annotations
 
 import math
+import shutil
 import signal
 import sys
 import threading
@@ -23,7 +24,7 @@ from agents.ppo import PPOConfig
 from agents.reinforce import ReinforceAgent, ReinforceConfig
 from seqgan_env.callbacks import DiscriminatorUpdateCallback, DiscriminatorUpdateConfig
 from seqgan_env.configio import config_from_dict, config_to_dict
-from seqgan_env.data import DEFAULT_DATA_PATH, TextDataset, load_dataset
+from seqgan_env.data import DEFAULT_DATA_PATH, TextDataset, file_sha256, load_dataset
 from seqgan_env.discriminator import Discriminator, DiscriminatorConfig
 from seqgan_env.metrics import BigramModel, sample_report
 from seqgan_env.models import ModelConfig, build_generator
@@ -132,21 +133,18 @@ def train_config_from_dict(data: dict) -> TrainConfig:
 class Trainer:
     """Builds the data, models, env and run directory from a ``TrainConfig`` and runs the loop."""
 
-    def __init__(self, config: TrainConfig, run: RunDir, log: Callable[[str], None] | None = None):
+    def __init__(
+        self, config: TrainConfig, run: RunDir, data: TextDataset | None = None, log: Callable[[str], None] | None = None
+    ):
         self.config = config
         self.run = run
         self.log = log or (lambda msg: print(msg, file=sys.stderr))
         cfg = config
         torch.manual_seed(cfg.seed)
-        self.data: TextDataset = load_dataset(
-            cfg.data.path,
-            max_length=cfg.data.max_length,
-            valid_fraction=cfg.data.valid_fraction,
-            seed=cfg.seed,
-            skip_blank=cfg.data.skip_blank,
-        )
+        self.data: TextDataset = data if data is not None else load_run_data(cfg)
         tok = self.data.tokenizer
-        tok.save(run.path / "tokenizer.json")
+        if not (run.path / "tokenizer.json").is_file():
+            tok.save(run.path / "tokenizer.json")
         generator = build_generator(cfg.generator, tok.vocab_size)
         self.agent = ReinforceAgent(generator, cfg.reinforce, seed=cfg.seed)
         self.device = self.agent.device
@@ -365,18 +363,42 @@ class Trainer:
                 signal.signal(signum, handler)
 
 
+def load_run_data(config: TrainConfig, tokenizer: CharTokenizer | None = None) -> TextDataset:
+    """The run's data, validated; with ``tokenizer`` (a resumed run's) every symbol must be in its vocabulary."""
+    data = load_dataset(
+        config.data.path,
+        max_length=config.data.max_length,
+        valid_fraction=config.data.valid_fraction,
+        seed=config.seed,
+        tokenizer=tokenizer,
+        skip_blank=config.data.skip_blank,
+    )
+    if config.data.valid_fraction > 0 and len(data.valid_texts) == 0:
+        raise ValueError(
+            f"data file '{config.data.path}' has {len(data.train_texts)} usable line(s): at least 2 are needed, one "
+            f"held out for evaluation; fix: add lines or set data.valid_fraction=0."
+        )
+    return data
+
+
 def new_run(config: TrainConfig) -> Trainer:
-    """A new run directory and the trainer of ``config.agent`` (REINFORCE, or SB3 PPO for comparison)."""
+    """A new run directory and the trainer of ``config.agent`` (REINFORCE, or SB3 PPO for comparison).
+
+    The data is loaded and validated before the directory exists, and a directory
+    whose trainer cannot be built is removed: a failed start leaves nothing behind.
+    """
+    data = load_run_data(config)
     run = RunDir.create(config.out_dir, config.name, config_to_dict(config), data_path=config.data.path)
     run.acquire_lock()
     try:
         if config.agent != "reinforce":
             from agents.ppo import PPOTrainer
 
-            return PPOTrainer(config, run)
-        return Trainer(config, run)
+            return PPOTrainer(config, run, data)
+        return Trainer(config, run, data)
     except BaseException:
         run.close()
+        shutil.rmtree(run.path, ignore_errors=True)
         raise
 
 
@@ -394,7 +416,16 @@ def _resume(run: RunDir) -> Trainer:
     config = train_config_from_dict(run.config)
     if config.agent != "reinforce":
         raise ValueError(f"run '{run.path}' was trained with agent={config.agent}; only REINFORCE runs can be resumed.")
-    trainer = Trainer(config, run)
+    recorded = (run.info.get("data") or {}).get("sha256")
+    if recorded and Path(config.data.path).is_file() and file_sha256(config.data.path) != recorded:
+        raise ValueError(
+            f"data file '{config.data.path}' changed since run '{run.path}' started (sha256 differs); "
+            f"fix: restore the original file or start a new run."
+        )
+    tok_path = run.path / "tokenizer.json"
+    if not tok_path.is_file():
+        raise ValueError(f"run '{run.path}' has no tokenizer.json; fix: resume a run made by `seqgan-env train`.")
+    trainer = Trainer(config, run, load_run_data(config, CharTokenizer.load(tok_path)))
     if run.latest_checkpoint() is None:
         raise ValueError(f"run '{run.path}' has no checkpoint to resume from; fix: start a new run with `seqgan-env train`.")
     trainer.load_checkpoint()
@@ -421,6 +452,11 @@ def load_generator_for_sampling(run_path: str | Path):
     tokenizer = CharTokenizer.load(tok_path)
     if (export / "config.json").is_file():
         generator = LlamaForCausalLM.from_pretrained(export)
+        if generator.config.vocab_size != tokenizer.vocab_size:
+            raise ValueError(
+                f"'{tok_path}' has vocab_size {tokenizer.vocab_size} but the generator in '{export}' has "
+                f"{generator.config.vocab_size}; fix: restore the run's own tokenizer.json."
+            )
     else:
         ckpt = run.latest_checkpoint()
         if ckpt is None:
