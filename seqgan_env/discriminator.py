@@ -20,7 +20,6 @@ import dataclasses
 import json
 import math
 import os
-import tempfile
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -29,6 +28,7 @@ import safetensors.torch
 import torch
 import torch.nn.functional as F
 
+from seqgan_env.atomic import atomic_save_tensors, atomic_write_json
 from seqgan_env.models import DiscriminatorNet, ModelConfig, last_token_index
 
 WEIGHTS_FILE = "discriminator.safetensors"
@@ -187,33 +187,12 @@ class DiscriminatorConfig:
 # file helpers (atomic writes, loud loads)
 
 
-def _atomic_write(path: str, write: Callable[[str], None]) -> None:
-    """Call ``write(tmp_path)`` then atomically move tmp_path onto ``path``."""
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix="-" + os.path.basename(path))
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
 def _write_json(path: str, obj: Any) -> None:
-    def write(tmp: str) -> None:
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(obj, f, indent=2, allow_nan=False)
-            f.flush()
-            os.fsync(f.fileno())
-
-    _atomic_write(path, write)
+    atomic_write_json(path, obj)
 
 
 def _write_tensors(path: str, tensors: dict[str, torch.Tensor]) -> None:
-    plain = {k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()}
-    _atomic_write(path, lambda tmp: safetensors.torch.save_file(plain, tmp))
+    atomic_save_tensors(path, tensors)
 
 
 def _read_tensors(path: str) -> dict[str, torch.Tensor]:

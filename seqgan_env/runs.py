@@ -39,11 +39,13 @@ import time
 import warnings
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import safetensors.torch
 import torch
+
+from .atomic import TMP_PREFIX, atomic_save_tensors, atomic_write_text, fsync_dir
 
 FORMAT_VERSION = 1
 CONFIG_FILE = "config.json"
@@ -56,85 +58,9 @@ CHECKPOINT_META_FILE = "meta.json"
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
 _STEP_DIR_RE = re.compile(r"^step_(\d+)$")
-_TMP_PREFIX = ".tmp-"
 
 # ----------------------------------------------------------------------------
 # atomic files
-
-
-def _fsync_dir(directory: str | os.PathLike) -> None:
-    """Best-effort fsync of a directory so a rename inside it is durable."""
-    try:
-        fd = os.open(os.fspath(directory), os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:
-    """Call ``write(tmp_path)`` then fsync and atomically move tmp_path onto ``path``.
-
-    The temp file lives in the target's directory (same filesystem, so
-    ``os.replace`` is atomic).  On any exception the temp file is removed and an
-    existing ``path`` is left untouched.
-    """
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=_TMP_PREFIX, suffix="-" + os.path.basename(path))
-    os.close(fd)
-    try:
-        write(tmp)
-        with open(tmp, "rb") as f:  # fsync what ``write`` produced, whoever wrote it
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.remove(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    _fsync_dir(directory)
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Write ``text`` (UTF-8) to ``path`` atomically; on failure the old file stays intact."""
-    if not isinstance(text, str):
-        raise TypeError(f"text must be a str, got {type(text).__name__}; convert it with str() or json.dumps().")
-
-    def write(tmp: str) -> None:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-
-    _atomic_write(path, write)
-
-
-def _atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2, allow_nan=False) + "\n")
-
-
-def atomic_save_tensors(path: str | os.PathLike, tensors: dict[str, torch.Tensor]) -> None:
-    """Save ``tensors`` to a safetensors file atomically.
-
-    Tensors are detached, moved to CPU, made contiguous and copied (so views
-    and shared storage are fine).  On failure the old file stays intact.
-    """
-    if not isinstance(tensors, dict):
-        raise TypeError(f"tensors must be a dict[str, Tensor], got {type(tensors).__name__}.")
-    plain: dict[str, torch.Tensor] = {}
-    for k, v in tensors.items():
-        if not isinstance(k, str) or not torch.is_tensor(v):
-            raise TypeError(
-                f"tensors must map str -> Tensor, got {k!r} -> {type(v).__name__} for {os.fspath(path)}; "
-                f"store non-tensor values in the JSON meta instead."
-            )
-        plain[k] = v.detach().cpu().contiguous().clone()
-    _atomic_write(path, lambda tmp: safetensors.torch.save_file(plain, tmp))
 
 
 _DEFAULT_TENSOR_FIX = "re-create the file (its writer was probably interrupted)"
@@ -532,7 +458,7 @@ class RunDir:
         ckpts = path / CHECKPOINTS_DIR
         if ckpts.is_dir():  # leftovers of an interrupted save_checkpoint
             for p in ckpts.iterdir():
-                if p.name.startswith(_TMP_PREFIX):
+                if p.name.startswith(TMP_PREFIX):
                     shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
         return run
 
@@ -701,15 +627,15 @@ class RunDir:
                              f"flatten_optimizer_state / rng_state) and only plain values in meta.") from e
         self.checkpoints_dir.mkdir(exist_ok=True)
         final = self.checkpoints_dir / _step_dir_name(step)
-        tmp = Path(tempfile.mkdtemp(dir=self.checkpoints_dir, prefix=_TMP_PREFIX + final.name + "-"))
+        tmp = Path(tempfile.mkdtemp(dir=self.checkpoints_dir, prefix=TMP_PREFIX + final.name + "-"))
         trash = None
         try:
             for group, group_tensors in tensors.items():
                 atomic_save_tensors(tmp / f"{group}.safetensors", group_tensors)
             atomic_write_text(tmp / CHECKPOINT_META_FILE, meta_text)
-            _fsync_dir(tmp)
+            fsync_dir(tmp)
             if final.exists():
-                trash = self.checkpoints_dir / f"{_TMP_PREFIX}old-{final.name}-{os.getpid()}-{time.time_ns()}"
+                trash = self.checkpoints_dir / f"{TMP_PREFIX}old-{final.name}-{os.getpid()}-{time.time_ns()}"
                 os.rename(final, trash)
             os.rename(tmp, final)
         except BaseException:
@@ -719,7 +645,7 @@ class RunDir:
             raise
         if trash is not None:
             shutil.rmtree(trash, ignore_errors=True)
-        _fsync_dir(self.checkpoints_dir)
+        fsync_dir(self.checkpoints_dir)
         atomic_write_text(self.checkpoints_dir / LATEST_FILE, final.name + "\n")
         for _, p in self._step_dirs()[:-self.keep_last]:
             if p != final:

@@ -20,13 +20,14 @@ import functools
 import json
 import operator
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 import numpy as np
 import torch
+
+from .atomic import atomic_write_text
 
 PAD_ID = 0
 BOS_ID = 1
@@ -291,21 +292,7 @@ class CharTokenizer:
     def save(self, path: str | os.PathLike) -> Path:
         """Write the tokenizer as JSON atomically (temp file + ``os.replace``)."""
         path = Path(path)
-        text = json.dumps(self.to_dict(), indent=2, ensure_ascii=True) + "\n"
-        directory = path.parent if str(path.parent) else Path(".")
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                fh.write(text)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except FileNotFoundError:
-                pass
-            raise
+        atomic_write_text(path, json.dumps(self.to_dict(), indent=2, ensure_ascii=True) + "\n")
         return path
 
     @classmethod

@@ -12,7 +12,7 @@ from seqgan_env import TokenGenerationEnv, TokenGenerationVectorEnv
 from seqgan_env.config import EOS_ID
 from seqgan_env.wrappers import DiscriminatorReward, DiscriminatorRewardVector, RewardConfig
 
-from .conftest import CountScorer, tiny_discriminator
+from .conftest import tiny_discriminator
 
 A, B_, C = 3, 4, 5  # token ids of 'a', 'b', 'c' in the conftest tokenizer
 
