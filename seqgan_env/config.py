@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from typing import Any
 
 PAD_ID = 0
 BOS_ID = 1
@@ -54,3 +55,36 @@ class EnvConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    @classmethod
+    def from_env_args(
+        cls,
+        owner: str,
+        vocab_size: int | None,
+        tokenizer: Any,
+        max_length: int,
+        min_length: int,
+        allow_eos: bool,
+        invalid_action_reward: float,
+        render_mode: str | None,
+        render_modes: list[str],
+    ) -> "EnvConfig":
+        """The config of an env built from ``vocab_size`` or a ``tokenizer`` (not both, unless they agree)."""
+        if tokenizer is not None:
+            if vocab_size is not None and vocab_size != tokenizer.vocab_size:
+                raise ValueError(
+                    f"vocab_size={vocab_size} does not match the tokenizer's vocab_size="
+                    f"{tokenizer.vocab_size}: pass only one of them."
+                )
+            vocab_size = tokenizer.vocab_size
+        if vocab_size is None:
+            raise ValueError(f"{owner} needs vocab_size or tokenizer: pass one of them.")
+        if render_mode is not None and render_mode not in render_modes:
+            raise ValueError(f"render_mode={render_mode!r} is not supported: use None or one of {render_modes}.")
+        return cls(
+            vocab_size=vocab_size,
+            max_length=max_length,
+            min_length=min_length,
+            allow_eos=allow_eos,
+            invalid_action_reward=float(invalid_action_reward),
+        )

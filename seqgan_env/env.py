@@ -97,24 +97,10 @@ class TokenGenerationEnv(gym.Env):
         tokenizer: Any = None,
         render_mode: str | None = None,
     ) -> None:
-        if tokenizer is not None:
-            if vocab_size is not None and vocab_size != tokenizer.vocab_size:
-                raise ValueError(
-                    f"vocab_size={vocab_size} does not match the tokenizer's vocab_size="
-                    f"{tokenizer.vocab_size}: pass only one of them."
-                )
-            vocab_size = tokenizer.vocab_size
-        if vocab_size is None:
-            raise ValueError("TokenGenerationEnv needs vocab_size or tokenizer: pass one of them.")
-        self.config = EnvConfig(
-            vocab_size=vocab_size,
-            max_length=max_length,
-            min_length=min_length,
-            allow_eos=allow_eos,
-            invalid_action_reward=float(invalid_action_reward),
+        self.config = EnvConfig.from_env_args(
+            "TokenGenerationEnv", vocab_size, tokenizer, max_length, min_length, allow_eos,
+            invalid_action_reward, render_mode, self.metadata["render_modes"],
         )
-        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ValueError(f"render_mode={render_mode!r} is not supported: use None or 'ansi'.")
         self.render_mode = render_mode
         self.tokenizer = tokenizer
         self._decode: Callable[[np.ndarray], str] = tokenizer.decode if tokenizer is not None else default_decode
