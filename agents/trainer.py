@@ -22,6 +22,7 @@ import torch
 
 from agents.ppo import PPOConfig
 from agents.reinforce import ReinforceAgent, ReinforceConfig
+from seqgan_env.alarms import SAMPLE_ALARMS, UPDATE_ALARMS, AlarmConfig, AlarmMonitor, alarm_metrics
 from seqgan_env.callbacks import DiscriminatorUpdateCallback, DiscriminatorUpdateConfig
 from seqgan_env.configio import config_from_dict, config_to_dict
 from seqgan_env.data import DEFAULT_DATA_PATH, TextDataset, file_sha256, load_dataset
@@ -97,6 +98,7 @@ class TrainConfig:
     out_dir: str = "runs"
     seed: int = 0
     agent: str = "reinforce"  # reinforce | ppo | maskable_ppo (SB3, for comparison)
+    note: str = ""  # free text shown by `seqgan-env runs list` and `runs diff`
     data: DataConfig = field(default_factory=DataConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     reinforce: ReinforceConfig = field(default_factory=lambda: ReinforceConfig(batch_size=128, lr=2e-3, mle_coef=0.5))
@@ -108,6 +110,7 @@ class TrainConfig:
     discriminator_model: ModelConfig = field(default_factory=ModelConfig)
     discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
     ppo: PPOConfig = field(default_factory=PPOConfig)
+    alarms: AlarmConfig = field(default_factory=AlarmConfig)
 
     def __post_init__(self) -> None:
         if self.agent not in AGENTS:
@@ -169,6 +172,8 @@ class Trainer:
         self.pretrained = False
         self.nonfinite_in_a_row = 0
         self.nonfinite_total = 0
+        self.alarms = AlarmMonitor(cfg.alarms)
+        self.active_alarms: list[str] = []
 
     # -- pieces -------------------------------------------------------------------------
     def _sample_fake(self, n: int) -> torch.Tensor:
@@ -229,8 +234,18 @@ class Trainer:
         metrics["update_seconds"] = time.perf_counter() - t0
         metrics["tokens"] = int(rollout.mask.sum())
         metrics["nonfinite_total"] = self.nonfinite_total
+        self._note_alarms(self.alarms.check_update(metrics), UPDATE_ALARMS, metrics)
         self.step += 1
         return metrics
+
+    def _note_alarms(self, alarms: list, checked: tuple, metrics: dict[str, Any]) -> None:
+        """Alarms go to metrics (alarm/<name> = 0 or 1), stderr (once when raised) and the progress bar."""
+        metrics.update(alarm_metrics(alarms, checked))
+        for alarm in alarms:
+            if alarm.new:
+                self.log(f"warning: {alarm}")
+        fired = {a.name for a in alarms}
+        self.active_alarms = sorted((set(self.active_alarms) - set(checked)) | fired)
 
     # -- checkpoints --------------------------------------------------------------------
     def state(self) -> tuple[dict[str, dict[str, torch.Tensor]], dict[str, Any]]:
@@ -249,6 +264,7 @@ class Trainer:
             "callback": self.callback.state_dict(),
             "train_step": self.step,
             "pretrained": self.pretrained,
+            "alarms": self.alarms.state_dict(),
         }
         if self.discriminator.scheduler is not None:
             st, sm = flatten_scheduler_state(self.discriminator.scheduler.state_dict())
@@ -277,6 +293,8 @@ class Trainer:
                 )
             self.discriminator.num_updates = int(meta["discriminator_num_updates"])
             self.callback.load_state_dict(meta["callback"])
+            if "alarms" in meta:
+                self.alarms.load_state_dict(meta["alarms"])
             rng = dict(tensors["rng"])
             self.real_gen.set_state(rng.pop("real_gen"))
             self.venv.trainer.generator.set_state(rng.pop("wrapper_gen"))
@@ -332,11 +350,14 @@ class Trainer:
                 self.run.log_metrics(self.step, metrics)
                 if self.step % sch.eval_every == 0 or self.step == sch.updates:
                     report, texts = self.evaluate()
-                    self.run.log_metrics(self.step, {f"eval/{k}": v for k, v in report.items()})
+                    eval_metrics = {f"eval/{k}": v for k, v in report.items()}
+                    self._note_alarms(self.alarms.check_samples(texts), SAMPLE_ALARMS, eval_metrics)
+                    self.run.log_metrics(self.step, eval_metrics)
                     self.run.write_samples(self.step, texts)
                     self.run.log_text(self.step, "samples", "\n".join(texts[:20]))
                 bar.update(1)
                 bar.set_postfix(
+                    alarms=",".join(self.active_alarms) or "-",
                     reward=f"{metrics['reward_mean']:.3f}",
                     d_loss=f"{metrics.get('discriminator/loss', float('nan')):.3f}",
                     d_acc=f"{0.5 * (metrics.get('discriminator/acc_real', float('nan')) + metrics.get('discriminator/acc_fake', float('nan'))):.2f}",

@@ -1,4 +1,4 @@
-"""`seqgan-env` command line: train, sample, eval, demo, bench.
+"""`seqgan-env` command line: train, sample, eval, runs, sweep, demo, bench.
 
 Every failure caused by the user's input ends with one line on stderr naming the
 problem and the fix, and a non-zero exit status; no traceback.
@@ -73,47 +73,133 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 def cmd_train(args: argparse.Namespace, rest: list[str]) -> int:
     """Train (or resume) a generator; options come from ``agents.trainer.TrainConfig``."""
+    from agents.trainer import new_run, resume_run
+
+    if args.resume:
+        if rest or args.config or args.set or args.seeds or args.note:
+            raise ValueError("--resume takes no other options: the run's config.json is used as it was.")
+        return _fit(resume_run(args.resume), args)
+    config = _train_config(args, rest)
+    if not args.seeds:
+        return _fit(new_run(config), args)
+    return _train_seeds(config, args)
+
+
+def _train_config(args: argparse.Namespace, rest: list[str]):
+    """TrainConfig from defaults <- --config file <- --set / shortcuts <- generated --section.field flags."""
     import tyro
 
-    from agents.trainer import TrainConfig, new_run, resume_run, train_config_from_dict
+    from agents.trainer import TrainConfig, train_config_from_dict
 
     from .configio import apply_overrides, config_to_dict, load_config_file
 
-    if args.resume:
-        if rest or args.config or args.set:
-            raise ValueError("--resume takes no other options: the run's config.json is used as it was.")
-        trainer = resume_run(args.resume)
-    else:
-        data = load_config_file(args.config) if args.config else config_to_dict(TrainConfig())
-        shortcuts = {
-            "data": "data.path",
-            "device": "reinforce.device",
-            "pretrain_steps": "schedule.pretrain_steps",
-            "updates": "schedule.updates",
-            "seed": "seed",
-            "name": "name",
-            "agent": "agent",
-        }
-        overrides = list(args.set or [])
-        for flag, key in shortcuts.items():
-            value = getattr(args, flag)
-            if value is not None:
-                overrides.append(f"{key}={value}")
-        data = apply_overrides(data, overrides, TrainConfig)
-        if "data" in data and "path" in data["data"]:
-            data["data"]["path"] = str(data["data"]["path"])
-        default = train_config_from_dict(data)
-        config = tyro.cli(TrainConfig, default=default, args=rest, prog="seqgan-env train")
-        trainer = new_run(config)
+    data = load_config_file(args.config) if args.config else config_to_dict(TrainConfig())
+    shortcuts = {
+        "data": "data.path",
+        "device": "reinforce.device",
+        "pretrain_steps": "schedule.pretrain_steps",
+        "updates": "schedule.updates",
+        "seed": "seed",
+        "name": "name",
+        "agent": "agent",
+    }
+    overrides = list(args.set or [])
+    for flag, key in shortcuts.items():
+        value = getattr(args, flag)
+        if value is not None:
+            overrides.append(f"{key}={value}")
+    data = apply_overrides(data, overrides, TrainConfig)
+    if args.note is not None:
+        data["note"] = args.note
+    default = train_config_from_dict(data)
+    return tyro.cli(TrainConfig, default=default, args=rest, prog="seqgan-env train")
+
+
+def _fit(trainer, args: argparse.Namespace) -> int:
     print(f"run directory: {trainer.run.path}", file=sys.stderr)
     try:
         report = trainer.fit(progress=not args.no_progress)
     finally:
         trainer.run.close()
-    print(
-        "final samples: " + ", ".join(f"{k}={v:.3f}" for k, v in report.items()),
-        file=sys.stderr,
-    )
+    print("final samples: " + ", ".join(f"{k}={v:.3f}" for k, v in report.items()), file=sys.stderr)
+    return 0
+
+
+def _parse_seeds(text: str) -> list[int]:
+    try:
+        seeds = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise ValueError(f"--seeds {text!r} is invalid: give comma-separated integers, e.g. --seeds 0,1,2.") from None
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise ValueError(f"--seeds {text!r} is invalid: give distinct integers, e.g. --seeds 0,1,2.")
+    return seeds
+
+
+def _train_seeds(config, args: argparse.Namespace) -> int:
+    """One run per seed (sequentially) in one group directory, then summary.json and mean ± std."""
+    import dataclasses
+    import time
+    from pathlib import Path
+
+    from agents.trainer import new_run
+
+    from .experiments import format_seed_summary, summarize_seeds, write_group_summary
+
+    seeds = _parse_seeds(args.seeds)
+    group = Path(config.out_dir) / f"{time.strftime('%Y%m%d-%H%M%S')}-{config.name}-seeds"
+    paths = []
+    for seed in seeds:
+        cfg = dataclasses.replace(config, seed=seed, out_dir=str(group), name=f"{config.name}-s{seed}")
+        trainer = new_run(cfg)
+        paths.append(trainer.run.path)
+        _fit(trainer, args)
+    write_group_summary(group, paths)
+    print(f"group directory: {group}", file=sys.stderr)
+    print(format_seed_summary(summarize_seeds(paths)))
+    return 0
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    """`runs list [DIR]`, `runs diff A B`, `runs note RUN TEXT`."""
+    from .experiments import diff_runs, format_diff, format_runs_table, list_runs, write_note
+
+    if args.action == "list":
+        print(format_runs_table(list_runs(args.paths[0] if args.paths else "runs")))
+    elif args.action == "diff":
+        if len(args.paths) != 2:
+            raise ValueError("runs diff needs exactly two run directories: seqgan-env runs diff RUN_A RUN_B.")
+        print(format_diff(diff_runs(*args.paths)))
+    else:
+        if len(args.paths) != 2:
+            raise ValueError('runs note needs a run directory and a text: seqgan-env runs note RUN "text".')
+        write_note(args.paths[0], args.paths[1])
+    return 0
+
+
+def cmd_sweep(args: argparse.Namespace, rest: list[str]) -> int:
+    """Optuna TPE over a search space file; each trial is a normal run; resumable."""
+    from agents.trainer import TrainConfig, new_run
+
+    from .configio import config_to_dict
+    from .experiments import final_metric
+    from .sweep import SweepConfig, best_trial_summary, load_space, run_sweep
+
+    space = load_space(args.space, TrainConfig)
+    base = _train_config(args, rest)
+    sweep_cfg = SweepConfig(trials=args.trials, metric=args.metric, direction=args.direction, seed=base.seed)
+
+    def train_fn(cfg_dict: dict, number: int) -> float | None:
+        from agents.trainer import train_config_from_dict
+
+        trainer = new_run(train_config_from_dict(cfg_dict))
+        try:
+            trainer.fit(progress=False)
+        finally:
+            trainer.run.close()
+        return final_metric(trainer.run.path, args.metric)
+
+    study = run_sweep(args.dir, space, config_to_dict(base), sweep_cfg, train_fn, config_cls=TrainConfig)
+    print(best_trial_summary(study))
     return 0
 
 
@@ -211,7 +297,28 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--name", default=None)
     train.add_argument("--agent", default=None, choices=["reinforce", "ppo", "maskable_ppo"], help="shortcut for --agent")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
+    train.add_argument("--note", default=None, help="free text recorded with the run (runs list / runs diff)")
+    train.add_argument("--seeds", default=None, help="comma-separated seeds: one run each in a group dir + summary.json")
     train.set_defaults(func=cmd_train, takes_rest=True)
+
+    runs = sub.add_parser("runs", help="list runs, diff two runs' configs, or attach a note")
+    runs.add_argument("action", choices=["list", "diff", "note"])
+    runs.add_argument("paths", nargs="*", help="list: [DIR]; diff: RUN_A RUN_B; note: RUN TEXT")
+    runs.set_defaults(func=cmd_runs)
+
+    sweep = sub.add_parser("sweep", help="Optuna TPE sweep; each trial a normal run (train options apply)", add_help=False)
+    sweep.add_argument("--trials", type=int, required=True)
+    sweep.add_argument("--space", required=True, help="JSON/TOML: dotted config keys -> {type, low, high, log | choices}")
+    sweep.add_argument("--metric", default="eval/bigram_nll")
+    sweep.add_argument("--direction", default="minimize", choices=["minimize", "maximize"])
+    sweep.add_argument("--dir", default="sweeps/sweep", help="sweep directory (SQLite study + runs); resumes if it exists")
+    for flag in ("--config", "--data", "--device", "--name", "--agent", "--note"):
+        sweep.add_argument(flag, default=None)
+    sweep.add_argument("--set", action="append", metavar="KEY=VALUE")
+    sweep.add_argument("--pretrain-steps", dest="pretrain_steps", type=int, default=None)
+    sweep.add_argument("--updates", type=int, default=None)
+    sweep.add_argument("--seed", type=int, default=None)
+    sweep.set_defaults(func=cmd_sweep, takes_rest=True)
 
     sample = sub.add_parser("sample", help="print samples of a trained run, one per line on stdout")
     sample.add_argument("run_dir")

@@ -166,11 +166,13 @@ def _note(path: Path, info: dict[str, Any]) -> str:
         except (OSError, UnicodeDecodeError) as e:
             raise ValueError(f"cannot read {note_path} ({e}); rewrite it with write_note().") from e
     note = info.get("note")
+    if not isinstance(note, str) or not note:
+        note = (info.get("config") or {}).get("note")  # `seqgan-env train --note` records it in the config
     return note if isinstance(note, str) else ""
 
 
 def read_note(run_path: str | os.PathLike) -> str:
-    """The run's note: ``note.txt`` if present, else config.json's top-level ``"note"``, else ``""``."""
+    """The run's note: ``note.txt`` if present, else config.json's ``"note"`` (top level or in the config), else ``""``."""
     path = _run_path(run_path)
     return _note(path, _info(path))
 

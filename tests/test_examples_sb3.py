@@ -1,0 +1,49 @@
+"""The SB3 and plain-loop example scripts run as a user would run them (exit 0, meaningful output)."""
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("stable_baselines3")
+pytest.importorskip("sb3_contrib")
+
+ROOT = Path(__file__).resolve().parent.parent
+# Together these take about 40-60 s on a 2-core CPU (more while other jobs share it).
+pytestmark = pytest.mark.slow
+
+
+def _run(name: str) -> str:
+    out = subprocess.run([sys.executable, str(ROOT / "examples" / name)], capture_output=True, text=True,
+                         timeout=300, cwd=ROOT)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return out.stdout
+
+
+def _d_metrics_line(out: str) -> None:
+    assert re.search(r"^D after \d+ updates: loss \d+\.\d+  acc_real [\d.]+  acc_fake [\d.]+$", out, re.M), out
+
+
+def test_sb3_ppo_example():
+    out = _run("sb3_ppo.py")
+    assert re.search(r"^samples: (\S+\(\d\.\d\d\) ?){8}$", out, re.M), out
+    _d_metrics_line(out)
+
+
+def test_sb3_maskable_ppo_example():
+    out = _run("sb3_maskable_ppo.py")
+    assert "invalid actions while sampling: 0" in out, out
+    _d_metrics_line(out)
+
+
+def test_sb3_subproc_example():
+    out = _run("sb3_subproc.py")
+    assert "all 2 workers in sync with the trained discriminator: True" in out, out
+
+
+def test_plain_loop_example():
+    out = _run("plain_loop.py")
+    rewards = [float(r) for r in re.findall(r"mean reward per token (\d\.\d+)", out)]
+    assert len(rewards) >= 3 and rewards[-1] > rewards[0] + 0.1, out  # the fixed D's reward rises
