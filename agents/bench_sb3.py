@@ -23,7 +23,7 @@ speed cancels out of the ratios. Nothing here asserts on timing.
 
 Usage::
 
-    python -m agents.bench_sb3             # defaults, about 3 minutes on a 2-core CPU
+    python -m agents.bench_sb3             # defaults, about 1 minute on a 2-core CPU
     from agents.bench_sb3 import SB3BenchConfig, bench_agents
     results = bench_agents(SB3BenchConfig(ppo_timesteps=4096))
 """
@@ -34,8 +34,9 @@ import math
 import os
 import string
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from stable_baselines3 import PPO
@@ -67,7 +68,8 @@ class SB3BenchConfig:
     ``toy_reinforce_batch``: rows per REINFORCE rollout; ``reinforce_lr``;
     ``target_reward``: mean reward per token to reach; ``time_limit_s``: cap per side.
     ``torch_threads``: ``torch.set_num_threads`` for the run (restored afterwards); None
-    keeps the current setting. 1 is steadier when other processes share the cores.
+    keeps the current setting. Default 1: for these tiny models two threads that wait on
+    each other were up to 10x slower on a 2-core CPU shared with other jobs.
     """
 
     max_length: int = 12
@@ -85,7 +87,7 @@ class SB3BenchConfig:
     reinforce_lr: float = 3e-3
     target_reward: float = 0.7
     time_limit_s: float = 45.0
-    torch_threads: int | None = None
+    torch_threads: int | None = 1
     seed: int = 0
 
     def __post_init__(self) -> None:

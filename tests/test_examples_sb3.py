@@ -11,7 +11,7 @@ pytest.importorskip("stable_baselines3")
 pytest.importorskip("sb3_contrib")
 
 ROOT = Path(__file__).resolve().parent.parent
-# Together these take about 40-60 s on a 2-core CPU (more while other jobs share it).
+# Measured together: about 40 s on a 2-core CPU (9 + 9 + 16 + 6 s), minutes while other jobs share it: slow.
 pytestmark = pytest.mark.slow
 
 
