@@ -68,6 +68,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
         from agents.bench_agent import AgentBenchConfig, bench_agent
 
         bench_agent(AgentBenchConfig(batch_size=args.num_envs, max_length=args.max_length, device=args.device))
+    if args.what in ("agents", "all"):
+        from agents.bench_sb3 import bench_agents
+
+        bench_agents()
     return 0
 
 
@@ -270,8 +274,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench = sub.add_parser("bench", help="speed ratios measured side by side in one run")
     bench.add_argument(
         "what",
-        choices=["env", "agent", "all"],
-        help="env: vector env vs SyncVectorEnv, one pass vs per prefix; agent: REINFORCE tokens/s, KV cache vs none",
+        choices=["env", "agent", "agents", "all"],
+        help="env: vector env vs SyncVectorEnv, one pass vs per prefix; agent: REINFORCE tokens/s, KV cache vs "
+        "none; agents: SB3 PPO native adapter vs DummyVecEnv, REINFORCE vs PPO",
     )
     bench.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="device of `bench agent`")
     bench.add_argument("--num-envs", type=int, default=256)

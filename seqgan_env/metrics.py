@@ -25,7 +25,8 @@ from __future__ import annotations
 import math
 from collections import Counter
 from dataclasses import dataclass
-from typing import Any, Hashable, Iterable, Sequence
+from collections.abc import Hashable, Iterable, Sequence
+from typing import Any
 
 START, END = "\x02", "\x03"
 
@@ -163,7 +164,7 @@ def _sentence_bleus(
 
 def _max_ref_counts(refs: Sequence[Sequence[Token]], max_n: int) -> list[dict]:
     """For k = 1..max_n: n-gram -> the largest count of it in any one reference."""
-    table: list[dict] = [dict() for _ in range(max_n)]
+    table: list[dict] = [{} for _ in range(max_n)]
     for ref in refs:
         for k in range(max_n):
             best = table[k]
@@ -247,7 +248,7 @@ def self_bleu(
         )
     counts = [[ngram_counts(s, k + 1) for k in range(max_n)] for s in seqs]
     # per order k: n-gram -> [top count, #samples with it, second count (< top)]
-    stats: list[dict] = [dict() for _ in range(max_n)]
+    stats: list[dict] = [{} for _ in range(max_n)]
     for per_sample in counts:
         for k, cnt in enumerate(per_sample):
             st = stats[k]

@@ -28,8 +28,8 @@ from __future__ import annotations
 
 import os
 import zipfile
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -128,7 +128,7 @@ class OracleLSTM(nn.Module):
         self.register_buffer("b", torch.cat([getattr(self, "b" + g) for g in _GATES], dim=0))  # (4H,)
 
     @classmethod
-    def from_npz(cls, path: str | os.PathLike = DEFAULT_ORACLE_PATH, device: str | torch.device = "cpu") -> "OracleLSTM":
+    def from_npz(cls, path: str | os.PathLike = DEFAULT_ORACLE_PATH, device: str | torch.device = "cpu") -> OracleLSTM:
         """Load and validate the oracle file (see ``load_oracle_arrays``) onto ``device``."""
         return cls(load_oracle_arrays(path)).to(device)
 

@@ -22,10 +22,11 @@ import json
 import operator
 import os
 import tempfile
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -171,19 +172,19 @@ class IntTokenizer:
         }
 
     @classmethod
-    def from_dict(cls, data: Any, source: str = "<dict>") -> "IntTokenizer":
+    def from_dict(cls, data: Any, source: str = "<dict>") -> IntTokenizer:
         """Inverse of ``to_dict``; ``source`` names the origin in error messages."""
         fix = "fix: regenerate it with IntTokenizer.save(path)"
         if not isinstance(data, dict):
             raise ValueError(f"tokenizer data from {source} must be a JSON object, got {type(data).__name__}; {fix}")
-        missing = [k for k in ("type", "format_version", "special_tokens", "num_symbols", "offset") if k not in data]
-        if missing:
-            raise ValueError(f"tokenizer data from {source} is missing key(s) {missing}; {fix}")
-        if data["type"] != TOKENIZER_TYPE:
+        if data.get("type") != TOKENIZER_TYPE:
             raise ValueError(
-                f"tokenizer data from {source} has type={data['type']!r}, expected {TOKENIZER_TYPE!r}; "
+                f"tokenizer data from {source} has type={data.get('type')!r}, expected {TOKENIZER_TYPE!r}; "
                 f"fix: load it with the matching tokenizer class (type 'char': CharTokenizer)"
             )
+        missing = [k for k in ("format_version", "special_tokens", "num_symbols", "offset") if k not in data]
+        if missing:
+            raise ValueError(f"tokenizer data from {source} is missing key(s) {missing}; {fix}")
         if isinstance(data["format_version"], bool) or data["format_version"] != FORMAT_VERSION:
             raise ValueError(
                 f"tokenizer data from {source} has format_version={data['format_version']!r}, "
@@ -214,7 +215,7 @@ class IntTokenizer:
         return path
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "IntTokenizer":
+    def load(cls, path: str | os.PathLike) -> IntTokenizer:
         """Read a tokenizer written by ``save``; errors name the path and the fix."""
         path = Path(path)
         if not path.is_file():

@@ -53,8 +53,9 @@ def test_bleu_brevity_penalty():
     assert bleu(["ab"], ["abcd"], max_n=2) == pytest.approx(math.exp(1 - 4 / 2))
     # closest reference length wins: with a ref of length 2 as well there is no penalty
     assert bleu(["ab"], ["abcd", "abzz"[:2]], max_n=2) == pytest.approx(1.0)
-    # longer hypothesis: no penalty (c > r), precision only
-    assert bleu(["abcab"], ["abc"], max_n=1) == pytest.approx(1.0)
+    # longer hypothesis: no penalty (c = 4 > r = 3); clipping: a and b up to 2 (one ref each)
+    assert bleu(["abab"], ["aab", "bba"], max_n=1) == pytest.approx(1.0)
+    assert bleu(["abab"], ["abb"], max_n=1) == pytest.approx(3 / 4)
 
 
 def test_bleu_epsilon_smoothing_and_zero_unigrams():
@@ -72,9 +73,11 @@ def test_bleu_averages_over_hypotheses():
 
 def test_smoothing_name_exposed_and_fixed():
     assert "epsilon" in BLEU_SMOOTHING and BLEU_EPSILON == 0.1
-    table = bleu_n_table(["abcd"], ["abcd"])
+    table = bleu_n_table(["abcdef"], ["abcdef"])
     assert list(table) == ["BLEU-2", "BLEU-3", "BLEU-4", "BLEU-5"]
     assert all(v == pytest.approx(1.0) for v in table.values())
+    # a hypothesis shorter than n has no n-grams: p_n = epsilon / 1 (NLTK method1 behaviour)
+    assert bleu_n_table(["abcd"], ["abcd"])["BLEU-5"] == pytest.approx(BLEU_EPSILON ** (1 / 5))
     line = format_bleu_table(table)
     print(line)
     assert "BLEU-5 1.000" in line and BLEU_SMOOTHING in line
