@@ -31,11 +31,12 @@ class EnvBenchConfig:
     vector_steps: int = 300
     sync_steps: int = 20
     prefix_repeats: int = 5
+    repeats: int = 2  # each side timed this many times, interleaved; the best run counts (less noise)
     reward_mode: str = "per_step"
     seed: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("num_envs", "max_length", "vector_steps", "sync_steps", "prefix_repeats"):
+        for name in ("num_envs", "max_length", "vector_steps", "sync_steps", "prefix_repeats", "repeats"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name}={value!r} is invalid: it must be an int >= 1.")
@@ -72,23 +73,24 @@ def bench_env(cfg: EnvBenchConfig = EnvBenchConfig(), log: Callable[[str], None]
         for i in range(cfg.vector_steps):
             venv.step(actions[i])
 
-    run_vector_warm = _timed(lambda: [venv.step(actions[i]) for i in range(10)])
-    del run_vector_warm
-    venv.reset(seed=cfg.seed)
-    t_vec = _timed(run_vector)
-    vec_sps = cfg.vector_steps * b / t_vec
-
     sync = gym.vector.SyncVectorEnv(
         [lambda: DiscriminatorReward(TokenGenerationEnv(tokenizer=tok, max_length=t), disc, reward) for _ in range(b)],
         autoreset_mode=gym.vector.AutoresetMode.NEXT_STEP,
     )
-    sync.reset(seed=cfg.seed)
 
     def run_sync() -> None:
         for i in range(cfg.sync_steps):
             sync.step(actions[i])
 
-    t_sync = _timed(run_sync)
+    for i in range(10):  # warm-up
+        venv.step(actions[i])
+    t_vec = t_sync = float("inf")
+    for _ in range(cfg.repeats):  # interleaved, best of each side
+        venv.reset(seed=cfg.seed)
+        t_vec = min(t_vec, _timed(run_vector))
+        sync.reset(seed=cfg.seed)
+        t_sync = min(t_sync, _timed(run_sync))
+    vec_sps = cfg.vector_steps * b / t_vec
     sync_sps = cfg.sync_steps * b / t_sync
 
     # Per-step rewards of finished sequences: one causal pass vs recomputing D on each prefix.
@@ -119,8 +121,8 @@ def bench_env(cfg: EnvBenchConfig = EnvBenchConfig(), log: Callable[[str], None]
     }
     log(f"machine: {machine_description()}")
     log(f"bench env: B={b}, max_length={t}, reward={cfg.reward_mode}/prob, default tiny discriminator")
-    log(f"  native vector env   {vec_sps:12,.0f} env steps/s  ({cfg.vector_steps} steps)")
-    log(f"  SyncVectorEnv       {sync_sps:12,.0f} env steps/s  ({cfg.sync_steps} steps)")
+    log(f"  native vector env   {vec_sps:12,.0f} env steps/s  ({cfg.vector_steps} steps, best of {cfg.repeats})")
+    log(f"  SyncVectorEnv       {sync_sps:12,.0f} env steps/s  ({cfg.sync_steps} steps, best of {cfg.repeats})")
     log(f"  ratio vector/sync   {results['vector_vs_sync']:12.1f}x")
     log(f"  one causal pass     {t_one * 1e3:12.2f} ms for B x T prefix scores")
     log(f"  one pass per prefix {t_per * 1e3:12.2f} ms ({t} passes)")
