@@ -228,7 +228,12 @@ class Trainer:
                 ) from None
             return {"skipped_nonfinite": 1, "nonfinite_total": self.nonfinite_total}
         self.nonfinite_in_a_row = 0
-        d_metrics = self.callback.on_generator_update() or {}
+        try:
+            d_metrics = self.callback.on_generator_update() or {}
+        except FloatingPointError as exc:  # the discriminator refused a non-finite step and changed nothing
+            self.nonfinite_total += 1
+            self.log(f"warning: discriminator update skipped: {exc} ({self.nonfinite_total} non-finite in total)")
+            d_metrics = {"discriminator/skipped_nonfinite": 1}
         metrics.update(d_metrics)
         metrics["d_lr"] = self.discriminator.optimizer.param_groups[0]["lr"]
         metrics["update_seconds"] = time.perf_counter() - t0

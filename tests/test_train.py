@@ -308,3 +308,22 @@ def test_cli_train_sb3_agents_same_run_layout(tmp_path, capsys, agent):
     capsys.readouterr()
     assert main(["sample", str(run)]) == 2 and "not a Llama generator" in capsys.readouterr().err
     assert main(["train", "--resume", str(run)]) == 2 and "only REINFORCE runs" in capsys.readouterr().err
+
+
+def test_nonfinite_discriminator_update_is_skipped(tmp_path):
+    trainer = new_run(tiny_config(tmp_path, updates=3))
+    real_update = trainer.discriminator.update
+    calls = {"n": 0}
+
+    def update(real, fake, *a, **k):
+        calls["n"] += 1
+        if calls["n"] == 3:  # the first update after pretraining (1 D pretrain step + 1 normal before)
+            raise FloatingPointError("discriminator loss is nan; update skipped")
+        return real_update(real, fake, *a, **k)
+
+    trainer.discriminator.update = update
+    trainer.fit(progress=False)
+    trainer.run.close()
+    lines = [json.loads(x) for x in (trainer.run.path / "metrics.jsonl").read_text().splitlines()]
+    assert sum(1 for m in lines if m.get("discriminator/skipped_nonfinite")) == 1
+    assert trainer.step == 3 and trainer.nonfinite_total == 1
