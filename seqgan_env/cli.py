@@ -232,7 +232,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from agents.trainer import load_generator_for_sampling
 
     from .data import load_dataset
-    from .metrics import BigramModel, sample_report
+    from .metrics import (
+        BLEU_SMOOTHING, BigramModel, bleu_n_table, length_distance, ngram_jsd, sample_report, self_bleu,
+    )
     from .runs import RunDir, atomic_write_text
 
     if args.n < 1:
@@ -244,11 +246,18 @@ def cmd_eval(args: argparse.Namespace) -> int:
     )
     agent = ReinforceAgent(generator, ReinforceConfig(device=args.device))
     tokens = agent.sample(args.n, config.data.max_length, seed=args.seed, min_length=config.data.min_length)
-    report = sample_report(tokenizer.decode_batch(tokens.cpu()), data.train_texts, BigramModel.fit(data.valid_texts))
+    texts = tokenizer.decode_batch(tokens.cpu())
+    report = sample_report(texts, data.train_texts, BigramModel.fit(data.valid_texts))
+    nonempty = [t for t in texts if t] or [" "]
+    report.update(bleu_n_table(nonempty, data.valid_texts))  # BLEU-2..5 against held-out names
+    report["self_BLEU-3"] = self_bleu(nonempty, max_n=3)  # each sample against the others only
+    report["length_distance"] = length_distance(texts, data.valid_texts)
+    report["char_bigram_jsd"] = ngram_jsd(nonempty, data.valid_texts, n=2)
     run = RunDir.open(args.run_dir, tensorboard=False)
     start = next((m for m in run.read_metrics() if "eval/untrained_bigram_nll" in m), None)
     run.close()
-    result = {"samples": args.n, "seed": args.seed, "temperature": 1.0, "top_p": 1.0, **report}
+    result = {"samples": args.n, "seed": args.seed, "temperature": 1.0, "top_p": 1.0, "references": "held-out split",
+              "bleu_smoothing": BLEU_SMOOTHING, "bleu_weights": "uniform over 1..n", **report}
     if start is not None:
         result["untrained_bigram_nll"] = start["eval/untrained_bigram_nll"]
         result["bigram_nll_drop"] = start["eval/untrained_bigram_nll"] - report["bigram_nll"]
