@@ -1,4 +1,4 @@
-"""`seqgan-env` command line: train, sample, eval, runs, sweep, demo, bench.
+"""`seqgan-env` command line: train, sample, eval, plot, runs, sweep, demo, bench.
 
 Every failure caused by the user's input ends with one line on stderr naming the
 problem and the fix, and a non-zero exit status; no traceback.
@@ -267,6 +267,21 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_plot(args: argparse.Namespace) -> int:
+    """PNGs of a run (reward, discriminator, eval) or of a --seeds group (mean ± std band)."""
+    from pathlib import Path
+
+    from .plots import plot_group, plot_run
+
+    path = Path(args.path)
+    if not path.is_dir():
+        raise ValueError(f"'{path}' is not a directory; fix: pass a run directory or a --seeds group directory.")
+    written = plot_group(path) if (path / "summary.json").is_file() else plot_run(path)
+    for p in written:
+        print(p)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="seqgan-env", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -349,6 +364,10 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--seed", type=int, default=0)
     ev.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda"])
     ev.set_defaults(func=cmd_eval)
+
+    plot = sub.add_parser("plot", help="PNGs of a run's metrics (or a --seeds group with a mean ± std band)")
+    plot.add_argument("path")
+    plot.set_defaults(func=cmd_plot)
     return parser
 
 

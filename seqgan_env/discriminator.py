@@ -278,6 +278,17 @@ class Discriminator:
             )
         self.num_updates = 0
 
+    @property
+    def decision_logit(self) -> float:
+        """Logit of the midpoint between the label targets, (real_label + fake_label) / 2.
+
+        With one-sided label smoothing (real_label 0.9) a discriminator that cannot
+        tell real from fake outputs 0.45, not 0.5; thresholding at 0.5 would report
+        every real sequence as misclassified. Accuracies use this midpoint instead.
+        """
+        p = 0.5 * (self.config.real_label + self.config.fake_label)
+        return math.log(p / (1.0 - p))
+
     # -- inputs ----------------------------------------------------------------
 
     def _as_tokens(self, tokens: Any, name: str = "tokens") -> torch.Tensor:
@@ -392,8 +403,8 @@ class Discriminator:
                ) -> dict[str, float]:
         """One optimizer step on real (Nr, T) vs fake (Nf, T) sequences.
 
-        Returns floats ``loss``, ``acc_real`` (fraction of real with P(real) >
-        0.5), ``acc_fake`` (fraction of fake with P(real) < 0.5), ``grad_norm``
+        Returns floats ``loss``, ``acc_real`` (fraction of real with P(real) above
+        the decision threshold), ``acc_fake`` (fraction of fake at or below it), ``grad_norm``
         (before clipping) and ``lr`` (the lr used for this step).  Raises
         FloatingPointError without stepping on a non-finite loss or gradient.
         The net is back in eval mode afterwards, also on error.  Once a
@@ -424,8 +435,8 @@ class Discriminator:
             self.net.eval()
         return {
             "loss": float(stats["loss"]),
-            "acc_real": float((stats["real_logits"] > 0).float().mean()),
-            "acc_fake": float((stats["fake_logits"] < 0).float().mean()),
+            "acc_real": float((stats["real_logits"] > self.decision_logit).float().mean()),
+            "acc_fake": float((stats["fake_logits"] <= self.decision_logit).float().mean()),
             "grad_norm": float(grad_norm),
             "lr": lr,
         }

@@ -48,6 +48,13 @@ def test_seeds_summary_equals_per_seed_aggregates(tmp_path, capsys):
     assert stats["mean"] == pytest.approx(np.mean(finals)) and stats["std"] == pytest.approx(np.std(finals))
     assert stats["min"] == pytest.approx(min(finals)) and stats["n"] == 3
     assert "eval/bigram_nll" in out and "±" in out
+    assert main(["plot", str(group)]) == 0  # seeds overlaid with a mean ± std band
+    pngs = capsys.readouterr().out.split()
+    assert len(pngs) == 2 and all(Path(p).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in pngs)
+    assert main(["plot", str(runs[0])]) == 0
+    names = sorted(Path(p).name for p in capsys.readouterr().out.split())
+    assert names == ["discriminator.png", "eval.png", "reward.png"]
+    assert main(["plot", str(tmp_path / "nope")]) == 2
 
 
 def test_seeds_bad_value(capsys):
