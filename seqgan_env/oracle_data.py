@@ -21,7 +21,6 @@ from __future__ import annotations
 import json
 import operator
 import os
-import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -32,7 +31,8 @@ import numpy as np
 import torch
 
 from seqgan_env.oracle import SEQ_LEN, VOCAB_SIZE, OracleLSTM
-from seqgan_env.tokenizer import BOS_ID, EOS_ID, PAD_ID, SPECIAL_TOKENS
+from seqgan_env.atomic import atomic_write_text
+from seqgan_env.tokenizer import BOS_ID, EOS_ID, PAD_ID, SPECIAL_TOKENS, read_tokenizer_json
 
 TOKENIZER_TYPE = "int"
 FORMAT_VERSION = 1
@@ -203,33 +203,14 @@ class IntTokenizer:
     def save(self, path: str | os.PathLike) -> Path:
         """Write the tokenizer as JSON atomically (temp file + ``os.replace``)."""
         path = Path(path)
-        text = json.dumps(self.to_dict(), indent=2) + "\n"
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                fh.write(text)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_write_text(path, json.dumps(self.to_dict(), indent=2) + "\n")
         return path
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> IntTokenizer:
         """Read a tokenizer written by ``save``; errors name the path and the fix."""
         path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(
-                f"tokenizer file {str(path)!r} does not exist or is not a file; fix: check the path "
-                f"or create it with IntTokenizer.save(path)"
-            )
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as err:
-            raise ValueError(
-                f"tokenizer file {str(path)!r} is not valid UTF-8 JSON ({err}); fix: regenerate it "
-                f"with IntTokenizer.save(path)"
-            ) from None
+        data = read_tokenizer_json(path, cls.__name__)
         return cls.from_dict(data, source=repr(str(path)))
 
 

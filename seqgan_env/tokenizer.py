@@ -299,24 +299,27 @@ class CharTokenizer:
     def load(cls, path: str | os.PathLike) -> "CharTokenizer":
         """Read a tokenizer written by ``save``; errors name the path and the fix."""
         path = Path(path)
-        if not path.exists():
-            raise FileNotFoundError(
-                f"tokenizer file {str(path)!r} does not exist; fix: check the path or "
-                f"create it with CharTokenizer.save(path)"
-            )
-        if path.is_dir():
-            raise ValueError(
-                f"tokenizer path {str(path)!r} is a directory, expected a JSON file; "
-                f"fix: pass the path of the tokenizer .json file"
-            )
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as err:
-            raise ValueError(
-                f"tokenizer file {str(path)!r} is not valid UTF-8 JSON ({err}); fix: "
-                f"regenerate it with CharTokenizer.save(path)"
-            ) from None
+        data = read_tokenizer_json(path, cls.__name__)
         return cls.from_dict(data, source=repr(str(path)))
+
+
+def read_tokenizer_json(path: Path, cls_name: str) -> Any:
+    """The parsed JSON of a tokenizer file; a missing file, a directory or bad JSON names the path and the fix."""
+    if not path.exists():
+        raise FileNotFoundError(
+            f"tokenizer file {str(path)!r} does not exist; fix: check the path or create it with {cls_name}.save(path)"
+        )
+    if path.is_dir():
+        raise ValueError(
+            f"tokenizer path {str(path)!r} is a directory, expected a JSON file; "
+            f"fix: pass the path of the tokenizer .json file"
+        )
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(
+            f"tokenizer file {str(path)!r} is not valid UTF-8 JSON ({err}); fix: regenerate it with {cls_name}.save(path)"
+        ) from None
 
 
 def _check_max_length(max_length: int) -> None:
