@@ -6,10 +6,11 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
-PAD_ID = 0
-BOS_ID = 1
-EOS_ID = 2
-NUM_SPECIAL = 3
+from .tokenizer import BOS_ID, EOS_ID, PAD_ID, SPECIAL_TOKENS
+
+NUM_SPECIAL = len(SPECIAL_TOKENS)
+
+__all__ = ["BOS_ID", "EOS_ID", "NUM_SPECIAL", "PAD_ID", "EnvConfig"]  # the ids are re-exported from tokenizer
 
 
 @dataclass(frozen=True)

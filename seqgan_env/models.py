@@ -26,9 +26,7 @@ import torch
 import torch.nn as nn
 import transformers
 
-PAD_ID = 0
-BOS_ID = 1
-EOS_ID = 2
+from seqgan_env.tokenizer import BOS_ID, EOS_ID, PAD_ID
 
 
 def _check_positive_int(name: str, value: Any) -> None:
