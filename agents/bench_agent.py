@@ -20,6 +20,7 @@ from seqgan_env.bench import machine_description
 from seqgan_env.data import DEFAULT_DATA_PATH, load_dataset
 from seqgan_env.discriminator import Discriminator
 from seqgan_env.models import build_generator
+from seqgan_env.validation import check_ints
 from seqgan_env.vector_env import TokenGenerationVectorEnv
 from seqgan_env.wrappers import DiscriminatorRewardVector
 
@@ -36,10 +37,7 @@ class AgentBenchConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("batch_size", "max_length", "updates", "sample_repeats"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name}={value!r} is invalid: it must be an int >= 1.")
+        check_ints(self, ("batch_size", "max_length", "updates", "sample_repeats"))
 
 
 def bench_agent(cfg: AgentBenchConfig = AgentBenchConfig(), log: Callable[[str], None] = print) -> dict[str, float]:

@@ -46,8 +46,14 @@ from agents.reinforce import ReinforceAgent, ReinforceConfig
 from seqgan_env.bench import machine_description
 from seqgan_env.callbacks import DiscriminatorUpdateConfig
 from seqgan_env.models import ModelConfig, build_generator
-from seqgan_env.sb3 import SB3DiscriminatorCallback, TokenGenerationVecEnv, make_sb3_env, sb3_policy_kwargs
+from seqgan_env.sb3 import (
+    SB3DiscriminatorCallback,
+    TokenGenerationVecEnv,
+    make_sb3_env,
+    sb3_policy_kwargs,
+)
 from seqgan_env.tokenizer import CharTokenizer
+from seqgan_env.validation import check_ints
 from seqgan_env.vector_env import TokenGenerationVectorEnv
 from seqgan_env.wrappers import DiscriminatorRewardVector, RewardConfig
 
@@ -93,10 +99,7 @@ class SB3BenchConfig:
     def __post_init__(self) -> None:
         ints = ("max_length", "dummy_envs", "ppo_timesteps", "repeats", "n_steps", "batch_size", "n_epochs",
                 "toy_max_length", "toy_ppo_envs", "toy_reinforce_batch")
-        for name in ints:
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name}={value!r} is invalid: it must be an int >= 1.")
+        check_ints(self, ints)
         if not self.native_envs or any(not isinstance(n, int) or n < 1 for n in self.native_envs):
             raise ValueError(f"native_envs={self.native_envs!r} is invalid: give one or more ints >= 1.")
         for name in ("learning_rate", "reinforce_lr", "time_limit_s"):

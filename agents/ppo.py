@@ -29,6 +29,7 @@ from seqgan_env.data import load_dataset
 from seqgan_env.discriminator import Discriminator
 from seqgan_env.metrics import BigramModel, sample_report
 from seqgan_env.runs import RunDir, atomic_write_text, flatten_optimizer_state
+from seqgan_env.validation import check_ints
 
 ALGOS = ("ppo", "maskable_ppo")
 ENCODERS = ("gru", "transformer")
@@ -53,10 +54,7 @@ class PPOConfig:
     device: str = "cpu"
 
     def __post_init__(self) -> None:
-        for name in ("n_envs", "n_steps", "batch_size", "n_epochs", "embed_dim", "features_dim"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"ppo.{name}={value!r} is invalid: it must be an int >= 1.")
+        check_ints(self, ("n_envs", "n_steps", "batch_size", "n_epochs", "embed_dim", "features_dim"), prefix="ppo.")
         for name, lo, hi in (("gamma", 0.0, 1.0), ("gae_lambda", 0.0, 1.0)):
             value = getattr(self, name)
             if not lo <= value <= hi:
@@ -77,7 +75,11 @@ class PPOTrainer:
     """Builds the SB3 env, model and callbacks from a ``TrainConfig`` and runs ``learn``."""
 
     def __init__(self, config: Any, run: RunDir, data: Any = None, log: Callable[[str], None] | None = None):
-        from seqgan_env.sb3 import SB3DiscriminatorCallback, TokenGenerationVecEnv, sb3_policy_kwargs
+        from seqgan_env.sb3 import (
+            SB3DiscriminatorCallback,
+            TokenGenerationVecEnv,
+            sb3_policy_kwargs,
+        )
         from seqgan_env.vector_env import TokenGenerationVectorEnv
         from seqgan_env.wrappers import DiscriminatorRewardVector
 

@@ -22,7 +22,13 @@ import torch
 
 from agents.ppo import PPOConfig
 from agents.reinforce import ReinforceAgent, ReinforceConfig
-from seqgan_env.alarms import SAMPLE_ALARMS, UPDATE_ALARMS, AlarmConfig, AlarmMonitor, alarm_metrics
+from seqgan_env.alarms import (
+    SAMPLE_ALARMS,
+    UPDATE_ALARMS,
+    AlarmConfig,
+    AlarmMonitor,
+    alarm_metrics,
+)
 from seqgan_env.callbacks import DiscriminatorUpdateCallback, DiscriminatorUpdateConfig
 from seqgan_env.configio import config_from_dict, config_to_dict
 from seqgan_env.data import DEFAULT_DATA_PATH, TextDataset, file_sha256, load_dataset
@@ -39,9 +45,9 @@ from seqgan_env.runs import (
     unflatten_scheduler_state,
 )
 from seqgan_env.tokenizer import CharTokenizer
+from seqgan_env.validation import check_int, check_ints
 from seqgan_env.vector_env import TokenGenerationVectorEnv
 from seqgan_env.wrappers import DiscriminatorRewardVector, RewardConfig
-
 
 AGENTS = ("reinforce", "ppo", "maskable_ppo")
 
@@ -57,8 +63,7 @@ class DataConfig:
     skip_blank: bool = False
 
     def __post_init__(self) -> None:
-        if isinstance(self.max_length, bool) or not isinstance(self.max_length, int) or self.max_length < 1:
-            raise ValueError(f"data.max_length={self.max_length!r} is invalid: it must be an int >= 1.")
+        check_int("data.max_length", self.max_length)
         if isinstance(self.min_length, bool) or not isinstance(self.min_length, int) or not 0 <= self.min_length <= self.max_length:
             raise ValueError(
                 f"data.min_length={self.min_length!r} is invalid: it must be an int in [0, data.max_length="
@@ -81,13 +86,8 @@ class ScheduleConfig:
     max_nonfinite: int = 5  # consecutive skipped updates (NaN/inf loss or gradient) before the run stops
 
     def __post_init__(self) -> None:
-        for name in (
-            "updates", "pretrain_steps", "d_pretrain_steps", "eval_every", "eval_samples", "checkpoint_every", "max_nonfinite"
-        ):
-            value = getattr(self, name)
-            minimum = 0 if name in ("pretrain_steps", "d_pretrain_steps") else 1
-            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-                raise ValueError(f"schedule.{name}={value!r} is invalid: it must be an int >= {minimum}.")
+        check_ints(self, ("updates", "eval_every", "eval_samples", "checkpoint_every", "max_nonfinite"), 1, "schedule.")
+        check_ints(self, ("pretrain_steps", "d_pretrain_steps"), 0, "schedule.")
 
 
 @dataclass

@@ -18,6 +18,7 @@ import torch
 from .data import DEFAULT_DATA_PATH, load_dataset
 from .discriminator import Discriminator
 from .env import TokenGenerationEnv
+from .validation import check_ints
 from .vector_env import TokenGenerationVectorEnv
 from .wrappers import DiscriminatorReward, DiscriminatorRewardVector, RewardConfig
 
@@ -36,10 +37,7 @@ class EnvBenchConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("num_envs", "max_length", "vector_steps", "sync_steps", "prefix_repeats", "repeats"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name}={value!r} is invalid: it must be an int >= 1.")
+        check_ints(self, ("num_envs", "max_length", "vector_steps", "sync_steps", "prefix_repeats", "repeats"))
 
 
 def _timed(fn: Callable[[], None]) -> float:

@@ -38,6 +38,8 @@ from typing import Any, Callable, Protocol
 
 import torch
 
+from .validation import check_int
+
 PREFIX = "discriminator/"
 
 
@@ -46,8 +48,7 @@ class SupportsDiscriminatorUpdate(Protocol):
 
 
 def _check_int(name: str, value: Any, minimum: int, hint: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name}={value!r} is invalid: it must be an int >= {minimum}; {hint}.")
+    check_int(name, value, minimum, hint)
 
 
 @dataclass

@@ -165,7 +165,13 @@ def _train_seeds(config, args: argparse.Namespace) -> int:
 
 def cmd_runs(args: argparse.Namespace) -> int:
     """`runs list [DIR]`, `runs diff A B`, `runs note RUN TEXT`."""
-    from .experiments import diff_runs, format_diff, format_runs_table, list_runs, write_note
+    from .experiments import (
+        diff_runs,
+        format_diff,
+        format_runs_table,
+        list_runs,
+        write_note,
+    )
 
     if args.action == "list":
         print(format_runs_table(list_runs(args.paths[0] if args.paths else "runs")))
@@ -233,7 +239,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     from .data import load_dataset
     from .metrics import (
-        BLEU_SMOOTHING, BigramModel, bleu_n_table, length_distance, ngram_jsd, sample_report, self_bleu,
+        BLEU_SMOOTHING,
+        BigramModel,
+        bleu_n_table,
+        length_distance,
+        ngram_jsd,
+        sample_report,
+        self_bleu,
     )
     from .runs import RunDir, atomic_write_text
 

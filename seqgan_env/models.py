@@ -27,14 +27,11 @@ import torch.nn as nn
 import transformers
 
 from seqgan_env.tokenizer import BOS_ID, EOS_ID, PAD_ID
+from seqgan_env.validation import check_int
 
 
 def _check_positive_int(name: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError(
-            f"{name}={value!r} is invalid: it must be a positive int (>= 1); "
-            f"pass e.g. {name}=32."
-        )
+    check_int(name, value, 1, f"pass e.g. {name}=32")
 
 
 ATTN_IMPLEMENTATIONS = ("sdpa", "eager")

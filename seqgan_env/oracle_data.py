@@ -30,9 +30,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from seqgan_env.oracle import SEQ_LEN, VOCAB_SIZE, OracleLSTM
 from seqgan_env.atomic import atomic_write_text
-from seqgan_env.tokenizer import BOS_ID, EOS_ID, PAD_ID, SPECIAL_TOKENS, read_tokenizer_json
+from seqgan_env.oracle import SEQ_LEN, VOCAB_SIZE, OracleLSTM
+from seqgan_env.tokenizer import (
+    BOS_ID,
+    EOS_ID,
+    PAD_ID,
+    SPECIAL_TOKENS,
+    read_tokenizer_json,
+)
 
 TOKENIZER_TYPE = "int"
 FORMAT_VERSION = 1

@@ -46,6 +46,7 @@ import safetensors.torch
 import torch
 
 from .atomic import TMP_PREFIX, atomic_save_tensors, atomic_write_text, fsync_dir
+from .validation import check_int
 
 FORMAT_VERSION = 1
 CONFIG_FILE = "config.json"
@@ -377,8 +378,7 @@ class RunDir:
 
     def __init__(self, path: str | os.PathLike, info: dict[str, Any], keep_last: int = 3,
                  tensorboard: bool = True) -> None:
-        if isinstance(keep_last, bool) or not isinstance(keep_last, int) or keep_last < 1:
-            raise ValueError(f"keep_last={keep_last!r} is invalid: it must be an int >= 1; use 3.")
+        check_int("keep_last", keep_last, 1, "use 3")
         self.path = Path(path)
         self.info = info
         self.config: dict[str, Any] = info.get("config", {})

@@ -41,12 +41,17 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv
-from stable_baselines3.common.vec_env.base_vec_env import VecEnvIndices, VecEnvObs, VecEnvStepReturn
+from stable_baselines3.common.vec_env.base_vec_env import (
+    VecEnvIndices,
+    VecEnvObs,
+    VecEnvStepReturn,
+)
 from torch import nn
 
 from .callbacks import DiscriminatorUpdateCallback, DiscriminatorUpdateConfig
 from .config import BOS_ID, PAD_ID
 from .registration import make_env, make_vector_env
+from .validation import check_int
 from .vector_env import TokenGenerationVectorEnv
 
 __all__ = [
@@ -358,8 +363,7 @@ class TokenEmbeddingExtractor(BaseFeaturesExtractor):
             )
         for name, value in (("embed_dim", embed_dim), ("features_dim", features_dim), ("num_layers", num_layers),
                             ("num_heads", num_heads)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name}={value!r} is invalid: it must be an int >= 1.")
+            check_int(name, value)
         if encoder not in ("gru", "transformer"):
             raise ValueError(f"encoder={encoder!r} is unknown: use 'gru' or 'transformer'.")
         if encoder == "transformer" and embed_dim % num_heads:
@@ -499,8 +503,7 @@ class SB3DiscriminatorCallback(BaseCallback):
         verbose: int = 0,
     ) -> None:
         super().__init__(verbose)
-        if isinstance(fake_buffer_size, bool) or not isinstance(fake_buffer_size, int) or fake_buffer_size < 1:
-            raise ValueError(f"fake_buffer_size={fake_buffer_size!r} is invalid: it must be an int >= 1.")
+        check_int("fake_buffer_size", fake_buffer_size)
         if sample_fake is not None and not callable(sample_fake):
             raise TypeError("sample_fake must be a callable n -> (n, T) tensor of generated token ids, or None.")
         if reward_env is not None and not callable(getattr(reward_env, "update_discriminator", None)):
@@ -625,8 +628,7 @@ def make_sb3_env(
     with :class:`SB3DiscriminatorCallback`). ``make_kwargs`` are the factories'
     arguments (``max_length``, ``reward_mode``, ``discriminator_model``, ...).
     """
-    if isinstance(n_envs, bool) or not isinstance(n_envs, int) or n_envs < 1:
-        raise ValueError(f"n_envs={n_envs!r} is invalid: it must be an int >= 1.")
+    check_int("n_envs", n_envs)
     if backend == "native":
         if start_method is not None:
             raise ValueError(f"start_method={start_method!r} applies only to backend='subproc'.")
