@@ -126,3 +126,65 @@ def bench_env(cfg: EnvBenchConfig = EnvBenchConfig(), log: Callable[[str], None]
     log(f"  one pass per prefix {t_per * 1e3:12.2f} ms ({t} passes)")
     log(f"  ratio               {results['one_pass_vs_per_prefix']:12.1f}x  (target >= max_length/4 = {t / 4:.0f})")
     return results
+
+
+@dataclass(frozen=True)
+class RewardBenchConfig:
+    """Sizes of ``bench reward``: B sequences of T tokens, K rollouts, vocab size, repeats."""
+
+    batch_size: int = 64
+    max_length: int = 20
+    num_rollouts: int = 16
+    vocab_size: int = 32  # a small synthetic vocab (ids 0-2 special), default tiny models
+    repeats: int = 3  # each side timed this many times, interleaved; the best run counts
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        check_ints(self, ("batch_size", "max_length", "num_rollouts", "vocab_size", "repeats"))
+
+
+def bench_reward(cfg: RewardBenchConfig = RewardBenchConfig(), log: Callable[[str], None] = print) -> dict[str, float]:
+    """Time per batch of per-step rewards: ``per_step`` (one causal D pass over (B, T)) vs
+    ``mc_rollout`` (``MCRolloutScorer.score_logits``: K rollouts of every prefix).
+
+    Returns ``{"per_step_ms", "mc_rollout_ms", "mc_vs_per_step"}``; the ratio is the
+    cost of SeqGAN's credit assignment relative to a plain per-prefix score.
+    """
+    from .mc_rollout import make_mc_rollout_scorer
+    from .models import ModelConfig, build_generator
+
+    b, t, v = cfg.batch_size, cfg.max_length, cfg.vocab_size
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.seed)
+        generator = build_generator(ModelConfig(), v).eval()
+    disc = Discriminator(v, seed=cfg.seed)
+    scorer = make_mc_rollout_scorer(disc, generator, num_rollouts=cfg.num_rollouts, max_length=t, seed=cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    tokens = torch.randint(3, v, (b, t), generator=gen)  # (B, T) full-length sequences, no EOS
+    cut = torch.randint(1, t + 1, (b,), generator=gen)  # (B,) some rows end early with EOS
+    col = torch.arange(t).unsqueeze(0)  # (1, T)
+    tokens = torch.where(col == cut.unsqueeze(1) - 1, torch.full_like(tokens, 2), tokens)
+    tokens = torch.where(col >= cut.unsqueeze(1), torch.zeros_like(tokens), tokens)
+    tokens[: b // 2] = torch.where(tokens[: b // 2] == 0, torch.full_like(tokens[: b // 2], 3), tokens[: b // 2])
+    tokens[: b // 2] = torch.where(tokens[: b // 2] == 2, torch.full_like(tokens[: b // 2], 3), tokens[: b // 2])
+
+    def per_step() -> None:
+        disc.score_logits(tokens)  # (B, T)
+
+    def mc_rollout() -> None:
+        scorer.score_logits(tokens)  # (B, T)
+
+    per_step()
+    mc_rollout()  # warm-up
+    t_ps = t_mc = float("inf")
+    for _ in range(cfg.repeats):
+        t_ps = min(t_ps, _timed(per_step))
+        t_mc = min(t_mc, _timed(mc_rollout))
+    results = {"per_step_ms": t_ps * 1e3, "mc_rollout_ms": t_mc * 1e3, "mc_vs_per_step": t_mc / t_ps}
+    log(f"machine: {machine_description()}")
+    log(f"bench reward: B={b}, T={t}, vocab={v}, K={cfg.num_rollouts}, default tiny generator and discriminator")
+    log("  (half the rows full length, half ended by EOS at a random length)")
+    log(f"  per_step   one causal D pass   {t_ps * 1e3:10.2f} ms per batch  (best of {cfg.repeats})")
+    log(f"  mc_rollout K={cfg.num_rollouts} rollouts/prefix {t_mc * 1e3:10.2f} ms per batch  (best of {cfg.repeats})")
+    log(f"  ratio mc_rollout/per_step {results['mc_vs_per_step']:10.1f}x")
+    return results

@@ -64,6 +64,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
                 reward_mode=args.reward_mode,
             )
         )
+    if args.what in ("reward", "all"):
+        from .bench import bench_reward
+
+        bench_reward()
     if args.what in ("agent", "all"):
         from agents.bench_agent import AgentBenchConfig, bench_agent
 
@@ -310,9 +314,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench = sub.add_parser("bench", help="speed ratios measured side by side in one run")
     bench.add_argument(
         "what",
-        choices=["env", "agent", "agents", "all"],
-        help="env: vector env vs SyncVectorEnv, one pass vs per prefix; agent: REINFORCE tokens/s, KV cache vs "
-        "none; agents: SB3 PPO native adapter vs DummyVecEnv, REINFORCE vs PPO",
+        choices=["env", "reward", "agent", "agents", "all"],
+        help="env: vector env vs SyncVectorEnv, one pass vs per prefix; reward: per_step vs mc_rollout (K=16); "
+        "agent: REINFORCE tokens/s, KV cache vs none; agents: SB3 PPO native adapter vs DummyVecEnv, REINFORCE vs PPO",
     )
     bench.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="device of `bench agent`")
     bench.add_argument("--num-envs", type=int, default=256)

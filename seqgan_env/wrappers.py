@@ -191,9 +191,11 @@ class DiscriminatorRewardVector(gym.vector.VectorWrapper):
     Wraps ``TokenGenerationVectorEnv``. With a ``Discriminator`` (one that has a
     ``net``) the prefixes are scored incrementally with its KV cache
     (``seqgan_env.scoring``); any other ``PrefixScorer`` gets one causal pass over the
-    current tokens. Rewards equal those of ``DiscriminatorReward`` on the single env
-    (to float rounding). ``info["disc_score"]`` carries D's probability of each
-    finished sequence.
+    current tokens; a scorer with ``score_last(tokens, lengths) -> (B,)`` (e.g.
+    ``MCRolloutScorer``) scores only each row's newest prefix per step. Rewards equal
+    those of ``DiscriminatorReward`` on the single env (to float rounding; not for
+    the random Monte-Carlo scorer). ``info["disc_score"]`` carries D's probability
+    of each finished sequence.
     """
 
     def __init__(
@@ -215,7 +217,7 @@ class DiscriminatorRewardVector(gym.vector.VectorWrapper):
         self.scorer = scorer
         self.trainer = _DiscriminatorTrainer(scorer, self.reward_config, real_data, seed)
         b, t = base.num_envs, base.config.max_length
-        can_cache = hasattr(scorer, "net")
+        can_cache = hasattr(scorer, "net") and not hasattr(scorer, "score_last")
         if incremental and not can_cache:
             raise ValueError("incremental=True needs a Discriminator with a `net`; this scorer has none.")
         use_cache = can_cache if incremental is None else incremental
@@ -251,6 +253,11 @@ class DiscriminatorRewardVector(gym.vector.VectorWrapper):
                 m = int(lengths[idx].max())
                 logits = self.scorer.score_logits(tokens[idx, :m])  # (K, m)
                 new[idx] = logits.gather(1, pos[idx].unsqueeze(1)).squeeze(1)
+        elif hasattr(self.scorer, "score_last"):  # e.g. MCRolloutScorer: score only each row's newest prefix
+            new = torch.zeros(base.num_envs, device=base.device)  # (B,)
+            if bool(written.any()):
+                idx = written.nonzero().squeeze(1)
+                new[idx] = self.scorer.score_last(tokens[idx], lengths[idx]).to(new.device, new.dtype)  # (N,)
         elif self._incremental is not None:
             new = self._incremental.step(tokens, lengths, written, restarted)  # (B,)
             if self._incremental.refreshed is not None:  # rebuilt: every prefix rescored by the current D
