@@ -98,7 +98,8 @@ class PPOTrainer:
             tok.vocab_size, cfg.discriminator_model, cfg.discriminator, device="cpu", seed=cfg.seed + 1
         )
         base = TokenGenerationVectorEnv(
-            pcfg.n_envs, tokenizer=tok, max_length=cfg.data.max_length, min_length=cfg.data.min_length
+            pcfg.n_envs, tokenizer=tok, max_length=cfg.data.max_length, min_length=cfg.data.min_length,
+            allow_eos=cfg.data.eos,
         )
         reward_env = DiscriminatorRewardVector(base, self.discriminator, cfg.reward, real_data=self.data.train, seed=cfg.seed)
         self.env = TokenGenerationVecEnv(reward_env)

@@ -35,6 +35,7 @@ from seqgan_env.data import DEFAULT_DATA_PATH, TextDataset, file_sha256, load_da
 from seqgan_env.discriminator import Discriminator, DiscriminatorConfig
 from seqgan_env.metrics import BigramModel, sample_report
 from seqgan_env.models import ModelConfig, build_generator
+from seqgan_env.oracle import DEFAULT_ORACLE_PATH, SEQ_LEN as ORACLE_LENGTH
 from seqgan_env.runs import (
     RunDir,
     flatten_optimizer_state,
@@ -52,15 +53,36 @@ from seqgan_env.wrappers import DiscriminatorRewardVector, RewardConfig
 AGENTS = ("reinforce", "ppo", "maskable_ppo")
 
 
+ORACLE = "oracle"
+
+
 @dataclass
 class DataConfig:
-    """Real data: a text file with one sequence per line (default: census first names)."""
+    """Real data: a text file with one sequence per line (default: census first names), or ``oracle``.
+
+    ``path="oracle"`` is the SeqGAN synthetic task: ``oracle_train`` + ``oracle_valid``
+    sequences of 20 tokens (vocabulary 5,000, no EOS) sampled from the oracle LSTM
+    with the run's seed; max_length must then be 20. ``allow_eos`` None means: True
+    for text files, False for the oracle.
+    """
 
     path: str = str(DEFAULT_DATA_PATH)
     max_length: int = 12
     min_length: int = 1
     valid_fraction: float = 0.1
     skip_blank: bool = False
+    allow_eos: bool | None = None
+    oracle_train: int = 10_000
+    oracle_valid: int = 2_000
+
+    @property
+    def is_oracle(self) -> bool:
+        return self.path == ORACLE
+
+    @property
+    def eos(self) -> bool:
+        """Whether sequences may end early with EOS."""
+        return (not self.is_oracle) if self.allow_eos is None else self.allow_eos
 
     def __post_init__(self) -> None:
         check_int("data.max_length", self.max_length)
@@ -71,6 +93,14 @@ class DataConfig:
             )
         if not isinstance(self.valid_fraction, (int, float)) or not 0 <= self.valid_fraction < 1:
             raise ValueError(f"data.valid_fraction={self.valid_fraction!r} is invalid: it must be in [0, 1).")
+        check_ints(self, ("oracle_train", "oracle_valid"), 1, "data.")
+        if self.is_oracle and self.max_length != ORACLE_LENGTH:
+            raise ValueError(
+                f"data.max_length={self.max_length} does not fit data.path=oracle, whose sequences have "
+                f"{ORACLE_LENGTH} tokens; fix: --set data.max_length={ORACLE_LENGTH}."
+            )
+        if self.is_oracle and self.allow_eos:
+            raise ValueError("data.allow_eos=true does not fit data.path=oracle (fixed-length sequences, no EOS).")
 
 
 @dataclass
@@ -159,6 +189,7 @@ class Trainer:
             tokenizer=tok,
             max_length=cfg.data.max_length,
             min_length=cfg.data.min_length,
+            allow_eos=cfg.data.eos,
             device=self.device,
             return_torch=True,
             decode_text=False,
@@ -179,7 +210,8 @@ class Trainer:
     def _sample_fake(self, n: int) -> torch.Tensor:
         cfg = self.config
         return self.agent.sample(
-            n, cfg.data.max_length, cfg.reinforce.temperature, cfg.reinforce.top_p, min_length=cfg.data.min_length
+            n, cfg.data.max_length, cfg.reinforce.temperature, cfg.reinforce.top_p,
+            min_length=cfg.data.min_length, allow_eos=cfg.data.eos,
         )
 
     def _real_batch(self, n: int) -> torch.Tensor:
@@ -189,9 +221,13 @@ class Trainer:
     def evaluate(self, n: int | None = None, seed: int = 1234) -> tuple[dict[str, float], list[str]]:
         """Quality numbers of ``n`` samples at temperature 1, top-p 1, drawn with a fixed seed."""
         n = n or self.config.schedule.eval_samples
-        tokens = self.agent.sample(n, self.config.data.max_length, seed=seed, min_length=self.config.data.min_length)
+        data_cfg = self.config.data
+        tokens = self.agent.sample(n, data_cfg.max_length, seed=seed, min_length=data_cfg.min_length, allow_eos=data_cfg.eos)
         texts = self.data.tokenizer.decode_batch(tokens.cpu())
-        return sample_report(texts, self.data.train_texts, self.bigram), texts
+        report = sample_report(texts, self.data.train_texts, self.bigram)
+        if data_cfg.is_oracle:  # the SeqGAN benchmark's number: the oracle's NLL of our samples
+            report["nll_oracle"] = self.data.oracle.nll_oracle(self.data.tokenizer.to_oracle(tokens.cpu()))
+        return report, texts
 
     def pretrain(self) -> None:
         """MLE pretraining of the generator, then of D on real vs generated (as SeqGAN)."""
@@ -367,7 +403,7 @@ class Trainer:
                     d_loss=f"{metrics.get('discriminator/loss', float('nan')):.3f}",
                     d_acc=f"{0.5 * (metrics.get('discriminator/acc_real', float('nan')) + metrics.get('discriminator/acc_fake', float('nan'))):.2f}",
                     sample=self.data.tokenizer.decode(
-                        self.agent.sample(1, self.config.data.max_length, seed=self.step)[0].cpu()
+                        self.agent.sample(1, self.config.data.max_length, seed=self.step, allow_eos=self.config.data.eos)[0].cpu()
                     ),  # own seed: the display never moves the training RNG
                 )
                 if self.step % sch.checkpoint_every == 0:
@@ -389,8 +425,21 @@ class Trainer:
                 signal.signal(signum, handler)
 
 
+def load_tokenizer(path: Path):
+    """A run's tokenizer.json: the char tokenizer, or the oracle's integer tokenizer (by its "type")."""
+    from seqgan_env.oracle_data import IntTokenizer
+    from seqgan_env.tokenizer import read_tokenizer_json
+
+    kind = read_tokenizer_json(Path(path), "CharTokenizer")
+    return IntTokenizer.load(path) if isinstance(kind, dict) and kind.get("type") == "int" else CharTokenizer.load(path)
+
+
 def load_run_data(config: TrainConfig, tokenizer: CharTokenizer | None = None) -> TextDataset:
     """The run's data, validated; with ``tokenizer`` (a resumed run's) every symbol must be in its vocabulary."""
+    if config.data.is_oracle:
+        from seqgan_env.oracle_data import load_oracle_dataset
+
+        return load_oracle_dataset(config.data.oracle_train, config.data.oracle_valid, seed=config.seed)
     data = load_dataset(
         config.data.path,
         max_length=config.data.max_length,
@@ -414,7 +463,8 @@ def new_run(config: TrainConfig) -> Trainer:
     whose trainer cannot be built is removed: a failed start leaves nothing behind.
     """
     data = load_run_data(config)
-    run = RunDir.create(config.out_dir, config.name, config_to_dict(config), data_path=config.data.path)
+    data_file = str(DEFAULT_ORACLE_PATH) if config.data.is_oracle else config.data.path
+    run = RunDir.create(config.out_dir, config.name, config_to_dict(config), data_path=data_file)
     run.acquire_lock()
     try:
         if config.agent != "reinforce":
@@ -451,7 +501,7 @@ def _resume(run: RunDir) -> Trainer:
     tok_path = run.path / "tokenizer.json"
     if not tok_path.is_file():
         raise ValueError(f"run '{run.path}' has no tokenizer.json; fix: resume a run made by `seqgan-env train`.")
-    trainer = Trainer(config, run, load_run_data(config, CharTokenizer.load(tok_path)))
+    trainer = Trainer(config, run, load_run_data(config, load_tokenizer(tok_path)))
     if run.latest_checkpoint() is None:
         raise ValueError(f"run '{run.path}' has no checkpoint to resume from; fix: start a new run with `seqgan-env train`.")
     trainer.load_checkpoint()
@@ -475,7 +525,7 @@ def load_generator_for_sampling(run_path: str | Path):
     tok_path = run.path / "tokenizer.json"
     if not tok_path.is_file():
         raise ValueError(f"run '{run.path}' has no tokenizer.json; fix: pass a run directory made by `seqgan-env train`.")
-    tokenizer = CharTokenizer.load(tok_path)
+    tokenizer = load_tokenizer(tok_path)
     if (export / "config.json").is_file():
         generator = LlamaForCausalLM.from_pretrained(export)
         if generator.config.vocab_size != tokenizer.vocab_size:

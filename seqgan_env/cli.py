@@ -227,7 +227,8 @@ def cmd_sample(args: argparse.Namespace) -> int:
     generator, tokenizer, config = load_generator_for_sampling(args.run_dir)
     agent = ReinforceAgent(generator, ReinforceConfig(device=args.device, temperature=args.temperature, top_p=args.top_p))
     tokens = agent.sample(
-        args.n, config.data.max_length, args.temperature, args.top_p, seed=args.seed, min_length=config.data.min_length
+        args.n, config.data.max_length, args.temperature, args.top_p, seed=args.seed,
+        min_length=config.data.min_length, allow_eos=config.data.eos,
     )
     for text in tokenizer.decode_batch(tokens.cpu()):
         print(text)
@@ -239,9 +240,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     import json
 
     from agents.reinforce import ReinforceAgent, ReinforceConfig
-    from agents.trainer import load_generator_for_sampling
+    from agents.trainer import load_generator_for_sampling, load_run_data
 
-    from .data import load_dataset
     from .metrics import (
         BLEU_SMOOTHING,
         BigramModel,
@@ -256,19 +256,23 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.n < 1:
         raise ValueError(f"-n {args.n} is invalid: ask for at least 1 sample.")
     generator, tokenizer, config = load_generator_for_sampling(args.run_dir)
-    data = load_dataset(
-        config.data.path, max_length=config.data.max_length, valid_fraction=config.data.valid_fraction,
-        seed=config.seed, tokenizer=tokenizer, skip_blank=config.data.skip_blank,
-    )
+    data = load_run_data(config, tokenizer)
     agent = ReinforceAgent(generator, ReinforceConfig(device=args.device))
-    tokens = agent.sample(args.n, config.data.max_length, seed=args.seed, min_length=config.data.min_length)
+    tokens = agent.sample(
+        args.n, config.data.max_length, seed=args.seed, min_length=config.data.min_length, allow_eos=config.data.eos
+    )
     texts = tokenizer.decode_batch(tokens.cpu())
     report = sample_report(texts, data.train_texts, BigramModel.fit(data.valid_texts))
-    nonempty = [t for t in texts if t] or [" "]
-    report.update(bleu_n_table(nonempty, data.valid_texts))  # BLEU-2..5 against held-out names
-    report["self_BLEU-3"] = self_bleu(nonempty, max_n=3)  # each sample against the others only
-    report["length_distance"] = length_distance(texts, data.valid_texts)
-    report["char_bigram_jsd"] = ngram_jsd(nonempty, data.valid_texts, n=2)
+    # Tokens: characters of a name, or the oracle's integer tokens.
+    split = (lambda t: t.split()) if config.data.is_oracle else (lambda t: t)  # noqa: E731
+    samples = [split(t) for t in texts if t] or [split(" ")]
+    refs = [split(t) for t in data.valid_texts]
+    report.update(bleu_n_table(samples, refs))  # BLEU-2..5 against the held-out split
+    report["self_BLEU-3"] = self_bleu(samples, max_n=3)  # each sample against the others only
+    report["length_distance"] = length_distance([split(t) for t in texts], refs)
+    report["bigram_jsd"] = ngram_jsd(samples, refs, n=2)
+    if config.data.is_oracle:
+        report["nll_oracle"] = data.oracle.nll_oracle(tokenizer.to_oracle(tokens.cpu()))
     run = RunDir.open(args.run_dir, tensorboard=False)
     start = next((m for m in run.read_metrics() if "eval/untrained_bigram_nll" in m), None)
     run.close()
