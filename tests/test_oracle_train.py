@@ -6,6 +6,8 @@ import json
 import math
 from pathlib import Path
 
+import pytest
+
 from seqgan_env.cli import main
 
 TINY = [
@@ -40,3 +42,18 @@ def test_oracle_train_sample_eval_resume(tmp_path, capsys):
 def test_oracle_needs_length_20(capsys):
     assert main(["train", "--data", "oracle"]) == 2  # default max_length 12
     assert "data.max_length=20" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "extra,needle",
+    [
+        (["--set", "data.allow_eos=true"], "data.allow_eos=true"),
+        (["--set", "data.oracle_train=0"], "data.oracle_train=0"),
+        (["--set", "data.oracle_valid=-1"], "data.oracle_valid=-1"),
+    ],
+)
+def test_oracle_bad_config(extra, needle, capsys, tmp_path):
+    rc = main(["train", "--data", "oracle", "--set", "data.max_length=20", "--set", f"out_dir={tmp_path}", *extra])
+    err = capsys.readouterr().err
+    assert rc == 2 and needle in err and "Traceback" not in err
+    assert not any(Path(tmp_path).iterdir())
