@@ -24,11 +24,12 @@ from __future__ import annotations
 import contextlib
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
 
+from agents.distributed import SINGLE, DistContext, all_reduce_sum, any_flag
 from seqgan_env.config import BOS_ID, EOS_ID, PAD_ID
 from seqgan_env.scoring import preallocated_cache
 
@@ -156,12 +157,21 @@ def discounted_returns(rewards: torch.Tensor, mask: torch.Tensor, gamma: float) 
     return out
 
 
-def _masked_time_mean(x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-timestep mean of x (B, T) over masked rows -> mean (T,), count (T,) (mean 0 where count 0)."""
+def _masked_time_mean(
+    x: torch.Tensor, mask: torch.Tensor, all_reduce: Callable[[torch.Tensor], torch.Tensor] | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-timestep mean of x (B, T) over masked rows -> mean (T,), count (T,) (mean 0 where count 0).
+
+    ``all_reduce`` (a sum over ranks, or None for one process) makes it the mean over
+    every rank's rows: sums and counts are reduced before dividing.
+    """
     m = mask.to(x.dtype)  # (B, T)
     count = m.sum(0)  # (T,)
-    mean = (x * m).sum(0) / count.clamp(min=1)  # (T,)
-    return mean, count
+    if all_reduce is None:
+        mean = (x * m).sum(0) / count.clamp(min=1)  # (T,)
+        return mean, count
+    sums = all_reduce(torch.stack([(x * m).sum(0), count]))  # (2, T) over all ranks
+    return sums[0] / sums[1].clamp(min=1), sums[1]
 
 
 def apply_baseline(
@@ -170,6 +180,7 @@ def apply_baseline(
     kind: str,
     state: torch.Tensor | None = None,
     decay: float = 0.9,
+    all_reduce: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Advantages = returns - baseline, 0 outside ``mask``; returns (advantages (B, T), new_state).
 
@@ -180,13 +191,16 @@ def apply_baseline(
     rows update). ``state`` is a (T,) tensor with NaN at never-seen timesteps (None =
     all unseen); an unseen timestep is initialised with the batch mean, so the first
     call gives the same advantages as "batch_mean".
+    ``all_reduce`` (sum over ranks, data-parallel training) takes the batch means over
+    every rank's rows, so each rank gets the full-batch advantages of its own rows and
+    the same new ``state``.
     """
     if kind not in BASELINES:
         raise ValueError(f"baseline kind {kind!r} is unknown: choose one of {list(BASELINES)}.")
     m = mask.to(returns.dtype)  # (B, T)
     if kind == "none":
         return returns * m, state
-    mean, count = _masked_time_mean(returns, mask)  # (T,), (T,)
+    mean, count = _masked_time_mean(returns, mask, all_reduce)  # (T,), (T,)
     if kind == "batch_mean":
         return (returns - mean) * m, state
     T = returns.shape[1]
@@ -204,8 +218,24 @@ def apply_baseline(
     return adv, new_state
 
 
-def normalize(adv: torch.Tensor, mask: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
-    """Zero mean, unit (population) std over the masked entries; 0 outside the mask."""
+def normalize(
+    adv: torch.Tensor,
+    mask: torch.Tensor,
+    eps: float = 1e-8,
+    all_reduce: Callable[[torch.Tensor], torch.Tensor] | None = None,
+) -> torch.Tensor:
+    """Zero mean, unit (population) std over the masked entries; 0 outside the mask.
+
+    ``all_reduce`` (sum over ranks): mean and std over every rank's masked entries.
+    """
+    if all_reduce is not None:
+        m = mask.to(adv.dtype)  # (B, T)
+        tot = all_reduce(torch.stack([(adv * m).sum(), m.sum()]))  # (2,) global sum, count
+        if float(tot[1]) == 0:
+            return torch.zeros_like(adv)
+        mean = tot[0] / tot[1]
+        var = all_reduce(((adv - mean) ** 2 * m).sum()) / tot[1]  # population variance
+        return torch.where(mask, (adv - mean) / (var.sqrt() + eps), torch.zeros_like(adv))
     vals = adv[mask]  # (K,)
     if vals.numel() == 0:
         return torch.zeros_like(adv)
@@ -285,8 +315,31 @@ class Rollout:
     texts: list[str | None] = field(default_factory=list)
 
 
+class TeacherForced(torch.nn.Module):
+    """The generator's teacher-forced logits for one or more input batches, in ONE module call.
+
+    The agent's trainable forward: ``forward(*input_ids)`` with each input (N_i, T_i)
+    long returns a tuple of (N_i, T_i, V) logits. In data-parallel training
+    DistributedDataParallel wraps this module, so the policy-gradient batch and the MLE
+    batch of one update are a single DDP forward followed by a single backward (DDP
+    all-reduces every gradient once per backward, and refuses two forwards per backward).
+    """
+
+    def __init__(self, generator: torch.nn.Module) -> None:
+        super().__init__()
+        self.generator = generator
+
+    def forward(self, *input_ids: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return tuple(self.generator(input_ids=x).logits for x in input_ids)  # each (N_i, T_i, V)
+
+
 class ReinforceAgent:
-    """REINFORCE (+ optional MLE mixing) on a ``LlamaForCausalLM`` generator."""
+    """REINFORCE (+ optional MLE mixing) on a ``LlamaForCausalLM`` generator.
+
+    ``train_module`` is the forward used with grad (``TeacherForced(generator)``, or its
+    DistributedDataParallel wrapper after :meth:`distribute`); sampling and scoring use
+    the plain ``generator`` under no_grad.
+    """
 
     def __init__(self, generator: torch.nn.Module, config: ReinforceConfig | None = None, seed: int = 0) -> None:
         self.config = config if config is not None else ReinforceConfig()
@@ -306,6 +359,35 @@ class ReinforceAgent:
         self.rng.manual_seed(seed)
         self.baseline_state: torch.Tensor | None = None
         self.num_updates = 0
+        self.dist: DistContext = SINGLE
+        self.train_module: torch.nn.Module = TeacherForced(self.generator)  # DDP-wrapped by distribute()
+
+    def distribute(self, ctx: DistContext) -> None:
+        """Train data-parallel over ``ctx.world_size`` ranks (the process group must exist).
+
+        Wraps the teacher-forced forward in DistributedDataParallel (which broadcasts
+        rank 0's weights at construction); sampling keeps the plain generator. The
+        losses become global: baselines, advantage normalisation and the per-step and
+        per-token normalisers use sums over all ranks, and each rank's loss is its share
+        times ``world_size``, so DDP's gradient mean over ranks equals the gradient of the
+        loss of the whole (all-rank) batch, even with unequal episode lengths. One rank:
+        nothing changes.
+        """
+        if not ctx.is_distributed:
+            return
+        from torch.nn.parallel import DistributedDataParallel
+
+        device_ids = [torch.cuda.current_device()] if self.device.type == "cuda" else None
+        self.dist = ctx
+        self.train_module = DistributedDataParallel(
+            TeacherForced(self.generator), device_ids=device_ids, broadcast_buffers=False
+        )
+
+    def _all_reduce(self) -> Callable[[torch.Tensor], torch.Tensor] | None:
+        """Sum over ranks, or None for one process (the single-process code path)."""
+        if not self.dist.is_distributed:
+            return None
+        return lambda t: all_reduce_sum(t, self.dist)
 
     # -- helpers ---------------------------------------------------------------------
     def _new_cache(self, capacity: int):
@@ -320,17 +402,36 @@ class ReinforceAgent:
     def _params(self) -> list[torch.nn.Parameter]:
         return [p for p in self.generator.parameters() if p.requires_grad]
 
-    def _mle_loss(self, real: torch.Tensor) -> torch.Tensor:
-        """Mean token cross-entropy of the generator on real (N, T) sequences, PAD excluded."""
+    @staticmethod
+    def _teacher_input(tokens: torch.Tensor) -> torch.Tensor:
+        """[BOS, tokens[:, :-1]]: (N, T) long -> (N, T) long, the inputs that predict ``tokens``."""
+        bos = torch.full_like(tokens[:, :1], BOS_ID)  # (N, 1)
+        return torch.cat([bos, tokens[:, :-1]], dim=1)  # (N, T)
+
+    def _mle_loss(self, real: torch.Tensor, logits: torch.Tensor | None = None) -> torch.Tensor:
+        """Mean token cross-entropy of the generator on real (N, T) sequences, PAD excluded.
+
+        ``logits`` (N, T, V): the teacher-forced logits if already computed (else one
+        ``train_module`` forward). Data-parallel: the mean is over every rank's tokens and
+        this rank returns its share x world_size (the mean over ranks is the global mean).
+        """
         real = real.to(self.device, torch.long)  # (N, T)
-        bos = torch.full_like(real[:, :1], BOS_ID)  # (N, 1)
-        inp = torch.cat([bos, real[:, :-1]], dim=1)  # (N, T)
-        with self._autocast():
-            logits = self.generator(input_ids=inp).logits  # (N, T, V)
-        return F.cross_entropy(logits.float().flatten(0, 1), real.flatten(), ignore_index=PAD_ID)
+        if logits is None:
+            with self._autocast():
+                (logits,) = self.train_module(self._teacher_input(real))  # (N, T, V)
+        reduce = self._all_reduce()
+        if reduce is None:
+            return F.cross_entropy(logits.float().flatten(0, 1), real.flatten(), ignore_index=PAD_ID)
+        n = reduce((real != PAD_ID).sum()).clamp(min=1)  # () real tokens over all ranks
+        ce = F.cross_entropy(logits.float().flatten(0, 1), real.flatten(), ignore_index=PAD_ID, reduction="sum")
+        return ce / n * self.dist.world_size
 
     def _step(self, loss: torch.Tensor) -> float:
-        """Backward, clip, optimizer step; returns the pre-clip grad norm."""
+        """Backward, clip, optimizer step; returns the pre-clip grad norm.
+
+        Data-parallel: DDP all-reduces (averages) the gradients during ``backward``, so
+        the norm, the clipping and the step are identical on every rank.
+        """
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         max_norm = self.config.max_grad_norm if self.config.max_grad_norm is not None else float("inf")
@@ -404,26 +505,44 @@ class ReinforceAgent:
 
     # -- learning --------------------------------------------------------------------
     def _loss(self, rollout: Rollout, real: torch.Tensor | None):
+        """(loss with grad, metrics, new baseline state) of one update.
+
+        Data-parallel (after :meth:`distribute`): baselines, normalisation and the
+        normalisers are global (sums over ranks); ``policy_loss``, ``entropy`` and
+        ``mle_loss`` are this rank's share x world_size (their mean over ranks is the
+        full-batch value); ``reward_std`` and ``return_mean`` are full-batch values.
+        """
         cfg = self.config
+        reduce = self._all_reduce()  # None: one process
         tokens = rollout.tokens.to(self.device)  # (B, T)
         mask = rollout.mask.to(self.device)  # (B, T)
         rewards = rollout.rewards.to(self.device)  # (B, T)
         returns = discounted_returns(rewards, mask, cfg.gamma)  # (B, T)
-        adv, new_state = apply_baseline(returns, mask, cfg.baseline, self.baseline_state, cfg.ewma_decay)
+        adv, new_state = apply_baseline(returns, mask, cfg.baseline, self.baseline_state, cfg.ewma_decay, reduce)
         if cfg.normalize_advantages:
-            adv = normalize(adv, mask)
+            adv = normalize(adv, mask, all_reduce=reduce)
         adv = adv.detach()
 
-        x = self._policy_logits(rollout)  # (B, T, V)
+        use_mle = cfg.mle_coef > 0 and real is not None
+        inputs = [self._teacher_input(tokens)]  # (B, T)
+        if use_mle:
+            real = real.to(self.device, torch.long)  # (N, T)
+            inputs.append(self._teacher_input(real))  # (N, T)
+        with self._autocast():
+            logits = self.train_module(*inputs)  # one (DDP) forward for both batches: (B, T, V)[, (N, T, V)]
+        x = self._policy_logits(rollout, logits[0])  # (B, T, V)
         logp = torch.log_softmax(x, dim=-1).gather(2, tokens[..., None]).squeeze(2)  # (B, T)
         logp = torch.where(mask, logp, torch.zeros_like(logp))  # masked-out steps may hold -inf
-        n = mask.sum().clamp(min=1)
+        n = mask.sum().clamp(min=1) if reduce is None else reduce(mask.sum()).clamp(min=1)  # valid steps, all ranks
         policy_loss = -(logp * adv).sum() / n
         entropy = (_entropy(x) * mask).sum() / n
+        if reduce is not None:  # share x W: DDP's mean of the gradients over ranks = the full-batch gradient
+            policy_loss = policy_loss * self.dist.world_size
+            entropy = entropy * self.dist.world_size
         loss = policy_loss - cfg.entropy_coef * entropy
         mle_loss = torch.tensor(float("nan"))
-        if cfg.mle_coef > 0 and real is not None:
-            mle_loss = self._mle_loss(real)
+        if use_mle:
+            mle_loss = self._mle_loss(real, logits[1])
             loss = loss + cfg.mle_coef * mle_loss
 
         ep_reward = (rewards * mask).sum(1)  # (B,)
@@ -436,19 +555,26 @@ class ReinforceAgent:
             "mle_loss": float(mle_loss.detach()),
             "episode_length_mean": float(mask.sum(1).float().mean()),
         }
+        if reduce is not None:  # statistics that are not a mean of per-rank values: full-batch, on every rank
+            e = ep_reward.double()  # (B,)
+            tot = reduce(torch.stack([e.sum(), torch.tensor(float(e.numel()), dtype=torch.float64, device=e.device),
+                                      returns[mask].double().sum(), mask.sum().double()]))  # (4,)
+            mean = tot[0] / tot[1]
+            metrics["reward_std"] = float((reduce(((e - mean) ** 2).sum()) / tot[1]).sqrt())
+            metrics["return_mean"] = float(tot[2] / tot[3]) if float(tot[3]) > 0 else float("nan")
         return loss, metrics, new_state
 
-    def _policy_logits(self, rollout: Rollout) -> torch.Tensor:
+    def _policy_logits(self, rollout: Rollout, logits: torch.Tensor | None = None) -> torch.Tensor:
         """Teacher-forced recompute (with grad) of the sampling logits of every step, (B, T, V).
 
-        One forward pass on [BOS, tokens[:, :-1]], then the rollout's own action masks,
-        temperature and stored top-p keep masks: the distribution the tokens were drawn from.
+        One forward pass on [BOS, tokens[:, :-1]] (or the given ``logits`` (B, T, V) of
+        that pass), then the rollout's own action masks, temperature and stored top-p
+        keep masks: the distribution the tokens were drawn from.
         """
-        tokens = rollout.tokens.to(self.device)  # (B, T)
-        bos = torch.full_like(tokens[:, :1], BOS_ID)  # (B, 1)
-        inp = torch.cat([bos, tokens[:, :-1]], dim=1)  # (B, T)
-        with self._autocast():
-            logits = self.generator(input_ids=inp).logits  # (B, T, V)
+        if logits is None:
+            tokens = rollout.tokens.to(self.device)  # (B, T)
+            with self._autocast():
+                logits = self.generator(input_ids=self._teacher_input(tokens)).logits  # (B, T, V)
         support = rollout.action_masks.to(self.device)  # (B, T, V)
         if rollout.keep_masks is not None:
             support = support & rollout.keep_masks.to(self.device)
@@ -475,8 +601,13 @@ class ReinforceAgent:
         nothing (no optimizer step, baseline and counters untouched).
         """
         loss, metrics, new_state = self._loss(rollout, real)
-        if not bool(torch.isfinite(loss)):
-            raise FloatingPointError(f"REINFORCE loss is {float(loss.detach())} (rewards or log-probs not finite); update skipped.")
+        finite = bool(torch.isfinite(loss))
+        if self.dist.is_distributed:  # every rank must skip together, or the others wait in backward forever
+            finite = not any_flag(not finite, self.dist)
+        if not finite:
+            where = f" on rank {self.dist.rank} (non-finite on some rank)" if self.dist.is_distributed else ""
+            raise FloatingPointError(f"REINFORCE loss is {float(loss.detach())}{where} (rewards or log-probs not "
+                                     f"finite); update skipped.")
         lr = self.optimizer.param_groups[0]["lr"]
         metrics["grad_norm"] = self._step(loss)
         metrics["lr"] = float(lr)

@@ -16,6 +16,7 @@ Losses live in the :data:`LOSSES` registry; each maps ``(head (N, K), target
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -240,7 +241,9 @@ class Discriminator:
     ``seed`` (optional) makes the weight initialisation deterministic without
     disturbing the global torch RNG.  Attributes: ``net``, ``optimizer``,
     ``scheduler`` (OneCycleLR or None), ``num_updates``, ``config``,
-    ``model_config``, ``vocab_size``, ``device``.
+    ``model_config``, ``vocab_size``, ``device``, ``train_net`` (the module
+    :meth:`update` runs forward with grad: ``net``, or its
+    DistributedDataParallel wrapper after :meth:`distribute`).
     """
 
     def __init__(
@@ -277,6 +280,31 @@ class Discriminator:
                 base_momentum=min(0.85, cfg.betas[0]),
             )
         self.num_updates = 0
+        self.world_size = 1
+        self.train_net: torch.nn.Module = self.net
+        self._all_reduce: Callable[[torch.Tensor], torch.Tensor] | None = None
+
+    def distribute(self, world_size: int, all_reduce: Callable[[torch.Tensor], torch.Tensor],
+                   device_ids: list[int] | None = None) -> None:
+        """Train data-parallel over ``world_size`` ranks (a torch.distributed process group must exist).
+
+        ``all_reduce`` sums a tensor over ranks. :meth:`update` then runs the net
+        wrapped in DistributedDataParallel (rank 0's weights are broadcast at
+        construction; gradients are averaged once per update, after all
+        ``grad_accum_steps`` micro-batches) and weights every micro-loss by the
+        selected positions of ALL ranks, so the averaged gradient is the gradient of
+        the full (all-rank) batch loss. Scoring keeps the plain ``net``. ``world_size``
+        1 changes nothing.
+        """
+        if isinstance(world_size, bool) or not isinstance(world_size, int) or world_size < 1:
+            raise ValueError(f"world_size={world_size!r} is invalid: it must be an int >= 1.")
+        if world_size == 1:
+            return
+        from torch.nn.parallel import DistributedDataParallel
+
+        self.world_size = world_size
+        self._all_reduce = all_reduce
+        self.train_net = DistributedDataParallel(self.net, device_ids=device_ids, broadcast_buffers=False)
 
     @property
     def decision_logit(self) -> float:
@@ -357,6 +385,13 @@ class Discriminator:
         FloatingPointError (grads zeroed) on a non-finite loss.  Returns
         detached ``loss`` (scalar) and per-sequence logits ``real_logits``
         (Nr,), ``fake_logits`` (Nf,).
+
+        Data-parallel (after :meth:`distribute`): the position counts are summed
+        over ranks and each micro-loss is scaled by world_size, so ``loss`` is this
+        rank's share x world_size (the mean over ranks is the full-batch loss); DDP
+        syncs gradients on the last micro-batch only; every forward gets a backward
+        (an empty micro-batch backs up a zero) and a non-finite loss on any rank
+        makes every rank raise, so the ranks never fall out of step.
         """
         k = self.config.grad_accum_steps
         xr, xf = self._as_tokens(real, "real"), self._as_tokens(fake, "fake")
@@ -370,32 +405,49 @@ class Discriminator:
                 )
         total = torch.zeros((), device=self.device)
         seq_logits: dict[str, list[torch.Tensor]] = {"real": [], "fake": []}
-        for name, x, m, label in (("real", xr, mr, self.config.real_label),
-                                  ("fake", xf, mf, self.config.fake_label)):
-            sel = self._loss_positions(x, m)  # (N, T)
-            n_total = int(sel.sum())
+        w = self.world_size
+        parts = [("real", xr, mr, self.config.real_label), ("fake", xf, mf, self.config.fake_label)]
+        sels = [self._loss_positions(x, m) for _, x, m, _ in parts]  # each (N, T)
+        n_totals = [int(sel.sum()) for sel in sels]
+        if w > 1:  # positions of every rank: the full-batch means' denominators
+            n_totals = [int(v) for v in self._all_reduce(torch.tensor(n_totals, device=self.device)).tolist()]
+        nonfinite = ""
+        n_passes, done = 2 * k, 0
+        for (name, x, m, label), sel, n_total in zip(parts, sels, n_totals):
             idx_chunks = torch.tensor_split(torch.arange(x.shape[0], device=x.device), k)
             for idx in idx_chunks:
-                xc, sc = x[idx], sel[idx]  # (n, T)
-                mc = None if m is None else m[idx]
-                out = self.net(xc, attention_mask=mc)
-                last = last_token_index(xc, mc)  # (n,)
-                seq_logits[name].append(out.logits.detach().gather(1, last[:, None]).squeeze(1))
-                head = out.head[sc]  # (P, K)
-                if head.shape[0] == 0:  # e.g. rows whose attention mask is all zero
-                    continue
-                target = torch.full((head.shape[0],), label, device=head.device, dtype=head.dtype)
-                # micro mean * (P / n_total) == this chunk's share of the full-batch mean
-                micro = 0.5 * self.loss_fn(head, target) * (head.shape[0] / max(n_total, 1))
-                if not torch.isfinite(micro):
-                    self.optimizer.zero_grad(set_to_none=True)
-                    raise FloatingPointError(
-                        f"discriminator loss is {micro.item()} (non-finite) on a {name} "
-                        f"micro-batch; no optimizer step was taken. Lower lr, enable "
-                        f"max_grad_norm, or check the inputs."
-                    )
-                micro.backward()
-                total += micro.detach()
+                done += 1
+                sync = w == 1 or done == n_passes  # DDP: all-reduce once, on the last micro-batch
+                with contextlib.nullcontext() if sync else self.train_net.no_sync():
+                    xc, sc = x[idx], sel[idx]  # (n, T)
+                    mc = None if m is None else m[idx]
+                    out = self.train_net(xc, attention_mask=mc)
+                    last = last_token_index(xc, mc)  # (n,)
+                    seq_logits[name].append(out.logits.detach().gather(1, last[:, None]).squeeze(1))
+                    head = out.head[sc]  # (P, K)
+                    if head.shape[0] == 0:  # e.g. rows whose attention mask is all zero
+                        if w > 1:
+                            (out.head.sum() * 0.0).backward()  # DDP needs a backward after every forward
+                        continue
+                    target = torch.full((head.shape[0],), label, device=head.device, dtype=head.dtype)
+                    # micro mean * (P * w / n_total) == this chunk's share of the full-batch mean (x w for DDP's mean)
+                    micro = 0.5 * self.loss_fn(head, target) * (head.shape[0] * w / max(n_total, 1))
+                    if not torch.isfinite(micro):
+                        nonfinite = f"discriminator loss is {micro.item()} (non-finite) on a {name} micro-batch"
+                        if w == 1:
+                            self.optimizer.zero_grad(set_to_none=True)
+                            raise FloatingPointError(
+                                f"{nonfinite}; no optimizer step was taken. Lower lr, enable "
+                                f"max_grad_norm, or check the inputs."
+                            )
+                    micro.backward()
+                    total += micro.detach()
+        if w > 1 and int(self._all_reduce(torch.tensor([1 if nonfinite else 0], device=self.device)).item()) > 0:
+            self.optimizer.zero_grad(set_to_none=True)
+            raise FloatingPointError(
+                f"{nonfinite or 'discriminator loss is non-finite on another rank'}; no optimizer step was "
+                f"taken on any rank. Lower lr, enable max_grad_norm, or check the inputs."
+            )
         return {"loss": total, "real_logits": torch.cat(seq_logits["real"]),
                 "fake_logits": torch.cat(seq_logits["fake"])}
 
@@ -411,7 +463,7 @@ class Discriminator:
         OneCycle schedule is exhausted the lr stays at its final value.
         """
         self.optimizer.zero_grad(set_to_none=True)
-        self.net.train()
+        self.train_net.train()
         try:
             stats = self._accumulate_grads(real, fake, real_mask, fake_mask)
             params = [p for p in self.net.parameters() if p.grad is not None]
@@ -432,7 +484,7 @@ class Discriminator:
                 self.scheduler.step()
             self.num_updates += 1
         finally:
-            self.net.eval()
+            self.train_net.eval()
         return {
             "loss": float(stats["loss"]),
             "acc_real": float((stats["real_logits"] > self.decision_logit).float().mean()),

@@ -39,6 +39,7 @@ import torch
 from transformers import LlamaForCausalLM
 
 from .config import BOS_ID, EOS_ID, PAD_ID
+from .sampling import sample_categorical
 from .scoring import preallocated_cache
 
 PROB_EPS = 1e-6  # Q is clipped to [PROB_EPS, 1 - PROB_EPS] before its logit
@@ -310,22 +311,21 @@ class MCRolloutScorer:
         comp = torch.full((m, L), PAD_ID, dtype=torch.long, device=dev)  # (N*K, L)
         comp[:, :p] = prefixes.repeat_interleave(k, dim=0)[:, :L]
         v = logits.shape[-1]
-        allowed = torch.ones(v, dtype=torch.bool, device=dev)
-        allowed[PAD_ID] = False
-        allowed[BOS_ID] = False
+        banned = torch.zeros(v, dtype=torch.bool, device=dev)  # (V,) never sampled
+        banned[PAD_ID] = True
+        banned[BOS_ID] = True
         done = plen_r >= L  # (N*K,)
         steps = L - int(plen.min())
         for s in range(steps):
             pos = plen_r + s  # (N*K,) symbol index this step writes
             active = ~done & (pos < L)  # (N*K,)
-            mask = allowed.expand(m, v).clone()  # (N*K, V)
-            mask[:, EOS_ID] = self.allow_eos & (pos >= self.min_length)
-            x = logits.masked_fill(~mask, float("-inf"))  # (N*K, V)
+            x = logits.masked_fill(banned, float("-inf"))  # (N*K, V)
+            eos_ok = (pos >= self.min_length) if self.allow_eos else torch.zeros_like(active)  # (N*K,)
+            x[:, EOS_ID] = torch.where(eos_ok, x[:, EOS_ID], torch.full_like(x[:, EOS_ID], float("-inf")))
             if self.temperature == 0:
                 action = x.argmax(dim=-1)  # (N*K,)
             else:
-                u = torch.rand(x.shape, generator=self.rng, device=dev).clamp_(min=1e-20)  # (N*K, V)
-                action = (x / self.temperature - torch.log(-torch.log(u))).argmax(dim=-1)  # (N*K,) Gumbel-max
+                action = sample_categorical(x if self.temperature == 1.0 else x / self.temperature, self.rng)  # (N*K,) inverse CDF, 1 uniform/row
             idx = pos.clamp(max=L - 1).unsqueeze(1)  # (N*K, 1)
             comp.scatter_(1, idx, torch.where(active, action, comp.gather(1, idx).squeeze(1)).unsqueeze(1))
             done = done | (active & (action == EOS_ID)) | (pos + 1 >= L)
