@@ -310,22 +310,22 @@ class MCRolloutScorer:
         plen_r = plen.repeat_interleave(k)  # (N*K,)
         comp = torch.full((m, L), PAD_ID, dtype=torch.long, device=dev)  # (N*K, L)
         comp[:, :p] = prefixes.repeat_interleave(k, dim=0)[:, :L]
-        v = logits.shape[-1]
-        banned = torch.zeros(v, dtype=torch.bool, device=dev)  # (V,) never sampled
-        banned[PAD_ID] = True
-        banned[BOS_ID] = True
         done = plen_r >= L  # (N*K,)
         steps = L - int(plen.min())
         for s in range(steps):
             pos = plen_r + s  # (N*K,) symbol index this step writes
             active = ~done & (pos < L)  # (N*K,)
-            x = logits.masked_fill(banned, float("-inf"))  # (N*K, V)
+            x = logits  # (N*K, V) a fresh float32 tensor each step: masked and sampled in place
+            x[:, PAD_ID] = float("-inf")  # never sampled
+            x[:, BOS_ID] = float("-inf")
             eos_ok = (pos >= self.min_length) if self.allow_eos else torch.zeros_like(active)  # (N*K,)
             x[:, EOS_ID] = torch.where(eos_ok, x[:, EOS_ID], torch.full_like(x[:, EOS_ID], float("-inf")))
             if self.temperature == 0:
                 action = x.argmax(dim=-1)  # (N*K,)
             else:
-                action = sample_categorical(x if self.temperature == 1.0 else x / self.temperature, self.rng)  # (N*K,) inverse CDF, 1 uniform/row
+                if self.temperature != 1.0:
+                    x = x / self.temperature
+                action = sample_categorical(x, self.rng, inplace=True)  # (N*K,) inverse CDF, 1 uniform/row
             idx = pos.clamp(max=L - 1).unsqueeze(1)  # (N*K, 1)
             comp.scatter_(1, idx, torch.where(active, action, comp.gather(1, idx).squeeze(1)).unsqueeze(1))
             done = done | (active & (action == EOS_ID)) | (pos + 1 >= L)
@@ -334,7 +334,7 @@ class MCRolloutScorer:
             out = gen(input_ids=action.unsqueeze(1), attention_mask=amask[:, : width + s + 1],
                       position_ids=(pos + 1).unsqueeze(1), cache=cache, use_cache=True, logits_to_keep=1)
             cache = out.cache
-            logits = out.logits[:, -1].float()  # (N*K, V)
+            logits = out.logits[:, -1].float().contiguous()  # (N*K, V)
         return comp.view(n, k, L)  # (N, K, L)
 
 

@@ -11,26 +11,30 @@ from __future__ import annotations
 import torch
 
 
-def sample_categorical(logits: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+def sample_categorical(
+    logits: torch.Tensor, generator: torch.Generator | None = None, inplace: bool = False
+) -> torch.Tensor:
     """One index per row of ``logits`` (B, V) drawn from softmax(logits) -> (B,) long.
 
     ``-inf`` logits have probability 0 and are never drawn; every row needs at least
     one finite logit. Uses one uniform per row from ``generator`` (the global RNG when
     None), so the same generator state and logits give the same tokens.
+    ``inplace=True`` overwrites a contiguous float32 ``logits`` with its running sums
+    (no (B, V) allocation: the caller must not use ``logits`` afterwards).
     """
     if logits.ndim != 2:
         raise ValueError(f"logits must be (B, V), got shape {tuple(logits.shape)}.")
-    x = logits.float()
-    w = torch.exp(x - x.amax(dim=1, keepdim=True))  # (B, V) unnormalised probabilities, max 1
-    cdf = w.cumsum(dim=1)  # (B, V) non-decreasing; flat across zero-probability tokens
-    u = torch.rand(x.shape[0], 1, generator=generator, device=x.device)  # (B, 1) in [0, 1)
-    target = u * cdf[:, -1:]  # (B, 1) in [0, total)
-    # First index with cdf > target: a zero-probability token never has cdf above its predecessor.
-    idx = torch.searchsorted(cdf, target, right=True)[:, 0]  # (B,) V when rounding put target at the total
-    over = idx >= x.shape[1]  # (B,)
-    if bool(over.any()):  # rare: take the last token with mass instead
-        last = (w[over] > 0).long().cumsum(dim=1).argmax(dim=1)  # first max of the count = last w > 0
-        idx[over] = last
+    usable = inplace and logits.dtype == torch.float32 and logits.is_contiguous()
+    cdf = logits if usable else logits.float().clone()  # (B, V)
+    cdf.sub_(cdf.amax(dim=1, keepdim=True)).exp_()  # unnormalised probabilities, max 1, -inf -> 0
+    cdf.cumsum_(dim=1)  # (B, V) non-decreasing; flat across zero-probability tokens
+    total = cdf[:, -1:]  # (B, 1)
+    u = torch.rand(cdf.shape[0], 1, generator=generator, device=cdf.device)  # (B, 1) in [0, 1)
+    # First index whose running sum exceeds u * total: a zero-probability token never does.
+    idx = torch.searchsorted(cdf, u * total, right=True)[:, 0]  # (B,) V when rounding reached the total
+    over = idx >= cdf.shape[1]  # (B,)
+    if bool(over.any()):  # rare: the last token with mass, the first whose running sum is the total
+        idx[over] = torch.searchsorted(cdf[over], total[over], right=False)[:, 0]
     return idx  # (B,)
 
 

@@ -38,3 +38,12 @@ def test_single_allowed_token_and_bad_shape():
     assert sample_categorical(logits).tolist() == [5, 5, 5, 5]
     with pytest.raises(ValueError, match="shape"):
         sample_categorical(torch.zeros(6))
+
+
+def test_inplace_draws_the_same_tokens():
+    logits = torch.randn(64, 300, generator=torch.Generator().manual_seed(5))
+    logits[:, 0] = float("-inf")
+    expected = sample_categorical(logits, torch.Generator().manual_seed(9))
+    work = logits.clone()
+    assert torch.equal(sample_categorical(work, torch.Generator().manual_seed(9), inplace=True), expected)
+    assert not torch.equal(work, logits)  # the buffer was reused
