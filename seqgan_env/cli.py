@@ -76,6 +76,38 @@ def cmd_bench(args: argparse.Namespace) -> int:
         from agents.bench_sb3 import bench_agents
 
         bench_agents()
+    if args.what in ("oracle", "all"):
+        from agents.bench_oracle import OracleBenchConfig, bench_oracle
+
+        bench_oracle(OracleBenchConfig(device=args.device))
+    return 0
+
+
+def _parse_seeds(text: str) -> tuple[int, ...]:
+    try:
+        seeds = tuple(int(s) for s in text.split(",") if s.strip())
+    except ValueError:
+        raise ValueError(f"--seeds {text!r} is invalid: give comma-separated ints, e.g. --seeds 0,1,2.") from None
+    if not seeds:
+        raise ValueError(f"--seeds {text!r} is empty: give comma-separated ints, e.g. --seeds 0,1,2.")
+    return seeds
+
+
+def cmd_benchmark(args: argparse.Namespace) -> int:
+    """The SeqGAN oracle benchmark table (agents/benchmark_oracle.py); results also go to a JSON file."""
+    import time
+    from pathlib import Path
+
+    from agents.benchmark_oracle import ROWS, OracleBenchmarkConfig, run_benchmark
+
+    rows = tuple(r.strip() for r in args.rows.split(",") if r.strip()) if args.rows else ROWS
+    cfg = OracleBenchmarkConfig(seeds=_parse_seeds(args.seeds), rows=rows, budget=args.budget, device=args.device)
+    out = Path(args.out) if args.out else Path("benchmarks") / f"oracle-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    if out.exists() and out.is_dir():
+        raise ValueError(f"--out '{out}' is a directory; fix: pass a file path such as {out / 'oracle.json'}.")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    run_benchmark(cfg, out, log=print)
+    print(f"results written to {out}", file=sys.stderr)
     return 0
 
 
@@ -318,9 +350,11 @@ def build_parser() -> argparse.ArgumentParser:
     bench = sub.add_parser("bench", help="speed ratios measured side by side in one run")
     bench.add_argument(
         "what",
-        choices=["env", "reward", "agent", "agents", "all"],
+        choices=["env", "reward", "agent", "agents", "oracle", "all"],
         help="env: vector env vs SyncVectorEnv, one pass vs per prefix; reward: per_step vs mc_rollout (K=16); "
-        "agent: REINFORCE tokens/s, KV cache vs none; agents: SB3 PPO native adapter vs DummyVecEnv, REINFORCE vs PPO",
+        "agent: REINFORCE tokens/s, KV cache vs none; agents: SB3 PPO native adapter vs DummyVecEnv, REINFORCE vs PPO; oracle: adversarial tokens/s "
+        "with mc_rollout and per_step on the SeqGAN oracle task vs a peer implementation, MLE epoch time",
+
     )
     bench.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="device of `bench agent`")
     bench.add_argument("--num-envs", type=int, default=256)
@@ -329,6 +363,17 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--sync-steps", type=int, default=30)
     bench.add_argument("--reward-mode", default="per_step", choices=["final", "per_step", "potential"])
     bench.set_defaults(func=cmd_bench)
+
+    benchmark = sub.add_parser(
+        "benchmark", help="the SeqGAN oracle benchmark: MLE, SeqGAN's mc_rollout and our reward modes, one table"
+    )
+    benchmark.add_argument("task", choices=["oracle"])
+    benchmark.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (mean ± std over them)")
+    benchmark.add_argument("--budget", type=float, default=1.0, help="scales all training steps (1.0 ~ 1 h on 2 CPU cores)")
+    benchmark.add_argument("--rows", default=None, help="comma-separated subset of mle,seqgan,per_step,potential,constant")
+    benchmark.add_argument("--out", default=None, help="JSON results file (default benchmarks/oracle-<time>.json)")
+    benchmark.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    benchmark.set_defaults(func=cmd_benchmark)
 
     train = sub.add_parser(
         "train",
