@@ -31,7 +31,10 @@ def test_oracle_train_sample_eval_resume(tmp_path, capsys):
     rows = capsys.readouterr().out.splitlines()
     assert len(rows) == 3 and all(len(r.split()) == 20 and all(x.isdigit() for x in r.split()) for r in rows)
     assert main(["eval", str(run), "-n", "16"]) == 0
-    assert "nll_oracle" in json.loads((run / "eval.json").read_text())
+    report = json.loads((run / "eval.json").read_text())
+    assert 5.0 < report["nll_oracle"] < 12.0
+    assert 0.0 < report["nll_test"] < math.log(5003) + 1.0  # held-out NLL of a barely trained generator
+    assert "bigram_nll" not in report and "mean_length" not in report  # character metrics do not apply
     cfg = run / "config.json"
     info = json.loads(cfg.read_text())
     info["config"]["schedule"]["updates"] = 3
