@@ -22,14 +22,20 @@ def test_empirical_frequencies_match_softmax(vocab):
         assert abs(freq[k] - p[k]) < 4 * se + 1e-4
 
 
-def test_masked_tokens_are_never_drawn_and_seed_reproduces():
-    logits = torch.zeros(2000, 10)
-    logits[:, [0, 1, 9]] = float("-inf")  # first, second and last token masked
-    logits[:, 5] = float("-inf")
+@pytest.mark.parametrize("vocab", [10, 1000])  # one level; two levels (blocks of 64 and a 40-token tail)
+def test_masked_tokens_are_never_drawn_and_seed_reproduces(vocab):
+    logits = torch.zeros(4000, vocab)
+    banned = [0, 1, 5, vocab - 1]  # first, second, a middle and the last token
+    if vocab > 200:
+        banned += list(range(64, 128)) + list(range(960, 999))  # a whole block and all but one tail token
+    logits[:, banned] = float("-inf")
     a = sample_categorical(logits, torch.Generator().manual_seed(3))
     b = sample_categorical(logits, torch.Generator().manual_seed(3))
     assert torch.equal(a, b)
-    assert set(a.tolist()) == {2, 3, 4, 6, 7, 8}
+    allowed = set(range(vocab)) - set(banned)
+    drawn = set(a.tolist())
+    assert drawn <= allowed
+    assert len(drawn) >= min(len(allowed), 600)  # draws spread over the allowed tokens
 
 
 def test_single_allowed_token_and_bad_shape():
