@@ -255,11 +255,11 @@ class FollowerRun:
     filesystem every node sees).
     """
 
-    def __init__(self, path: str | os.PathLike, info: dict[str, Any] | None = None) -> None:
+    def __init__(self, path: str | os.PathLike, info: dict[str, Any] | None = None, reader: Any = None) -> None:
         self.path = Path(path)
         self.info = info or {}
         self.config = self.info.get("config", {})
-        self._reader = None
+        self._reader = reader  # a RunDir opened for reading (without TensorBoard), made on first use if None
 
     def _read(self):
         if self._reader is None:

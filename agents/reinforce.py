@@ -379,9 +379,7 @@ class ReinforceAgent:
 
         device_ids = [torch.cuda.current_device()] if self.device.type == "cuda" else None
         self.dist = ctx
-        self.train_module = DistributedDataParallel(
-            TeacherForced(self.generator), device_ids=device_ids, broadcast_buffers=False
-        )
+        self.train_module = DistributedDataParallel(TeacherForced(self.generator), device_ids=device_ids)
 
     def _all_reduce(self) -> Callable[[torch.Tensor], torch.Tensor] | None:
         """Sum over ranks, or None for one process (the single-process code path)."""

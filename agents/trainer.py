@@ -20,8 +20,10 @@ from typing import Any, Callable
 
 import torch
 
+from agents import distributed
+from agents.distributed import DistContext, FollowerRun
 from agents.ppo import PPOConfig
-from agents.reinforce import ReinforceAgent, ReinforceConfig
+from agents.reinforce import ReinforceAgent, ReinforceConfig, resolve_device
 from seqgan_env.alarms import (
     SAMPLE_ALARMS,
     UPDATE_ALARMS,
@@ -164,26 +166,40 @@ def train_config_from_dict(data: dict) -> TrainConfig:
 
 
 class Trainer:
-    """Builds the data, models, env and run directory from a ``TrainConfig`` and runs the loop."""
+    """Builds the data, models, env and run directory from a ``TrainConfig`` and runs the loop.
+
+    Data-parallel (``dist`` with world_size > 1, default: the existing process group):
+    every rank builds identical models (seeded with ``seed``) and its own env batch, and
+    samples and draws data from its own stream (``dist.rank_seed``); the generator and
+    discriminator steps go through DDP; metrics are averaged over ranks; only rank 0
+    logs, evaluates and writes (``run`` is a :class:`FollowerRun` on the other ranks).
+    """
 
     def __init__(
-        self, config: TrainConfig, run: RunDir, data: TextDataset | None = None, log: Callable[[str], None] | None = None
+        self, config: TrainConfig, run: RunDir, data: TextDataset | None = None, log: Callable[[str], None] | None = None,
+        dist: DistContext | None = None,
     ):
         self.config = config
         self.run = run
+        self.dist = dist if dist is not None else distributed.current()
         self.log = log or (lambda msg: print(msg, file=sys.stderr))
+        if not self.dist.is_main:
+            self.log = lambda msg: None  # rank 0 speaks for all ranks
         cfg = config
-        torch.manual_seed(cfg.seed)
+        torch.manual_seed(cfg.seed)  # model initialisation: identical on every rank
         self.data: TextDataset = data if data is not None else load_run_data(cfg)
         tok = self.data.tokenizer
-        if not (run.path / "tokenizer.json").is_file():
+        if self.dist.is_main and not (run.path / "tokenizer.json").is_file():
             tok.save(run.path / "tokenizer.json")
         generator = build_generator(cfg.generator, tok.vocab_size)
-        self.agent = ReinforceAgent(generator, cfg.reinforce, seed=cfg.seed)
+        seed = self.dist.rank_seed(cfg.seed)  # this rank's sampling / data stream (rank 0: cfg.seed)
+        self.agent = ReinforceAgent(generator, cfg.reinforce, seed=seed)
         self.device = self.agent.device
         self.discriminator = Discriminator(
             tok.vocab_size, cfg.discriminator_model, cfg.discriminator, device=self.device, seed=cfg.seed + 1
         )
+        if self.dist.rank > 0:
+            torch.manual_seed(seed)  # global draws after initialisation (e.g. dropout) differ per rank
         base = TokenGenerationVectorEnv(
             cfg.reinforce.batch_size,
             tokenizer=tok,
@@ -195,16 +211,23 @@ class Trainer:
             decode_text=False,
         )
         self.real = self.data.train.to(self.device)  # (N, T)
-        self.venv = DiscriminatorRewardVector(base, self.discriminator, cfg.reward, real_data=self.real, seed=cfg.seed)
+        self.venv = DiscriminatorRewardVector(base, self.discriminator, cfg.reward, real_data=self.real, seed=seed)
         self.callback = DiscriminatorUpdateCallback(self.venv, self._sample_fake, cfg.d_updates)
         self.bigram = BigramModel.fit(self.data.valid_texts)
-        self.real_gen = torch.Generator().manual_seed(cfg.seed + 2)
+        self.real_gen = torch.Generator().manual_seed(seed + 2)
         self.step = 0
         self.pretrained = False
         self.nonfinite_in_a_row = 0
         self.nonfinite_total = 0
         self.alarms = AlarmMonitor(cfg.alarms)
         self.active_alarms: list[str] = []
+        self.local_metrics: dict[str, Any] = {}  # this rank's metrics of the last update, before the mean over ranks
+        if self.dist.is_distributed:
+            self.agent.distribute(self.dist)
+            self.discriminator.distribute(
+                self.dist.world_size, lambda t: distributed.all_reduce_sum(t, self.dist),
+                device_ids=[torch.cuda.current_device()] if self.device.type == "cuda" else None,
+            )
 
     # -- pieces -------------------------------------------------------------------------
     def _sample_fake(self, n: int) -> torch.Tensor:
@@ -238,10 +261,12 @@ class Trainer:
             if not math.isfinite(loss):
                 raise FloatingPointError(f"MLE pretraining loss became {loss} at step {i}: lower reinforce.lr.")
             if (i + 1) % 100 == 0 or i + 1 == sch.pretrain_steps:
+                loss = distributed.mean_metrics({"mle_loss": loss}, self.dist)["mle_loss"]
                 self.log(f"pretrain generator {i + 1}/{sch.pretrain_steps}: mle_loss {loss:.3f}")
         for i in range(sch.d_pretrain_steps):
             m = self.venv.update_discriminator(self._sample_fake(self.config.d_updates.batch_size))
             if i + 1 == sch.d_pretrain_steps:
+                m = distributed.mean_metrics(m, self.dist)
                 self.log(f"pretrain discriminator {i + 1}/{sch.d_pretrain_steps}: loss {m['loss']:.3f}")
         self.pretrained = True
 
@@ -275,6 +300,8 @@ class Trainer:
         metrics["update_seconds"] = time.perf_counter() - t0
         metrics["tokens"] = int(rollout.mask.sum())
         metrics["nonfinite_total"] = self.nonfinite_total
+        self.local_metrics = dict(metrics)
+        metrics = distributed.mean_metrics(metrics, self.dist)  # mean over ranks (a no-op for one process)
         self._note_alarms(self.alarms.check_update(metrics), UPDATE_ALARMS, metrics)
         self.step += 1
         return metrics
@@ -290,6 +317,15 @@ class Trainer:
 
     # -- checkpoints --------------------------------------------------------------------
     def state(self) -> tuple[dict[str, dict[str, torch.Tensor]], dict[str, Any]]:
+        """The checkpoint's (tensor groups, JSON meta); a collective when data-parallel.
+
+        Weights, optimizer and schedule states are identical on every rank and saved
+        once. RNG states differ per rank: rank 0's are in groups ``agent`` (its
+        ``rng_state``) and ``rng``; rank r >= 1's (gathered to every rank) in group
+        ``rng_rank<r>`` (``agent_rng``, ``real_gen``, ``wrapper_gen``, global torch /
+        CUDA) with meta ``rng_rank<r>`` (numpy, python), so a resume continues every
+        rank's streams exactly.
+        """
         agent_state = self.agent.state_dict()
         d_opt_t, d_opt_m = flatten_optimizer_state(self.discriminator.optimizer.state_dict())
         tensors = {
@@ -314,6 +350,12 @@ class Trainer:
         rng_t, rng_m = rng_state()
         tensors["rng"] = {**rng_t, "real_gen": self.real_gen.get_state(), "wrapper_gen": self.venv.trainer.generator.get_state()}
         meta["rng"] = rng_m
+        if self.dist.is_distributed:
+            own = {**tensors["rng"], "agent_rng": self.agent.rng.get_state()}
+            for r, (t, m) in enumerate(distributed.gather_state(own, rng_m, self.dist)):
+                if r > 0:
+                    tensors[f"rng_rank{r}"], meta[f"rng_rank{r}"] = t, m
+            meta["world_size"] = self.dist.world_size
         return tensors, meta
 
     def save_checkpoint(self) -> Path:
@@ -336,10 +378,13 @@ class Trainer:
             self.callback.load_state_dict(meta["callback"])
             if "alarms" in meta:
                 self.alarms.load_state_dict(meta["alarms"])
-            rng = dict(tensors["rng"])
+            group = "rng" if self.dist.rank == 0 else f"rng_rank{self.dist.rank}"  # this rank's own streams
+            rng = dict(tensors[group])
+            if self.dist.rank > 0:
+                self.agent.rng.set_state(rng.pop("agent_rng").cpu())
             self.real_gen.set_state(rng.pop("real_gen"))
             self.venv.trainer.generator.set_state(rng.pop("wrapper_gen"))
-            set_rng_state(rng, meta["rng"])
+            set_rng_state(rng, meta[group])
         except (KeyError, RuntimeError) as exc:
             raise ValueError(
                 f"checkpoint in '{self.run.path}' does not match this run's models or format ({exc}); "
@@ -357,10 +402,16 @@ class Trainer:
 
     # -- the loop -----------------------------------------------------------------------
     def fit(self, progress: bool = True) -> dict[str, float]:
-        """Pretrain (unless resumed past it), then train until ``schedule.updates``."""
+        """Pretrain (unless resumed past it), then train until ``schedule.updates``.
+
+        Data-parallel: every rank trains; only rank 0 evaluates, shows progress,
+        exports and returns the final report (the other ranks return {}). A stop
+        signal on any rank stops every rank after the same update.
+        """
         from tqdm import tqdm
 
         sch = self.config.schedule
+        main = self.dist.is_main
         stop = {"flag": False}
 
         def on_signal(signum, frame):  # finish the current update, checkpoint, exit; a second Ctrl-C aborts
@@ -372,12 +423,15 @@ class Trainer:
         old = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)} if in_main else {}
         try:
             if not self.pretrained:
-                before, _ = self.evaluate()
-                self.run.log_metrics(0, {f"eval/untrained_{k}": v for k, v in before.items()})
+                if main:
+                    before, _ = self.evaluate()
+                    self.run.log_metrics(0, {f"eval/untrained_{k}": v for k, v in before.items()})
                 self.pretrain()
-                after, _ = self.evaluate()
-                self.run.log_metrics(0, {f"eval/pretrained_{k}": v for k, v in after.items()})
-            bar = tqdm(total=sch.updates, initial=self.step, disable=not progress, file=sys.stderr, dynamic_ncols=True)
+                if main:
+                    after, _ = self.evaluate()
+                    self.run.log_metrics(0, {f"eval/pretrained_{k}": v for k, v in after.items()})
+            bar = tqdm(total=sch.updates, initial=self.step, disable=not (progress and main), file=sys.stderr,
+                       dynamic_ncols=True)
             start = time.time()
             while self.step < sch.updates:
                 try:
@@ -389,7 +443,7 @@ class Trainer:
                     self.run.log_metrics(self.step, metrics)
                     continue
                 self.run.log_metrics(self.step, metrics)
-                if self.step % sch.eval_every == 0 or self.step == sch.updates:
+                if main and (self.step % sch.eval_every == 0 or self.step == sch.updates):
                     report, texts = self.evaluate()
                     eval_metrics = {f"eval/{k}": v for k, v in report.items()}
                     self._note_alarms(self.alarms.check_samples(texts), SAMPLE_ALARMS, eval_metrics)
@@ -397,17 +451,12 @@ class Trainer:
                     self.run.write_samples(self.step, texts)
                     self.run.log_text(self.step, "samples", "\n".join(texts[:20]))
                 bar.update(1)
-                bar.set_postfix(
-                    alarms=",".join(self.active_alarms) or "-",
-                    reward=f"{metrics['reward_mean']:.3f}",
-                    d_loss=f"{metrics.get('discriminator/loss', float('nan')):.3f}",
-                    d_acc=f"{0.5 * (metrics.get('discriminator/acc_real', float('nan')) + metrics.get('discriminator/acc_fake', float('nan'))):.2f}",
-                    sample=self.data.tokenizer.decode(
-                        self.agent.sample(1, self.config.data.max_length, seed=self.step, allow_eos=self.config.data.eos)[0].cpu()
-                    ),  # own seed: the display never moves the training RNG
-                )
+                if main:
+                    self._show_progress(bar, metrics)
                 if self.step % sch.checkpoint_every == 0:
                     self.save_checkpoint()
+                if self.dist.is_distributed:
+                    stop["flag"] = distributed.any_flag(stop["flag"], self.dist)
                 if stop["flag"]:
                     break
             bar.close()
@@ -416,6 +465,8 @@ class Trainer:
                 self.log(f"stopped at update {self.step}; checkpoint saved in {path}. Resume with --resume {self.run.path}")
                 raise KeyboardInterrupt
             self.save_checkpoint()
+            if not main:
+                return {}
             self.export_generator()
             final, _ = self.evaluate()
             self.log(f"trained {self.step} updates in {time.time() - start:.0f}s; run directory {self.run.path}")
@@ -423,6 +474,18 @@ class Trainer:
         finally:
             for signum, handler in old.items():
                 signal.signal(signum, handler)
+
+    def _show_progress(self, bar, metrics: dict[str, Any]) -> None:
+        """Progress-bar postfix: alarms, reward, D loss and accuracy, and one sample (its own seed)."""
+        bar.set_postfix(
+            alarms=",".join(self.active_alarms) or "-",
+            reward=f"{metrics['reward_mean']:.3f}",
+            d_loss=f"{metrics.get('discriminator/loss', float('nan')):.3f}",
+            d_acc=f"{0.5 * (metrics.get('discriminator/acc_real', float('nan')) + metrics.get('discriminator/acc_fake', float('nan'))):.2f}",
+            sample=self.data.tokenizer.decode(
+                self.agent.sample(1, self.config.data.max_length, seed=self.step, allow_eos=self.config.data.eos)[0].cpu()
+            ),  # own seed: the display never moves the training RNG
+        )
 
 
 def load_tokenizer(path: Path):
@@ -461,34 +524,93 @@ def new_run(config: TrainConfig) -> Trainer:
 
     The data is loaded and validated before the directory exists, and a directory
     whose trainer cannot be built is removed: a failed start leaves nothing behind.
+    Under torchrun (WORLD_SIZE > 1) this joins the process group; rank 0 creates the
+    directory (config.json gets a ``distributed`` block: world_size, backend, per-rank
+    and global batch size) and the other ranks get a read-only :class:`FollowerRun`.
     """
+    ctx = _join(config)
     data = load_run_data(config)
     data_file = str(DEFAULT_ORACLE_PATH) if config.data.is_oracle else config.data.path
-    run = RunDir.create(config.out_dir, config.name, config_to_dict(config), data_path=data_file)
-    run.acquire_lock()
+    run, error = None, None
+    if ctx.is_main:
+        try:
+            extra = {"distributed": ctx.record(config.reinforce.batch_size)} if config.agent == "reinforce" else None
+            run = RunDir.create(config.out_dir, config.name, config_to_dict(config), data_path=data_file, extra=extra)
+            run.acquire_lock()
+        except BaseException as exc:  # tell the other ranks before raising, or they wait forever
+            error = exc
+    path = distributed.broadcast_text(str(run.path) if run is not None else "", ctx)
+    if error is not None:
+        raise error
+    if not path:
+        raise RuntimeError(f"rank 0 could not create the run directory (its error is in its log); rank {ctx.rank} stops.")
+    if run is None:
+        run = FollowerRun(path, {"config": config_to_dict(config)})
     try:
         if config.agent != "reinforce":
             from agents.ppo import PPOTrainer
 
             return PPOTrainer(config, run, data)
-        return Trainer(config, run, data)
+        return Trainer(config, run, data, dist=ctx)
     except BaseException:
         run.close()
-        shutil.rmtree(run.path, ignore_errors=True)
+        if ctx.is_main:
+            shutil.rmtree(run.path, ignore_errors=True)
         raise
+
+
+def _join(config: TrainConfig) -> DistContext:
+    """This process's place in a torchrun launch, joining its process group (``SINGLE`` without torchrun)."""
+    ctx = DistContext.from_env()
+    if not ctx.is_distributed:
+        return ctx
+    if config.agent != "reinforce":
+        raise ValueError(
+            f"agent={config.agent} cannot train data-parallel (this launch has WORLD_SIZE={ctx.world_size}): only "
+            f"the REINFORCE trainer runs under torchrun; fix: run PPO in one process (seqgan-env train --agent "
+            f"{config.agent}, without torchrun) or use --agent reinforce."
+        )
+    return distributed.init(resolve_device(config.reinforce.device))
+
+
+def check_world_size(run: RunDir | FollowerRun, ctx: DistContext) -> None:
+    """Refuse to resume ``run`` with a world size other than the one it was trained with."""
+    saved = (run.info.get("distributed") or {}).get("world_size", 1)
+    if saved == ctx.world_size:
+        return
+    if saved > 1:
+        fix = (f"relaunch with {saved} ranks: torchrun --nproc_per_node={saved} -m seqgan_env.cli train --resume "
+               f"{run.path} (multi-node: --nnodes x --nproc_per_node = {saved})")
+    else:
+        fix = f"resume in one process, without torchrun: seqgan-env train --resume {run.path}"
+    raise ValueError(
+        f"run '{run.path}' was trained with world_size={saved} but this launch has world_size={ctx.world_size}; a run "
+        f"resumes only with its own world size (every rank's batch and random streams are in the checkpoint, and "
+        f"the global batch is per-rank batch x world size); fix: {fix}."
+    )
 
 
 def resume_run(path: str | Path) -> Trainer:
-    run = RunDir.open(path)
-    run.acquire_lock()
+    """Continue a run from its latest checkpoint, with the world size it was trained with.
+
+    Under torchrun every rank reads the checkpoint (multi-node: the run directory must
+    be on a filesystem all nodes see); only rank 0 locks and writes the directory.
+    """
+    ctx = DistContext.from_env()
+    run: RunDir | FollowerRun = RunDir.open(path, tensorboard=ctx.is_main)
+    if not ctx.is_main:
+        run = FollowerRun(run.path, run.info, reader=run)
     try:
-        return _resume(run)
+        check_world_size(run, ctx)
+        ctx = _join(train_config_from_dict(run.config))
+        run.acquire_lock()
+        return _resume(run, ctx)
     except BaseException:
         run.close()
         raise
 
 
-def _resume(run: RunDir) -> Trainer:
+def _resume(run: RunDir | FollowerRun, ctx: DistContext | None = None) -> Trainer:
     config = train_config_from_dict(run.config)
     if config.agent != "reinforce":
         raise ValueError(f"run '{run.path}' was trained with agent={config.agent}; only REINFORCE runs can be resumed.")
@@ -501,7 +623,7 @@ def _resume(run: RunDir) -> Trainer:
     tok_path = run.path / "tokenizer.json"
     if not tok_path.is_file():
         raise ValueError(f"run '{run.path}' has no tokenizer.json; fix: resume a run made by `seqgan-env train`.")
-    trainer = Trainer(config, run, load_run_data(config, load_tokenizer(tok_path)))
+    trainer = Trainer(config, run, load_run_data(config, load_tokenizer(tok_path)), dist=ctx)
     if run.latest_checkpoint() is None:
         raise ValueError(f"run '{run.path}' has no checkpoint to resume from; fix: start a new run with `seqgan-env train`.")
     trainer.load_checkpoint()

@@ -112,17 +112,26 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace, rest: list[str]) -> int:
-    """Train (or resume) a generator; options come from ``agents.trainer.TrainConfig``."""
+    """Train (or resume) a generator; options come from ``agents.trainer.TrainConfig``.
+
+    Under ``torchrun --nproc_per_node=K -m seqgan_env.cli train ...`` the same command
+    trains data-parallel on K ranks (agents/distributed.py); the process group is
+    destroyed when the command ends.
+    """
+    from agents import distributed
     from agents.trainer import new_run, resume_run
 
-    if args.resume:
-        if rest or args.config or args.set or args.seeds or args.note:
-            raise ValueError("--resume takes no other options: the run's config.json is used as it was.")
-        return _fit(resume_run(args.resume), args)
-    config = _train_config(args, rest)
-    if not args.seeds:
-        return _fit(new_run(config), args)
-    return _train_seeds(config, args)
+    try:
+        if args.resume:
+            if rest or args.config or args.set or args.seeds or args.note:
+                raise ValueError("--resume takes no other options: the run's config.json is used as it was.")
+            return _fit(resume_run(args.resume), args)
+        config = _train_config(args, rest)
+        if not args.seeds:
+            return _fit(new_run(config), args)
+        return _train_seeds(config, args)
+    finally:
+        distributed.destroy()
 
 
 def _train_config(args: argparse.Namespace, rest: list[str]):
@@ -156,12 +165,15 @@ def _train_config(args: argparse.Namespace, rest: list[str]):
 
 
 def _fit(trainer, args: argparse.Namespace) -> int:
-    print(f"run directory: {trainer.run.path}", file=sys.stderr)
+    main = getattr(getattr(trainer, "dist", None), "is_main", True)  # torchrun: rank 0 speaks for all
+    if main:
+        print(f"run directory: {trainer.run.path}", file=sys.stderr)
     try:
         report = trainer.fit(progress=not args.no_progress)
     finally:
         trainer.run.close()
-    print("final samples: " + ", ".join(f"{k}={v:.3f}" for k, v in report.items()), file=sys.stderr)
+    if main:
+        print("final samples: " + ", ".join(f"{k}={v:.3f}" for k, v in report.items()), file=sys.stderr)
     return 0
 
 

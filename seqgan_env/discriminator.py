@@ -304,7 +304,7 @@ class Discriminator:
 
         self.world_size = world_size
         self._all_reduce = all_reduce
-        self.train_net = DistributedDataParallel(self.net, device_ids=device_ids, broadcast_buffers=False)
+        self.train_net = DistributedDataParallel(self.net, device_ids=device_ids)
 
     @property
     def decision_logit(self) -> float:

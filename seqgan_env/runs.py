@@ -392,12 +392,13 @@ class RunDir:
 
     @classmethod
     def create(cls, root: str | os.PathLike = "runs", name: str = "run", config: dict[str, Any] | None = None,
-               data_path: str | os.PathLike | None = None, keep_last: int = 3, tensorboard: bool = True
-               ) -> "RunDir":
+               data_path: str | os.PathLike | None = None, keep_last: int = 3, tensorboard: bool = True,
+               extra: dict[str, Any] | None = None) -> "RunDir":
         """Make ``<root>/<YYYYmmdd-HHMMSS>-<name>[-k]/`` and write its config.json.
 
         ``config`` must be JSON-able (its ``"seed"`` is copied to the top level);
-        ``data_path`` (if given) is recorded with its SHA-256.
+        ``data_path`` (if given) is recorded with its SHA-256; ``extra`` adds top-level
+        JSON-able blocks (e.g. ``{"distributed": {...}}``) beside the standard ones.
         """
         if not isinstance(name, str) or not _NAME_RE.match(name) or name in (".", ".."):
             raise ValueError(f"name={name!r} is invalid: it must be non-empty and use only letters, digits, "
@@ -421,6 +422,11 @@ class RunDir:
             "created": datetime.now(timezone.utc).isoformat(),
             "format_version": FORMAT_VERSION,
         }
+        for key, value in (extra or {}).items():
+            if key in info:
+                raise ValueError(f"extra block {key!r} would overwrite a standard config.json field; use another "
+                                 f"name than {sorted(info)}.")
+            info[key] = value
         try:
             text = json.dumps(info, indent=2, allow_nan=False) + "\n"
         except (TypeError, ValueError) as e:
