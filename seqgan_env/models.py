@@ -248,12 +248,18 @@ class DiscriminatorNet(nn.Module):
         )
         h = out.last_hidden_state  # (B, T, C)
         head = self.head(h)  # (B, T, K)
-        if self.num_outputs == 1:
-            logits = head[..., 0]  # (B, T)
-        else:
-            logits = head[..., 1] - head[..., 0]  # (B, T)
-        return DiscriminatorOutput(logits=logits, head=head,
+        return DiscriminatorOutput(logits=self._realness(head), head=head,
                                    cache=out.cache if use_cache else None)
+
+    def _realness(self, head: torch.Tensor) -> torch.Tensor:
+        """Realness logit from head outputs (..., K) -> (...)."""
+        if self.num_outputs == 1:
+            return head[..., 0]
+        return head[..., 1] - head[..., 0]
+
+    def logits_from_hidden(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Realness logits (...) from the backbone's final (normed) hidden states (..., C)."""
+        return self._realness(self.head(hidden))
 
     def sequence_logits(self, input_ids: torch.Tensor,
                         attention_mask: torch.Tensor | None = None) -> torch.Tensor:
