@@ -92,7 +92,7 @@ class OracleBenchmarkConfig:
     rollout_rate: float = 0.8
     pretrain_steps: int = 1500
     d_pretrain_steps: int = 100
-    updates: int = 40
+    updates: int = 50
     d_steps: int = 3
     lr: float = 1e-3
     pretrain_lr: float = 5e-3

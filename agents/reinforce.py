@@ -34,6 +34,7 @@ from agents.distributed import SINGLE, DistContext, all_reduce_sum, any_flag
 from seqgan_env.config import BOS_ID, EOS_ID, PAD_ID
 from seqgan_env.fastllama import LlamaStepDecoder
 from seqgan_env.fastllama import supports as supports_fast_decode
+from seqgan_env.sampling import sample_categorical
 from seqgan_env.scoring import preallocated_cache
 
 BASELINES = ("none", "batch_mean", "ewma")
@@ -287,12 +288,6 @@ def _entropy(logits: torch.Tensor) -> torch.Tensor:
     return -(logp.exp() * safe).sum(-1)
 
 
-def _gumbel_sample(logits: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-    """One token per row from softmax(logits) (B, V) by Gumbel-max; -inf tokens are never chosen."""
-    u = torch.rand(logits.shape, generator=gen, device=logits.device).clamp_(min=1e-20)  # (B, V)
-    return (logits - torch.log(-torch.log(u))).argmax(dim=-1)  # (B,)
-
-
 # ---------------------------------------------------------------------------------------
 # Agent
 # ---------------------------------------------------------------------------------------
@@ -533,7 +528,7 @@ class ReinforceAgent:
                     keep = top_p_keep_mask(x, cfg.top_p)  # (B, V)
                     x = x.masked_fill(~keep, float("-inf"))
                     keeps.append(keep)
-                action = _gumbel_sample(x, self.rng)  # (B,)
+                action = sample_categorical(x, self.rng)  # (B,)
                 sample_logp[:, t] = torch.log_softmax(x, -1).gather(1, action[:, None]).squeeze(1)
                 stepped = env_step(action.to(env_dev))
                 if t + 1 < T:  # the next token's logits depend only on this action: overlap them with the env step
@@ -739,7 +734,7 @@ class ReinforceAgent:
             amask = base_mask.clone()
             amask[EOS_ID] = allow_eos and t >= min_length
             x = sampling_logits(logits, amask.expand(n, V), temperature, top_p)  # (n, V)
-            action = _gumbel_sample(x, gen)  # (n,)
+            action = sample_categorical(x, gen)  # (n,)
             out[:, t] = torch.where(done, torch.full_like(action, PAD_ID), action)
             done = done | (action == EOS_ID)
             seq = torch.cat([seq, action[:, None]], dim=1)
