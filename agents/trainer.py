@@ -35,6 +35,7 @@ from seqgan_env.callbacks import DiscriminatorUpdateCallback, DiscriminatorUpdat
 from seqgan_env.configio import config_from_dict, config_to_dict
 from seqgan_env.data import DEFAULT_DATA_PATH, TextDataset, file_sha256, load_dataset
 from seqgan_env.discriminator import Discriminator, DiscriminatorConfig
+from seqgan_env.mc_rollout import MCRolloutConfig, make_mc_rollout_scorer
 from seqgan_env.metrics import BigramModel, sample_report
 from seqgan_env.models import ModelConfig, build_generator
 from seqgan_env.oracle import DEFAULT_ORACLE_PATH, SEQ_LEN as ORACLE_LENGTH
@@ -53,6 +54,7 @@ from seqgan_env.vector_env import TokenGenerationVectorEnv
 from seqgan_env.wrappers import DiscriminatorRewardVector, RewardConfig
 
 AGENTS = ("reinforce", "ppo", "maskable_ppo")
+REWARD_SCORERS = ("discriminator", "mc_rollout")
 
 
 ORACLE = "oracle"
@@ -137,6 +139,10 @@ class TrainConfig:
     # potential/prob: per-prefix credit without a length bias (per_step/prob grows names to max_length,
     # per_step/log shrinks them to one letter; README has the measured table).
     reward: RewardConfig = field(default_factory=lambda: RewardConfig(mode="potential", transform="prob"))
+    # discriminator: D scores each prefix directly (one token per step with its KV cache);
+    # mc_rollout: SeqGAN's Q, D's mean score of mc_rollout.num_rollouts completions of each prefix.
+    reward_scorer: str = "discriminator"
+    mc_rollout: MCRolloutConfig = field(default_factory=MCRolloutConfig)
     d_updates: DiscriminatorUpdateConfig = field(default_factory=lambda: DiscriminatorUpdateConfig(every=1, d_steps=1, batch_size=128))
     generator: ModelConfig = field(default_factory=lambda: ModelConfig(hidden_size=64, intermediate_size=128))
     discriminator_model: ModelConfig = field(default_factory=ModelConfig)
@@ -147,6 +153,14 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.agent not in AGENTS:
             raise ValueError(f"agent={self.agent!r} is unknown: choose one of {list(AGENTS)}.")
+        if self.reward_scorer not in REWARD_SCORERS:
+            raise ValueError(f"reward_scorer={self.reward_scorer!r} is unknown: choose one of {list(REWARD_SCORERS)}.")
+        if self.reward_scorer == "mc_rollout" and self.agent != "reinforce":
+            raise ValueError(f"reward_scorer=mc_rollout needs agent=reinforce (its rollout policy is a copy of the "
+                             f"Llama generator), not agent={self.agent}.")
+        if self.reward_scorer == "mc_rollout" and self.reward.mode == "final":
+            raise ValueError("reward_scorer=mc_rollout with reward.mode=final would score only finished sequences "
+                             "(no rollouts); fix: --set reward.mode=per_step (SeqGAN) or potential.")
         if self.reward.update_every is not None:
             raise ValueError(
                 f"reward.update_every={self.reward.update_every} must be None in the trainer: the "
@@ -211,7 +225,16 @@ class Trainer:
             decode_text=False,
         )
         self.real = self.data.train.to(self.device)  # (N, T)
-        self.venv = DiscriminatorRewardVector(base, self.discriminator, cfg.reward, real_data=self.real, seed=seed)
+        self.mc_scorer = None
+        if cfg.reward_scorer == "mc_rollout":
+            mc = cfg.mc_rollout
+            self.mc_scorer = make_mc_rollout_scorer(
+                self.discriminator, self.agent.generator, num_rollouts=mc.num_rollouts, rate=mc.rate,
+                max_length=cfg.data.max_length, min_length=cfg.data.min_length, allow_eos=cfg.data.eos,
+                temperature=mc.temperature, seed=seed + 3,
+            )
+        scorer = self.mc_scorer if self.mc_scorer is not None else self.discriminator
+        self.venv = DiscriminatorRewardVector(base, scorer, cfg.reward, real_data=self.real, seed=seed)
         self.callback = DiscriminatorUpdateCallback(self.venv, self._sample_fake, cfg.d_updates)
         self.bigram = BigramModel.fit(self.data.valid_texts)
         self.real_gen = torch.Generator().manual_seed(seed + 2)
@@ -268,6 +291,8 @@ class Trainer:
             if i + 1 == sch.d_pretrain_steps:
                 m = distributed.mean_metrics(m, self.dist)
                 self.log(f"pretrain discriminator {i + 1}/{sch.d_pretrain_steps}: loss {m['loss']:.3f}")
+        if self.mc_scorer is not None:  # SeqGAN: the rollout policy starts as the pretrained generator
+            self.mc_scorer.update_rollout_policy(self.agent.generator, rate=0.0)
         self.pretrained = True
 
     def train_step(self) -> dict[str, Any]:
@@ -289,6 +314,8 @@ class Trainer:
                 ) from None
             return {"skipped_nonfinite": 1, "nonfinite_total": self.nonfinite_total}
         self.nonfinite_in_a_row = 0
+        if self.mc_scorer is not None:  # delayed copy: θ_rollout <- rate θ_rollout + (1 - rate) θ
+            self.mc_scorer.update_rollout_policy(self.agent.generator)
         try:
             d_metrics = self.callback.on_generator_update() or {}
         except FloatingPointError as exc:  # the discriminator refused a non-finite step and changed nothing
@@ -350,6 +377,11 @@ class Trainer:
         rng_t, rng_m = rng_state()
         tensors["rng"] = {**rng_t, "real_gen": self.real_gen.get_state(), "wrapper_gen": self.venv.trainer.generator.get_state()}
         meta["rng"] = rng_m
+        if self.mc_scorer is not None:  # the rollout policy (same on every rank) and this rank's rollout RNG
+            tensors["rollout_generator"] = {
+                k: v.detach().cpu().clone().contiguous() for k, v in self.mc_scorer.rollout_generator.state_dict().items()
+            }
+            tensors["rng"]["mc_rollout_gen"] = self.mc_scorer.rng.get_state().cpu()
         if self.dist.is_distributed:
             own = {**tensors["rng"], "agent_rng": self.agent.rng.get_state()}
             for r, (t, m) in enumerate(distributed.gather_state(own, rng_m, self.dist)):
@@ -384,6 +416,9 @@ class Trainer:
                 self.agent.rng.set_state(rng.pop("agent_rng").cpu())
             self.real_gen.set_state(rng.pop("real_gen"))
             self.venv.trainer.generator.set_state(rng.pop("wrapper_gen"))
+            if self.mc_scorer is not None:
+                self.mc_scorer.rollout_generator.load_state_dict(tensors["rollout_generator"])
+                self.mc_scorer.rng.set_state(rng.pop("mc_rollout_gen"))
             set_rng_state(rng, meta[group])
         except (KeyError, RuntimeError) as exc:
             raise ValueError(

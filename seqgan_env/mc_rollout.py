@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import copy
 import math
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
@@ -63,6 +64,30 @@ def prob_to_logit(p: torch.Tensor) -> torch.Tensor:
     """logit(clip(p, PROB_EPS, 1 - PROB_EPS)): finite logits whose sigmoid is the clipped p."""
     p = p.clamp(PROB_EPS, 1.0 - PROB_EPS)
     return torch.log(p) - torch.log1p(-p)
+
+
+@dataclass
+class MCRolloutConfig:
+    """SeqGAN's rollout reward as a trainer option: K completions per prefix by a delayed generator copy.
+
+    num_rollouts: K >= 1 (SeqGAN: 16). rate in [0, 1]: weight kept by the rollout
+    policy at each update after a generator update (SeqGAN: 0.8). temperature >= 0 of
+    the completions (0: greedy).
+    """
+
+    num_rollouts: int = 16
+    rate: float = 0.8
+    temperature: float = 1.0
+
+    def __post_init__(self) -> None:
+        _check_int("mc_rollout.num_rollouts", self.num_rollouts, 1, "use e.g. 16 (SeqGAN)")
+        self.rate = _check_rate(self.rate)
+        t = self.temperature
+        if isinstance(t, bool) or not isinstance(t, (int, float)) or not math.isfinite(t) or t < 0:
+            raise ValueError(f"mc_rollout.temperature={t!r} is invalid: it must be a number >= 0; use 1.0.")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
 
 
 class MCRolloutScorer:

@@ -16,9 +16,10 @@ from seqgan_env.configio import apply_overrides, config_to_dict
 TINY_MODEL = dict(hidden_size=16, intermediate_size=32, num_heads=2, num_layers=1, max_position_embeddings=16)
 
 
-def tiny_config(tmp_path: Path, **schedule) -> TrainConfig:
+def tiny_config(tmp_path: Path, scorer: str = "discriminator", **schedule) -> TrainConfig:
     data = config_to_dict(TrainConfig())
-    data.update(out_dir=str(tmp_path / "runs"), name="t")
+    data.update(out_dir=str(tmp_path / "runs"), name="t", reward_scorer=scorer)
+    data["mc_rollout"].update(num_rollouts=2)
     data["generator"] = dict(TINY_MODEL)
     data["discriminator_model"] = dict(TINY_MODEL)
     data["reinforce"].update(batch_size=16, device="cpu")
@@ -62,12 +63,13 @@ def _metric_lines(run_path: Path) -> list[dict]:
     return [{k: v for k, v in m.items() if k not in drop} for m in lines]
 
 
-def test_resume_equals_uninterrupted(tmp_path):
-    full = new_run(tiny_config(tmp_path / "a", updates=4))
+@pytest.mark.parametrize("scorer", ["discriminator", "mc_rollout"])
+def test_resume_equals_uninterrupted(tmp_path, scorer):
+    full = new_run(tiny_config(tmp_path / "a", scorer, updates=4))
     full.fit(progress=False)
     full.run.close()
 
-    half = new_run(tiny_config(tmp_path / "b", updates=2))
+    half = new_run(tiny_config(tmp_path / "b", scorer, updates=2))
     half.fit(progress=False)
     half.run.close()
     # raise the budget in the run's config, as a user extending a run would
@@ -327,3 +329,42 @@ def test_nonfinite_discriminator_update_is_skipped(tmp_path):
     lines = [json.loads(x) for x in (trainer.run.path / "metrics.jsonl").read_text().splitlines()]
     assert sum(1 for m in lines if m.get("discriminator/skipped_nonfinite")) == 1
     assert trainer.step == 3 and trainer.nonfinite_total == 1
+
+
+def test_mc_rollout_policy_starts_as_pretrained_generator_and_lags_it(tmp_path):
+    trainer = new_run(tiny_config(tmp_path, "mc_rollout", updates=1))
+    try:
+        assert trainer.venv.scorer is trainer.mc_scorer and trainer.mc_scorer.num_rollouts == 2
+        trainer.pretrain()
+        gen = dict(trainer.agent.generator.named_parameters())
+        roll = dict(trainer.mc_scorer.rollout_generator.named_parameters())
+        assert all(torch.equal(roll[k], gen[k]) for k in gen)  # a copy of the pretrained generator
+        before = {k: v.detach().clone() for k, v in gen.items()}
+        trainer.train_step()
+        rate = trainer.config.mc_rollout.rate
+        for k, p in trainer.agent.generator.named_parameters():
+            expected = rate * before[k] + (1 - rate) * p.detach()
+            assert torch.allclose(roll[k], expected, atol=1e-6), k
+    finally:
+        trainer.run.close()
+
+
+@pytest.mark.parametrize(
+    "change, match",
+    [
+        ({"reward_scorer": "oracle"}, "reward_scorer='oracle' is unknown"),
+        ({"reward_scorer": "mc_rollout", "agent": "ppo"}, "needs agent=reinforce"),
+        ({"reward_scorer": "mc_rollout", "reward": {"mode": "final"}}, "reward.mode=per_step"),
+        ({"mc_rollout": {"num_rollouts": 0}}, "mc_rollout.num_rollouts=0"),
+        ({"mc_rollout": {"rate": 2.0}}, "rate=2.0"),
+    ],
+)
+def test_bad_mc_rollout_config_names_the_value(tmp_path, change, match):
+    data = config_to_dict(tiny_config(tmp_path))
+    for key, value in change.items():
+        if isinstance(value, dict):
+            data[key].update(value)
+        else:
+            data[key] = value
+    with pytest.raises(ValueError, match=match):
+        train_config_from_dict(data)
