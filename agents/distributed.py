@@ -221,14 +221,11 @@ def gather_state(tensors: dict[str, torch.Tensor], meta: dict[str, Any], ctx: Di
     """
     if not ctx.is_distributed:
         return [(tensors, meta)]
-    import safetensors.torch
+    from safetensors.torch import load as tensors_from_bytes, save as tensors_to_bytes
 
-    blob = safetensors.torch.save({k: v.detach().cpu().contiguous() for k, v in tensors.items()},
-                                  metadata={"meta": json.dumps(meta, allow_nan=False)})
-    out = []
-    for b in _gather_bytes(blob, ctx):
-        out.append((safetensors.torch.load(b), _blob_meta(b)))
-    return out
+    blob = tensors_to_bytes({k: v.detach().cpu().contiguous() for k, v in tensors.items()},
+                            metadata={"meta": json.dumps(meta, allow_nan=False)})
+    return [(tensors_from_bytes(b), _blob_meta(b)) for b in _gather_bytes(blob, ctx)]
 
 
 def _blob_meta(blob: bytes) -> dict[str, Any]:

@@ -80,6 +80,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
         from agents.bench_oracle import OracleBenchConfig, bench_oracle
 
         bench_oracle(OracleBenchConfig(device=args.device))
+    if args.what == "ddp":  # launches torchrun itself; `all` stays one process
+        from agents.bench_ddp import DDPBenchConfig, bench_ddp
+
+        bench_ddp(DDPBenchConfig(device="cuda" if args.device == "cuda" else "cpu"))
     return 0
 
 
@@ -368,11 +372,11 @@ def build_parser() -> argparse.ArgumentParser:
     bench = sub.add_parser("bench", help="speed ratios measured side by side in one run")
     bench.add_argument(
         "what",
-        choices=["env", "reward", "agent", "agents", "oracle", "all"],
+        choices=["env", "reward", "agent", "agents", "oracle", "ddp", "all"],
         help="env: vector env vs SyncVectorEnv, one pass vs per prefix; reward: per_step vs mc_rollout (K=16); "
         "agent: REINFORCE tokens/s, KV cache vs none; agents: SB3 PPO native adapter vs DummyVecEnv, REINFORCE vs PPO; oracle: adversarial tokens/s "
-        "with mc_rollout and per_step on the SeqGAN oracle task vs a peer implementation, MLE epoch time",
-
+        "with mc_rollout and per_step on the SeqGAN oracle task vs a peer implementation, MLE epoch time; "
+        "ddp: trainer tokens/s, 1 process vs 2 torchrun ranks (not part of all; more: python -m agents.bench_ddp --help)",
     )
     bench.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="device of `bench agent`")
     bench.add_argument("--num-envs", type=int, default=256)
