@@ -142,7 +142,7 @@ class TrainConfig:
     # discriminator: D scores each prefix directly (one token per step with its KV cache);
     # mc_rollout: SeqGAN's Q, D's mean score of mc_rollout.num_rollouts completions of each prefix.
     reward_scorer: str = "discriminator"
-    mc_rollout: MCRolloutConfig = field(default_factory=MCRolloutConfig)
+    mc_rollout: MCRolloutConfig = field(default_factory=MCRolloutConfig)  # K, rate, temperature of reward_scorer=mc_rollout
     d_updates: DiscriminatorUpdateConfig = field(default_factory=lambda: DiscriminatorUpdateConfig(every=1, d_steps=1, batch_size=128))
     generator: ModelConfig = field(default_factory=lambda: ModelConfig(hidden_size=64, intermediate_size=128))
     discriminator_model: ModelConfig = field(default_factory=ModelConfig)

@@ -87,16 +87,6 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
-def _parse_seeds(text: str) -> tuple[int, ...]:
-    try:
-        seeds = tuple(int(s) for s in text.split(",") if s.strip())
-    except ValueError:
-        raise ValueError(f"--seeds {text!r} is invalid: give comma-separated ints, e.g. --seeds 0,1,2.") from None
-    if not seeds:
-        raise ValueError(f"--seeds {text!r} is empty: give comma-separated ints, e.g. --seeds 0,1,2.")
-    return seeds
-
-
 def cmd_benchmark(args: argparse.Namespace) -> int:
     """The SeqGAN oracle benchmark table (agents/benchmark_oracle.py); results also go to a JSON file."""
     import time
