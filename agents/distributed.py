@@ -176,8 +176,8 @@ def any_flag(flag: bool, ctx: DistContext) -> bool:
 def mean_metrics(metrics: Mapping[str, Any], ctx: DistContext) -> dict[str, Any]:
     """Mean over ranks of every numeric metric (same dict back for one rank).
 
-    Every rank must pass the same metric names (checked: a mismatch raises naming
-    the counts). Non-numeric values are kept from this rank. An int stays an int
+    Every rank must pass the same metric names (checked: a mismatch raises
+    RuntimeError naming this rank's names). Non-numeric values are kept from this rank. An int stays an int
     when its mean is a whole number (counters equal on all ranks).
     """
     if not ctx.is_distributed:
@@ -204,7 +204,7 @@ def _gather_bytes(blob: bytes, ctx: DistContext) -> list[bytes]:
     sizes = [torch.zeros_like(size) for _ in range(ctx.world_size)]
     dist.all_gather(sizes, size)
     longest = max(int(s.item()) for s in sizes)
-    buf = torch.zeros(longest, dtype=torch.uint8, device=dev)
+    buf = torch.zeros(max(longest, 1), dtype=torch.uint8, device=dev)  # (L,) padded; never empty
     if blob:
         buf[: len(blob)] = torch.frombuffer(bytearray(blob), dtype=torch.uint8).to(dev)
     bufs = [torch.zeros_like(buf) for _ in range(ctx.world_size)]
