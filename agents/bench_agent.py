@@ -1,9 +1,12 @@
 """`seqgan-env bench agent`: REINFORCE update throughput and KV-cache vs no-cache sampling.
 
-Both numbers come from one process, measured back to back: generator tokens/s of
+All numbers come from one process, measured back to back: generator tokens/s of
 a full REINFORCE update (sampling through the vector env with the discriminator
 reward, then the backward pass) and the ratio of sampling time without and with
-the transformers KV cache.
+the transformers KV cache. The update is timed in the default configuration and,
+interleaved round by round (so machine noise hits all alike), with each speed-up
+switched off: the lean one-token decoder (``seqgan_env.fastllama``, generator and
+discriminator) and the env step overlapped with the generator's next step.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ class AgentBenchConfig:
     sample_repeats: int = 5
     device: str = "auto"
     seed: int = 0
+    ablations: bool = True  # also time the update with each speed-up off
 
     def __post_init__(self) -> None:
         check_ints(self, ("batch_size", "max_length", "updates", "sample_repeats"))
@@ -72,21 +76,42 @@ def bench_agent(cfg: AgentBenchConfig = AgentBenchConfig(), log: Callable[[str],
         if dev.type == "cuda":
             torch.cuda.synchronize()
 
-    agent.update(agent.collect(venv))  # warm-up
-    t_collect = t_update = 0.0
-    tokens = 0
-    for _ in range(cfg.updates):
-        sync()
-        t0 = time.perf_counter()
-        rollout = agent.collect(venv)
-        sync()
-        t1 = time.perf_counter()
-        agent.update(rollout)
-        sync()
-        t2 = time.perf_counter()
-        t_collect += t1 - t0
-        t_update += t2 - t1
-        tokens += int(rollout.mask.sum())
+    scorer = venv._incremental
+    variants = {  # name: (lean decoder, env step overlapped)
+        "default": (True, True),
+        "transformers decode (G and D)": (False, True),
+        "no env overlap": (True, False),
+        "neither (the plain transformers loop)": (False, False),
+    }
+    if not cfg.ablations:
+        variants = {"default": variants["default"]}
+
+    def configure(fast: bool, overlap: bool) -> None:
+        agent.fast_decode = fast
+        agent.overlap_env = overlap
+        if scorer is not None:
+            scorer.fast_decode = fast
+
+    for fast, overlap in variants.values():  # warm-up of every path
+        configure(fast, overlap)
+        agent.update(agent.collect(venv))
+    timing = {name: [0.0, 0.0, 0] for name in variants}  # collect s, update s, tokens
+    for _ in range(cfg.updates):  # round robin: each round times one update of every variant
+        for name, (fast, overlap) in variants.items():
+            configure(fast, overlap)
+            sync()
+            t0 = time.perf_counter()
+            rollout = agent.collect(venv)
+            sync()
+            t1 = time.perf_counter()
+            agent.update(rollout)
+            sync()
+            t2 = time.perf_counter()
+            timing[name][0] += t1 - t0
+            timing[name][1] += t2 - t1
+            timing[name][2] += int(rollout.mask.sum())
+    configure(*variants["default"])
+    t_collect, t_update, tokens = timing["default"]
     total = t_collect + t_update
 
     def time_sampling(use_cache: bool) -> float:
@@ -98,7 +123,10 @@ def bench_agent(cfg: AgentBenchConfig = AgentBenchConfig(), log: Callable[[str],
         sync()
         return (time.perf_counter() - t0) / cfg.sample_repeats
 
-    t_cache = time_sampling(True)
+    t_cache = time_sampling(True)  # KV cache, lean decoder
+    agent.fast_decode = False
+    t_hf_cache = time_sampling(True)  # KV cache, transformers forward
+    agent.fast_decode = True
     t_nocache = time_sampling(False)
     results = {
         "update_tokens_per_s": tokens / total,
@@ -106,8 +134,12 @@ def bench_agent(cfg: AgentBenchConfig = AgentBenchConfig(), log: Callable[[str],
         "sampling_fraction": t_collect / total,
         "sample_cache_ms": 1e3 * t_cache,
         "sample_nocache_ms": 1e3 * t_nocache,
+        "sample_transformers_cache_ms": 1e3 * t_hf_cache,
         "cache_vs_nocache": t_nocache / t_cache,
     }
+    for name, (c, u, n) in timing.items():
+        if name != "default":
+            results[f"update_tokens_per_s[{name}]"] = n / (c + u)
     device_name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else machine_description()
     log(f"machine: {device_name}")
     log(
@@ -116,7 +148,12 @@ def bench_agent(cfg: AgentBenchConfig = AgentBenchConfig(), log: Callable[[str],
     )
     log(f"  REINFORCE update      {results['update_tokens_per_s']:12,.0f} generator tokens/s ({results['update_ms']:.1f} ms/update)")
     log(f"  time in collection    {100 * results['sampling_fraction']:11.0f} %  (sampling + env + D reward)")
-    log(f"  sampling, KV cache    {results['sample_cache_ms']:12.1f} ms for B x {cfg.max_length} tokens")
+    for name, (c, u, n) in timing.items():
+        if name != "default":
+            log(f"    without speed-up: {name:38s} {n / (c + u):10,.0f} tokens/s "
+                f"({1e3 * (c + u) / cfg.updates:.1f} ms/update, collect {1e3 * c / cfg.updates:.1f} ms)")
+    log(f"  sampling, KV cache    {results['sample_cache_ms']:12.1f} ms for B x {cfg.max_length} tokens (lean decoder; "
+        f"transformers forward with the cache: {results['sample_transformers_cache_ms']:.1f} ms)")
     log(f"  sampling, no cache    {results['sample_nocache_ms']:12.1f} ms")
     log(f"  ratio no-cache/cache  {results['cache_vs_nocache']:12.1f}x")
     return results

@@ -452,19 +452,21 @@ class ReinforceAgent:
 
     @contextlib.contextmanager
     def _env_stepper(self, venv):
-        """Yields ``env_step(actions) -> get_result()``: ``venv.step`` in a worker thread, or inline."""
+        """Yields ``env_step(actions) -> get_result()``, the result being ``venv.step(actions)``
+        followed by ``venv.action_masks()`` for the next step; in a worker thread, or inline."""
         threads = torch.get_num_threads()
+
+        def run(actions):
+            with torch.no_grad():  # grad mode is per thread
+                return *venv.step(actions), venv.action_masks()
+
         if not (self.overlap_env and self.device.type == "cpu" and threads >= 2):
             def inline(actions):
-                result = venv.step(actions)
+                result = run(actions)
                 return lambda: result
 
             yield inline
             return
-
-        def run(actions):
-            with torch.no_grad():  # grad mode is per thread
-                return venv.step(actions)
 
         torch.set_num_threads(max(1, threads // 2))
         try:
@@ -519,10 +521,11 @@ class ReinforceAgent:
         env_dev = getattr(venv.unwrapped, "device", dev)
         steps = 0
         logits = next_logits(inp, 0)  # (B, V)
+        next_amask = venv.action_masks()
         with self._env_stepper(venv) as env_step:
             for t in range(T):
-                amask = torch.as_tensor(venv.action_masks(), device=dev)  # (B, V)
-                x = logits.float() / cfg.temperature
+                amask = torch.as_tensor(next_amask, device=dev)  # (B, V)
+                x = logits.float() if cfg.temperature == 1.0 else logits.float() / cfg.temperature
                 x = x.masked_fill(~amask, float("-inf"))  # == sampling_logits(..., top_p=1)
                 if cfg.top_p < 1.0:
                     keep = top_p_keep_mask(x, cfg.top_p)  # (B, V)
@@ -533,11 +536,11 @@ class ReinforceAgent:
                 stepped = env_step(action.to(env_dev))
                 if t + 1 < T:  # the next token's logits depend only on this action: overlap them with the env step
                     logits = next_logits(action[:, None], t + 1)  # (B, V)
-                obs, r, term, trunc, infos = stepped()
+                obs, r, term, trunc, infos, next_amask = stepped()
                 r = torch.as_tensor(r, device=dev, dtype=torch.float32)  # (B,)
                 done = torch.as_tensor(term, device=dev) | torch.as_tensor(trunc, device=dev)  # (B,)
                 tokens[:, t] = action
-                rewards[:, t] = torch.where(active, r, torch.zeros_like(r))
+                rewards[:, t] = torch.where(active, r, 0.0)
                 mask[:, t] = active
                 amasks.append(amask)
                 finished = active & done  # (B,) rows whose first episode ends on this step

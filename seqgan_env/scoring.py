@@ -111,15 +111,15 @@ class IncrementalPrefixScorer:
         net = self.discriminator.net
         if net.training:
             raise RuntimeError("the discriminator must be in eval mode while scoring rewards.")
-        self.valid[restarted] = False
+        self.valid.masked_fill_(restarted.unsqueeze(1), False)  # no index_put: no read-back of the mask
         self.refreshed = None
         if self.cache is None:
             return self._rebuild(net, tokens, lengths)
         if self.columns + 1 > self.capacity:
             self._compact()
         b, c = self.num_rows, self.columns
-        new_token = tokens.gather(1, (lengths - 1).clamp(min=0).unsqueeze(1))  # (B, 1)
         position = (lengths - 1).clamp(min=0).unsqueeze(1)  # (B, 1)
+        new_token = tokens.gather(1, position)  # (B, 1)
         self.valid[:, c] = True  # each query attends at least to itself
         allowed = self.valid[:, : c + 1]  # (B, C+1)
         dec = self._decoder(net)

@@ -137,13 +137,11 @@ class TokenGenerationVectorEnv(gym.vector.VectorEnv):
         self.lengths = self.lengths + write.long()
         invalid = active & ~valid
         terminated = invalid | (write & ((a == EOS_ID) | (self.lengths == t_max)))  # (B,)
-        rewards = torch.where(
-            invalid,
-            torch.full((self.num_envs,), self.config.invalid_action_reward, dtype=torch.float32, device=self.device),
-            torch.zeros(self.num_envs, dtype=torch.float32, device=self.device),
+        rewards = torch.zeros(self.num_envs, dtype=torch.float32, device=self.device).masked_fill_(
+            invalid, self.config.invalid_action_reward
         )  # (B,)
         # Sub-envs that ended last step start their new episode now (NEXT_STEP autoreset).
-        self.tokens[self.autoreset] = PAD_ID
+        self.tokens.masked_fill_(self.autoreset.unsqueeze(1), PAD_ID)
         self.lengths = torch.where(self.autoreset, torch.zeros_like(self.lengths), self.lengths)
         self.autoreset = terminated
         self.last_written = write

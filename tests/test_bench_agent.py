@@ -1,0 +1,23 @@
+"""`seqgan-env bench agent` runs end to end at a tiny size and reports every number."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from agents.bench_agent import AgentBenchConfig, bench_agent
+
+
+def test_bench_agent_tiny_reports_default_and_ablations():
+    lines: list[str] = []
+    threads = torch.get_num_threads()
+    res = bench_agent(AgentBenchConfig(batch_size=8, max_length=16, updates=1, sample_repeats=1, device="cpu"),
+                      log=lines.append)
+    assert torch.get_num_threads() == threads  # the overlapped collect gives its threads back
+    for key in ("update_tokens_per_s", "update_ms", "sample_cache_ms", "sample_nocache_ms", "cache_vs_nocache",
+                "sample_transformers_cache_ms", "update_tokens_per_s[transformers decode (G and D)]",
+                "update_tokens_per_s[no env overlap]", "update_tokens_per_s[neither (the plain transformers loop)]"):
+        assert math.isfinite(res[key]) and res[key] > 0, key
+    text = "\n".join(lines)
+    assert "REINFORCE update" in text and "without speed-up" in text
