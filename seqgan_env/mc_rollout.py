@@ -40,6 +40,8 @@ import torch
 from transformers import LlamaForCausalLM
 
 from .config import BOS_ID, EOS_ID, PAD_ID
+from .fastllama import LlamaStepDecoder
+from .fastllama import supports as supports_fast_decode
 from .sampling import sample_categorical
 from .scoring import preallocated_cache
 
@@ -146,6 +148,7 @@ class MCRolloutScorer:
         self.temperature = float(temperature)
         self.rate = _check_rate(rate)
         self.device = next(rollout_generator.parameters()).device
+        self._decoder: LlamaStepDecoder | None = None  # lean one-token steps of the completions, when supported
         self.reset_rng(seed)
 
     def reset_rng(self, seed: int) -> None:
@@ -299,6 +302,14 @@ class MCRolloutScorer:
         p = self._final_probs(comp.reshape(n * k, L))  # (N*K,) rows in (prefix, rollout) order
         return p.view(n, k).mean(dim=1)  # (N,) mean over the rollout axis
 
+    def _step_decoder(self, gen: torch.nn.Module) -> LlamaStepDecoder | None:
+        """The lean decoder of ``gen`` (made once; it re-fuses weights after each policy update), or None."""
+        if not supports_fast_decode(gen):
+            return None
+        if self._decoder is None or self._decoder.model is not gen:
+            self._decoder = LlamaStepDecoder(gen)
+        return self._decoder
+
     @torch.no_grad()
     def _complete(self, prefixes: torch.Tensor, plen: torch.Tensor) -> torch.Tensor:
         """Sample K completions of each prefix to EOS or max_length: (N, P), (N,) -> (N, K, L).
@@ -331,6 +342,9 @@ class MCRolloutScorer:
             layer.keys = layer.keys.repeat_interleave(k, dim=0)
             layer.values = layer.values.repeat_interleave(k, dim=0)
         logits = out.logits[:, -1].float().repeat_interleave(k, dim=0)  # (N*K, V)
+        decoder = self._step_decoder(gen)
+        if decoder is not None:
+            decoder.begin()
         amask = amask.repeat_interleave(k, dim=0)  # (N*K, W+L)
         plen_r = plen.repeat_interleave(k)  # (N*K,)
         comp = torch.full((m, L), PAD_ID, dtype=torch.long, device=dev)  # (N*K, L)
@@ -356,6 +370,12 @@ class MCRolloutScorer:
             done = done | (active & (action == EOS_ID)) | (pos + 1 >= L)
             if bool(done.all()):
                 break
+            if decoder is not None:  # same function as the transformers call below (tested to 1e-5)
+                logits = decoder.step(
+                    action, pos + 1, [layer.keys for layer in cache.layers], [layer.values for layer in cache.layers],
+                    column=width + s, allowed=amask[:, : width + s + 1].bool(),
+                ).float()  # (N*K, V)
+                continue
             out = gen(input_ids=action.unsqueeze(1), attention_mask=amask[:, : width + s + 1],
                       position_ids=(pos + 1).unsqueeze(1), cache=cache, use_cache=True, logits_to_keep=1)
             cache = out.cache

@@ -200,3 +200,19 @@ def test_bad_update_rate_raises():
     scorer = make_mc_rollout_scorer(tiny_discriminator(V), _generator(0), max_length=L)
     with pytest.raises(ValueError, match="rate=2"):
         scorer.update_rollout_policy(_generator(1), rate=2)
+
+
+def test_lean_decoder_completions_equal_transformers_completions(monkeypatch):
+    """The completions use seqgan_env.fastllama when it supports the model; same tokens as without it."""
+    import seqgan_env.mc_rollout as mc
+
+    x = _tokens()
+    runs = {}
+    for fast in (True, False):
+        if not fast:
+            monkeypatch.setattr(mc, "supports_fast_decode", lambda model: False)
+        scorer = MCRolloutScorer(tiny_discriminator(V, seed=2), _generator(0), num_rollouts=4, max_length=L,
+                                 min_length=1, seed=11)
+        runs[fast] = scorer.sample_rollouts(x)[0]  # (B, T, K, L)
+        assert (scorer._decoder is not None) == fast
+    assert torch.equal(runs[True], runs[False])
