@@ -7,9 +7,10 @@ in one invocation and repeated ``repeats`` times interleaved (best run counts). 
 per-rank batch is fixed, so K ranks train a K-times larger global batch (weak
 scaling); tokens/s counts the generated tokens of all ranks per wall-clock second.
 
-Each configuration is ``(ranks, threads per rank)``. On a CPU the honest comparison
-keeps the cores equal: e.g. on 2 cores, 1 rank x 2 threads vs 2 ranks x 1 thread (and
-1 rank x 1 thread, the per-core baseline).
+Each configuration is ``(ranks, threads per rank, per-rank batch)`` (batch 0: the
+config's ``batch_size``). On a CPU the honest comparison keeps the cores equal: on 2
+cores, 2 ranks x 1 thread against 1 process x 2 threads, at the same per-rank batch
+and at the same global batch (and 1 process x 1 thread, the per-core baseline).
 """
 
 from __future__ import annotations
@@ -33,9 +34,10 @@ from seqgan_env.validation import check_int, check_ints
 
 @dataclass(frozen=True)
 class DDPBenchConfig:
-    """Configurations ``(ranks, threads per rank)``, per-rank batch, timed updates, repeats, device."""
+    """Configurations ``(ranks, threads per rank, per-rank batch or 0)``, default per-rank batch,
+    timed updates, repeats, device."""
 
-    configs: tuple[tuple[int, int], ...] = ((1, 1), (1, 2), (2, 1))
+    configs: tuple[tuple[int, int, int], ...] = ((1, 1, 0), (1, 2, 0), (1, 2, 256), (2, 1, 0))
     batch_size: int = 128
     updates: int = 10
     warmup: int = 2
@@ -45,9 +47,10 @@ class DDPBenchConfig:
     def __post_init__(self) -> None:
         check_ints(self, ("batch_size", "updates", "repeats"))
         check_int("warmup", self.warmup, 0)
-        for ranks, threads in self.configs:
+        for ranks, threads, batch in self.configs:
             check_int("ranks", ranks, 1, "use e.g. 1 or 2")
             check_int("threads", threads, 1, "use e.g. 1")
+            check_int("batch", batch, 0, "use 0 for the default per-rank batch")
         if self.device not in ("cpu", "cuda"):
             raise ValueError(f"device={self.device!r} is invalid: use 'cpu' or 'cuda' (one GPU per rank).")
 
@@ -94,11 +97,11 @@ def _worker(out: Path, batch_size: int, updates: int, warmup: int, device: str) 
         distributed.destroy()
 
 
-def _launch(ranks: int, threads: int, cfg: DDPBenchConfig, out: Path) -> dict:
+def _launch(ranks: int, threads: int, batch: int, cfg: DDPBenchConfig, out: Path) -> dict:
     """torchrun one configuration; its rank-0 result."""
     cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={ranks}", "--master_addr=127.0.0.1",
            f"--master_port={_free_port()}", "-m", "agents.bench_ddp", "--worker", str(out),
-           "--batch-size", str(cfg.batch_size), "--updates", str(cfg.updates), "--warmup", str(cfg.warmup),
+           "--batch-size", str(batch), "--updates", str(cfg.updates), "--warmup", str(cfg.warmup),
            "--device", cfg.device]
     root = Path(__file__).resolve().parents[1]
     env = {**os.environ, "OMP_NUM_THREADS": str(threads),
@@ -114,39 +117,46 @@ def bench_ddp(cfg: DDPBenchConfig = DDPBenchConfig(), log: Callable[[str], None]
     """tokens/s of every configuration (best of ``repeats``, interleaved) and ratios to the first."""
     import platform
 
-    best: dict[tuple[int, int], float] = {}
+    best: dict[tuple[int, int, int], float] = {}
+    configs = [(r, t, b or cfg.batch_size) for r, t, b in cfg.configs]
     with tempfile.TemporaryDirectory() as tmp:
         for rep in range(cfg.repeats):
-            for ranks, threads in cfg.configs:
-                res = _launch(ranks, threads, cfg, Path(tmp) / f"r{rep}_{ranks}_{threads}.json")
+            for ranks, threads, batch in configs:
+                res = _launch(ranks, threads, batch, cfg, Path(tmp) / f"r{rep}_{ranks}_{threads}_{batch}.json")
                 rate = res["tokens"] / res["seconds"]  # all ranks' tokens / the slowest rank's wall time
-                best[(ranks, threads)] = max(best.get((ranks, threads), 0.0), rate)
-    base = best[cfg.configs[0]]
-    log(f"bench ddp: trainer step tokens/s (collect + REINFORCE/MLE update + D phase, default models), per-rank "
-        f"batch {cfg.batch_size}, {cfg.updates} updates after {cfg.warmup} warm-up, best of {cfg.repeats}; "
+                best[(ranks, threads, batch)] = max(best.get((ranks, threads, batch), 0.0), rate)
+    base = best[configs[0]]
+    log(f"bench ddp: trainer step tokens/s (collect + REINFORCE/MLE update + D phase, default models), "
+        f"{cfg.updates} updates after {cfg.warmup} warm-up, best of {cfg.repeats}; "
         f"{platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, device {cfg.device}")
-    log(f"{'ranks':>5} {'threads/rank':>12} {'global batch':>12} {'tokens/s':>10} {'vs first':>8}")
+    log(f"{'ranks':>5} {'threads/rank':>12} {'batch/rank':>10} {'global batch':>12} {'tokens/s':>10} {'vs first':>8}")
     out: dict[str, float] = {}
-    for (ranks, threads), rate in best.items():
-        log(f"{ranks:>5} {threads:>12} {ranks * cfg.batch_size:>12} {rate:>10.0f} {rate / base:>7.2f}x")
-        out[f"tokens_per_s/{ranks}x{threads}"] = rate
+    for (ranks, threads, batch), rate in best.items():
+        log(f"{ranks:>5} {threads:>12} {batch:>10} {ranks * batch:>12} {rate:>10.0f} {rate / base:>7.2f}x")
+        out[f"tokens_per_s/{ranks}x{threads}@{batch}"] = rate
     return out
 
 
-def _parse_configs(text: str) -> tuple[tuple[int, int], ...]:
+def _parse_configs(text: str) -> tuple[tuple[int, int, int], ...]:
+    """"1x1,1x2@256,2x1" -> ((1, 1, 0), (1, 2, 256), (2, 1, 0)): RANKSxTHREADS[@PER_RANK_BATCH]."""
+    out = []
     try:
-        pairs = tuple(tuple(int(x) for x in item.split("x")) for item in text.split(",") if item.strip())
+        for item in (i.strip() for i in text.split(",") if i.strip()):
+            shape, _, batch = item.partition("@")
+            ranks, threads = (int(x) for x in shape.split("x"))
+            out.append((ranks, threads, int(batch) if batch else 0))
     except ValueError:
-        pairs = ()
-    if not pairs or any(len(p) != 2 for p in pairs):
-        raise ValueError(f"--configs {text!r} is invalid: give RANKSxTHREADS items, e.g. --configs 1x1,1x2,2x1.")
-    return pairs  # type: ignore[return-value]
+        out = []
+    if not out:
+        raise ValueError(f"--configs {text!r} is invalid: give RANKSxTHREADS[@BATCH] items, e.g. --configs 1x1,1x2@256,2x1.")
+    return tuple(out)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m agents.bench_ddp", description=__doc__.splitlines()[0])
-    parser.add_argument("--configs", default="1x1,1x2,2x1", help="RANKSxTHREADS per rank, comma-separated")
-    parser.add_argument("--batch-size", type=int, default=128, help="per-rank batch (envs)")
+    parser.add_argument("--configs", default="1x1,1x2,1x2@256,2x1",
+                        help="RANKSxTHREADS[@PER_RANK_BATCH], comma-separated")
+    parser.add_argument("--batch-size", type=int, default=128, help="per-rank batch (envs) where a config names none")
     parser.add_argument("--updates", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=2)
@@ -156,8 +166,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.worker:
         _worker(Path(args.worker), args.batch_size, args.updates, args.warmup, args.device)
         return 0
-    bench_ddp(DDPBenchConfig(configs=_parse_configs(args.configs), batch_size=args.batch_size, updates=args.updates,
-                             warmup=args.warmup, repeats=args.repeats, device=args.device))
+    try:
+        cfg = DDPBenchConfig(configs=_parse_configs(args.configs), batch_size=args.batch_size, updates=args.updates,
+                             warmup=args.warmup, repeats=args.repeats, device=args.device)
+    except ValueError as exc:
+        print(f"bench ddp: error: {exc}", file=sys.stderr)
+        return 2
+    bench_ddp(cfg)
     return 0
 
 

@@ -279,3 +279,18 @@ def test_torchrun_cli_train(tmp_path):
     assert json.loads((runs[0] / "config.json").read_text())["distributed"]["global_batch_size"] == 8
     assert sorted(_metric_lines(runs[0])) == [1, 2] and (runs[0] / "generator" / "config.json").is_file()
     assert proc.stderr.count("final samples:") == 1  # rank 0 speaks for all
+
+
+@pytest.mark.parametrize("text,expected", [("1x1,1x2@256,2x1", ((1, 1, 0), (1, 2, 256), (2, 1, 0))), ("2x1", ((2, 1, 0),))])
+def test_bench_ddp_configs_parse(text, expected):
+    from agents.bench_ddp import _parse_configs
+
+    assert _parse_configs(text) == expected
+
+
+@pytest.mark.parametrize("text", ["", "1y2", "1x2@big", "1x2x3"])
+def test_bench_ddp_configs_reject_bad_text(text):
+    from agents.bench_ddp import _parse_configs
+
+    with pytest.raises(ValueError, match="RANKSxTHREADS"):
+        _parse_configs(text)
