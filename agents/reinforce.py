@@ -448,7 +448,10 @@ class ReinforceAgent:
     #: the generator's next logits in parallel: the env step runs in a worker thread and each
     #: of the two threads uses half of torch's intra-op threads. Used on a CPU with >= 2 torch
     #: threads; results are those of the sequential loop (same calls in the same order).
-    overlap_env: bool = True
+    #: Off by default: on an idle 2-core CPU it is 0-10% slower than one thread stepping with
+    #: two intra-op threads; on a CPU shared with other busy processes it avoids OpenMP's
+    #: spin-waits and was 2-20x faster (``seqgan-env bench agent`` prints both).
+    overlap_env: bool = False
 
     @contextlib.contextmanager
     def _env_stepper(self, venv):

@@ -17,7 +17,7 @@ def test_bench_agent_tiny_reports_default_and_ablations():
     assert torch.get_num_threads() == threads  # the overlapped collect gives its threads back
     for key in ("update_tokens_per_s", "update_ms", "sample_cache_ms", "sample_nocache_ms", "cache_vs_nocache",
                 "sample_transformers_cache_ms", "update_tokens_per_s[transformers decode (G and D)]",
-                "update_tokens_per_s[no env overlap]", "update_tokens_per_s[neither (the plain transformers loop)]"):
+                "update_tokens_per_s[lean decoder + overlap_env]"):
         assert math.isfinite(res[key]) and res[key] > 0, key
     text = "\n".join(lines)
-    assert "REINFORCE update" in text and "without speed-up" in text
+    assert "REINFORCE update" in text and "variant" in text
