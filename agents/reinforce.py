@@ -281,10 +281,14 @@ def sampling_logits(
     return x
 
 
-def _entropy(logits: torch.Tensor) -> torch.Tensor:
-    """Entropy of softmax(logits) (..., V) -> (...), with -inf logits contributing 0."""
-    logp = torch.log_softmax(logits, dim=-1)  # (..., V)
-    safe = logp.masked_fill(~torch.isfinite(logits), 0.0)  # avoid 0 * -inf in forward and backward
+def _entropy(logits: torch.Tensor, logp: torch.Tensor | None = None) -> torch.Tensor:
+    """Entropy of softmax(logits) (..., V) -> (...), with -inf logits contributing 0.
+
+    ``logp``: ``log_softmax(logits)`` if the caller has it already (not computed twice).
+    """
+    if logp is None:
+        logp = torch.log_softmax(logits, dim=-1)  # (..., V)
+    safe = logp.masked_fill(torch.isneginf(logits), 0.0)  # avoid 0 * -inf in forward and backward
     return -(logp.exp() * safe).sum(-1)
 
 
@@ -595,11 +599,14 @@ class ReinforceAgent:
         with self._autocast():
             logits = self.train_module(*inputs)  # one (DDP) forward for both batches: (B, T, V)[, (N, T, V)]
         x = self._policy_logits(rollout, logits[0])  # (B, T, V)
-        logp = torch.log_softmax(x, dim=-1).gather(2, tokens[..., None]).squeeze(2)  # (B, T)
+        logp_all = torch.log_softmax(x, dim=-1)  # (B, T, V) computed once for the loss and the entropy
+        logp = logp_all.gather(2, tokens[..., None]).squeeze(2)  # (B, T)
         logp = torch.where(mask, logp, torch.zeros_like(logp))  # masked-out steps may hold -inf
         n = mask.sum().clamp(min=1) if reduce is None else reduce(mask.sum()).clamp(min=1)  # valid steps, all ranks
         policy_loss = -(logp * adv).sum() / n
-        entropy = (_entropy(x) * mask).sum() / n
+        # Without an entropy bonus the entropy is only a metric: no graph (and no backward) through it.
+        with contextlib.nullcontext() if cfg.entropy_coef > 0 else torch.no_grad():
+            entropy = (_entropy(x, logp_all) * mask).sum() / n
         if reduce is not None:  # share x W: DDP's mean of the gradients over ranks = the full-batch gradient
             policy_loss = policy_loss * self.dist.world_size
             entropy = entropy * self.dist.world_size
