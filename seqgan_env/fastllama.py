@@ -102,7 +102,7 @@ class LlamaStepDecoder:
         """Fuse the weights again if any parameter changed (in place or re-allocated) since the last call."""
         if self._state_key() == self._key:
             return
-        h, d = self.heads, self.head_dim
+        h = self.heads
         fused = []
         with torch.no_grad():
             for layer in self.backbone.layers[: self.num_layers]:
