@@ -26,6 +26,8 @@ def test_oracle_train_sample_eval_resume(tmp_path, capsys):
     lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     nll = [m["eval/nll_oracle"] for m in lines if "eval/nll_oracle" in m]
     assert nll and all(math.isfinite(v) and 5.0 < v < 12.0 for v in nll)  # between the oracle itself and uniform
+    nll_test = [m["eval/nll_test"] for m in lines if "eval/nll_test" in m]
+    assert len(nll_test) == len(nll) and all(0.0 < v < math.log(5003) + 1.0 for v in nll_test)
     capsys.readouterr()
     assert main(["sample", str(run), "-n", "3"]) == 0
     rows = capsys.readouterr().out.splitlines()
