@@ -99,6 +99,7 @@ def test_tiny_bench_oracle_reports_ratios():
     (["benchmark", "oracle", "--seeds", "a,b"], "--seeds"),
     (["benchmark", "oracle", "--rows", "mle,nope"], "rows"),
     (["benchmark", "oracle", "--budget", "-1"], "budget"),
+    (["benchmark", "oracle", "--out", "."], "is a directory"),
 ])
 def test_cli_bad_benchmark_input_exits_2_with_message(argv, match, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
