@@ -93,8 +93,10 @@ def _worker(out: Path, batch_size: int, updates: int, warmup: int, device: str) 
         if ctx.is_main:
             out.write_text(json.dumps({"tokens": float(total_tokens[0]), "seconds": float(clocks.max()),
                                        "world_size": ctx.world_size, "threads": torch.get_num_threads()}))
-    finally:
+    except BaseException:
         distributed.destroy()
+        raise
+    distributed.destroy(sync=True)
 
 
 def _launch(ranks: int, threads: int, batch: int, cfg: DDPBenchConfig, out: Path) -> dict:

@@ -146,9 +146,17 @@ def current() -> DistContext:
     return DistContext(rank=rank, world_size=dist.get_world_size(), local_rank=local, backend=str(dist.get_backend()))
 
 
-def destroy() -> None:
-    """Leave and destroy the process group, if one exists."""
+def destroy(sync: bool = False) -> None:
+    """Leave and destroy the process group, if one exists.
+
+    ``sync=True`` (the normal end of a job) first waits at a barrier for every rank,
+    so no rank closes its connections while another is still tearing down (gloo can
+    abort a rank whose peer vanished mid-teardown). Leave it False on an error path:
+    the other ranks may never reach the barrier.
+    """
     if dist.is_available() and dist.is_initialized():
+        if sync:
+            dist.barrier()
         dist.destroy_process_group()
 
 

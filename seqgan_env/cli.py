@@ -115,7 +115,7 @@ def cmd_train(args: argparse.Namespace, rest: list[str]) -> int:
     from agents import distributed
     from agents.trainer import new_run, resume_run
 
-    try:
+    def run() -> int:
         if args.resume:
             if rest or args.config or args.set or args.seeds or args.note:
                 raise ValueError("--resume takes no other options: the run's config.json is used as it was.")
@@ -124,8 +124,14 @@ def cmd_train(args: argparse.Namespace, rest: list[str]) -> int:
         if not args.seeds:
             return _fit(new_run(config), args)
         return _train_seeds(config, args)
-    finally:
-        distributed.destroy()
+
+    try:
+        rc = run()
+    except BaseException:
+        distributed.destroy()  # no barrier: the other ranks may never get there
+        raise
+    distributed.destroy(sync=True)
+    return rc
 
 
 def _train_config(args: argparse.Namespace, rest: list[str]):

@@ -195,8 +195,11 @@ def main() -> int:
     try:
         scenario_updates(out, ctx.rank, ctx.world_size)
         scenario_train(out, ctx.rank)
-    finally:
+        (out / f"finished_rank{ctx.rank}").write_text("work done; tearing down the process group")
+    except BaseException:
         distributed.destroy()
+        raise
+    distributed.destroy(sync=True)
     (out / f"done_rank{ctx.rank}").write_text(os.environ.get("WORLD_SIZE", ""))
     return 0
 

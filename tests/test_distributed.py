@@ -20,6 +20,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -54,9 +55,16 @@ def _free_port() -> int:
 def _launch(args: list[str], out: Path, timeout: float = 300) -> list[str]:
     """Start WORLD ranks of ``python args...`` as torchrun would (one torch thread each); their logs.
 
-    Retries with a new port if the rendezvous port was taken meanwhile.
+    Retries with a new port if the rendezvous port was taken meanwhile. Also retries
+    once, with a warning, when every rank finished its work (``finished_rank<r>``
+    markers) but one was killed by a signal while tearing the process group down: a
+    rare gloo abort at exit ("terminate called without an active exception") seen once
+    on a loaded 2-core machine; a second such abort fails the test.
     """
+    teardown_aborts = 0
     for _ in range(3):
+        for child in out.iterdir():  # each attempt starts from an empty directory (no runs of an earlier one)
+            shutil.rmtree(child) if child.is_dir() else child.unlink()
         port = _free_port()
         env = {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "WORLD_SIZE": str(WORLD),
                "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
@@ -76,6 +84,11 @@ def _launch(args: list[str], out: Path, timeout: float = 300) -> list[str]:
         texts = [log.read_text() for log in logs]
         if all(c == 0 for c in codes):
             return texts
+        finished = all((out / f"finished_rank{r}").is_file() for r in range(WORLD))
+        if finished and any(c < 0 for c in codes) and teardown_aborts == 0:
+            teardown_aborts += 1
+            warnings.warn(f"a rank aborted while tearing down the process group (exit codes {codes}); retrying once")
+            continue
         if not any("address already in use" in t.lower() for t in texts):
             break
     pytest.fail(f"ranks exited with {codes}:\n" + "\n".join(f"--- rank {r} ---\n{t[-3000:]}" for r, t in enumerate(texts)))
