@@ -44,13 +44,19 @@ from .fastllama import LlamaStepDecoder
 from .fastllama import supports as supports_fast_decode
 from .sampling import sample_categorical
 from .scoring import preallocated_cache
+from .validation import check_int
 
 PROB_EPS = 1e-6  # Q is clipped to [PROB_EPS, 1 - PROB_EPS] before its logit
 
 
-def _check_int(name: str, value: Any, low: int, hint: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ValueError(f"{name}={value!r} is invalid: it must be an int >= {low}; {hint}.")
+def _check_temperature(name: str, value: Any) -> float:
+    """The completions' temperature: a finite number >= 0 (0: greedy)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+        raise ValueError(
+            f"{name}={value!r} is invalid: it must be a number >= 0; use 1.0 to sample from the rollout "
+            f"policy, 0 for greedy completions."
+        )
+    return float(value)
 
 
 def _check_rate(rate: Any) -> float:
@@ -82,11 +88,9 @@ class MCRolloutConfig:
     temperature: float = 1.0
 
     def __post_init__(self) -> None:
-        _check_int("mc_rollout.num_rollouts", self.num_rollouts, 1, "use e.g. 16 (SeqGAN)")
+        check_int("mc_rollout.num_rollouts", self.num_rollouts, 1, "use e.g. 16 (SeqGAN)")
         self.rate = _check_rate(self.rate)
-        t = self.temperature
-        if isinstance(t, bool) or not isinstance(t, (int, float)) or not math.isfinite(t) or t < 0:
-            raise ValueError(f"mc_rollout.temperature={t!r} is invalid: it must be a number >= 0; use 1.0.")
+        self.temperature = _check_temperature("mc_rollout.temperature", self.temperature)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -125,18 +129,13 @@ class MCRolloutScorer:
         seed: int = 0,
         rate: float = 0.8,
     ) -> None:
-        _check_int("num_rollouts", num_rollouts, 1, "use e.g. num_rollouts=16 (SeqGAN)")
-        _check_int("max_length", max_length, 1, "pass the env's max_length")
-        _check_int("min_length", min_length, 0, "pass the env's min_length")
-        _check_int("seed", seed, 0, "pass e.g. seed=0")
+        check_int("num_rollouts", num_rollouts, 1, "use e.g. num_rollouts=16 (SeqGAN)")
+        check_int("max_length", max_length, 1, "pass the env's max_length")
+        check_int("min_length", min_length, 0, "pass the env's min_length")
+        check_int("seed", seed, 0, "pass e.g. seed=0")
         if not isinstance(allow_eos, bool):
             raise ValueError(f"allow_eos={allow_eos!r} is invalid: it must be True or False.")  # noqa: TRY004
-        if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) \
-                or not math.isfinite(temperature) or temperature < 0:
-            raise ValueError(
-                f"temperature={temperature!r} is invalid: it must be a number >= 0; use 1.0 to sample "
-                f"from the rollout policy, 0 for greedy completions."
-            )
+        temperature = _check_temperature("temperature", temperature)
         if not hasattr(discriminator, "score_logits"):
             raise TypeError(f"discriminator {type(discriminator).__name__} has no score_logits(tokens).")
         self.discriminator = discriminator
@@ -145,7 +144,7 @@ class MCRolloutScorer:
         self.max_length = max_length
         self.min_length = min_length
         self.allow_eos = allow_eos
-        self.temperature = float(temperature)
+        self.temperature = temperature
         self.rate = _check_rate(rate)
         self.device = next(rollout_generator.parameters()).device
         self._decoder: LlamaStepDecoder | None = None  # lean one-token steps of the completions, when supported

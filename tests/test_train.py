@@ -357,6 +357,7 @@ def test_mc_rollout_policy_starts_as_pretrained_generator_and_lags_it(tmp_path):
         ({"reward_scorer": "mc_rollout", "reward": {"mode": "final"}}, "reward.mode=per_step"),
         ({"mc_rollout": {"num_rollouts": 0}}, "mc_rollout.num_rollouts=0"),
         ({"mc_rollout": {"rate": 2.0}}, "rate=2.0"),
+        ({"mc_rollout": {"temperature": -1.0}}, "mc_rollout.temperature=-1.0"),
     ],
 )
 def test_bad_mc_rollout_config_names_the_value(tmp_path, change, match):
