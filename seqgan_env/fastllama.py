@@ -196,7 +196,9 @@ class LlamaStepDecoder:
             c_, s_ = cos[position], sin[position]  # (2 H D,)
         else:
             c_, s_ = cos.index_select(0, position), sin.index_select(0, position)  # (B, 2 H D)
-        blocked = None if allowed is None else (~allowed).view(b, 1, 1, -1)  # (B, 1, 1, L)
+        # additive mask, built once for all layers: adding it is cheaper than a broadcast masked_fill per layer
+        bias = None if allowed is None else torch.zeros(b, 1, 1, allowed.shape[1], dtype=x.dtype, device=x.device).masked_fill_(
+            ~allowed.view(b, 1, 1, -1), float("-inf"))  # (B, 1, 1, L)
         end = column + 1
         for i, (eps1, w_qkv, w_o, eps2, w_gu, w_down) in enumerate(self._fused):
             o = torch.mm(self._rms(x, eps1), w_qkv)  # (B, 5 H D): q, k, rot(q), rot(k), v
@@ -205,8 +207,8 @@ class LlamaStepDecoder:
             kc[:, :, column] = qk[:, hd:].view(b, h, d)
             vc[:, :, column] = o[:, 4 * hd :].view(b, h, d)
             att = torch.matmul(qk[:, :hd].view(b, h, 1, d), kc[:, :, :end].transpose(-1, -2))  # (B, H, 1, L)
-            if blocked is not None:
-                att.masked_fill_(blocked, float("-inf"))
+            if bias is not None:
+                att.add_(bias)
             att = torch.softmax(att, dim=-1)
             x = torch.addmm(x, torch.matmul(att, vc[:, :, :end]).view(b, hd), w_o)  # residual + o_proj
             gu = torch.mm(self._rms(x, eps2), w_gu)  # (B, 2 I)

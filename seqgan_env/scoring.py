@@ -125,7 +125,9 @@ class IncrementalPrefixScorer:
         dec = self._decoder(net)
         if dec is not None:  # the same function with far fewer kernel calls (tested equal to 1e-5)
             layers = self.cache.layers
-            h = dec.step(new_token, position.squeeze(1), [l.keys for l in layers], [l.values for l in layers], c, allowed)
+            # no hole in any row (e.g. no row restarted since the last rebuild): no mask at all
+            mask_arg = None if bool(allowed.all()) else allowed
+            h = dec.step(new_token, position.squeeze(1), [l.keys for l in layers], [l.values for l in layers], c, mask_arg)
             for layer in layers:
                 layer.length = c + 1
             self.valid[:, c] = written
