@@ -34,6 +34,8 @@ from agents.distributed import SINGLE, DistContext, all_reduce_sum, any_flag
 from seqgan_env.config import BOS_ID, EOS_ID, PAD_ID
 from seqgan_env.fastllama import LlamaStepDecoder
 from seqgan_env.fastllama import supports as supports_fast_decode
+from seqgan_env.fastllama_train import supports as supports_lean_forward
+from seqgan_env.fastllama_train import teacher_forced_logits
 from seqgan_env.sampling import sample_categorical
 from seqgan_env.scoring import preallocated_cache
 
@@ -327,11 +329,19 @@ class TeacherForced(torch.nn.Module):
     all-reduces every gradient once per backward, and refuses two forwards per backward).
     """
 
+    #: On a CPU, compute the logits with ``seqgan_env.fastllama_train.teacher_forced_logits``
+    #: (the same function and gradients as the transformers forward, tested to 1e-5, with
+    #: fewer kernels and a cheaper attention backward) when it supports the generator;
+    #: False always uses the transformers forward (as on CUDA, where its SDPA kernels win).
+    lean: bool = True
+
     def __init__(self, generator: torch.nn.Module) -> None:
         super().__init__()
         self.generator = generator
 
     def forward(self, *input_ids: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        if self.lean and input_ids and input_ids[0].device.type == "cpu" and supports_lean_forward(self.generator):
+            return teacher_forced_logits(self.generator, *input_ids)  # each (N_i, T_i, V)
         return tuple(self.generator(input_ids=x).logits for x in input_ids)  # each (N_i, T_i, V)
 
 

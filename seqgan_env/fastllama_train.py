@@ -1,0 +1,101 @@
+"""A lean teacher-forced forward (with gradients) for the tiny transformers Llama models.
+
+The REINFORCE update recomputes the log-probabilities of a sampled batch with one
+causal forward over every position, then back-propagates. At hidden sizes of
+32-64 on a CPU the transformers forward spends much of that time in many small
+kernels (three q/k/v linears, rotate_half's slices and concatenations, separate
+gate and up linears) and in a flash-attention backward built for long sequences.
+:func:`teacher_forced_logits` computes the same function, differentiably, from
+the model's own parameters with fewer and larger kernels:
+
+* q, rotate_half(q), k, rotate_half(k) and v from one matmul (the weight rows
+  permuted and signed as in :mod:`seqgan_env.fastllama`), so rotary embedding is
+  two multiplies and an add; gate and up from one matmul; RMSNorm weights folded
+  into the following matmul's columns;
+* causal attention as one batched matmul onto an additive causal mask, a softmax
+  and a second batched matmul (faster forward and backward than the CPU
+  flash-attention kernel at these sizes, measured in ``seqgan-env bench agent``).
+
+Gradients reach the model's parameters through the fusing ops (``cat``, ``mul``),
+so an optimizer, ``clip_grad_norm_`` and DistributedDataParallel see ordinary
+parameter gradients. Use it only where :func:`seqgan_env.fastllama.supports` holds
+for the model: pure causal attention over the whole input (no padding mask), no
+dropout. The tests compare logits and gradients with the transformers forward.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from .fastllama import _backbone, _rotate_rows, supports
+
+__all__ = ["teacher_forced_logits", "supports"]
+
+
+def _rms(x: torch.Tensor, eps: float) -> torch.Tensor:
+    """x / rms(x) over the last dim, without the weight (folded into the next matmul)."""
+    return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps)
+
+
+def _rotary_tables(backbone, length: int, heads: int, head_dim: int, device, dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """(T, 2 H D) cos and sin rows for positions 0..T-1, [q half with 1/sqrt(D) folded in, k half]."""
+    with torch.no_grad():
+        cos, sin = backbone.rotary_emb(torch.empty(0, device=device, dtype=dtype),
+                                       position_ids=torch.arange(length, device=device).unsqueeze(0))
+    cos, sin = cos[0].repeat(1, heads), sin[0].repeat(1, heads)  # (T, H D)
+    scale = head_dim ** -0.5
+    return torch.cat([cos * scale, cos], 1), torch.cat([sin * scale, sin], 1)  # (T, 2 H D) each
+
+
+def teacher_forced_logits(model: torch.nn.Module, *input_ids: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Causal-LM logits of ``model`` (a ``LlamaForCausalLM``) for each (N_i, T_i) long input.
+
+    Equals ``model(input_ids=x).logits`` (no attention mask: every position attends to
+    all earlier ones) up to float rounding, with gradients to the model's parameters.
+    The fused weights are built once per call and shared by all inputs.
+    Returns a tuple of (N_i, T_i, V) logits.
+    """
+    if not supports(model) or not hasattr(model, "lm_head"):
+        raise ValueError(f"teacher_forced_logits does not support this model/config ({type(model).__name__}); "
+                         f"use model(input_ids=...).logits.")
+    backbone = _backbone(model)
+    cfg = backbone.config
+    h = cfg.num_attention_heads
+    d = getattr(cfg, "head_dim", None) or cfg.hidden_size // h
+    hd = h * d
+    layers = []
+    for layer in backbone.layers[: cfg.num_hidden_layers]:
+        att, mlp = layer.self_attn, layer.mlp
+        ln1, ln2 = layer.input_layernorm, layer.post_attention_layernorm
+        wq, wk = att.q_proj.weight, att.k_proj.weight
+        w = torch.cat([wq, wk, _rotate_rows(wq, h), _rotate_rows(wk, h), att.v_proj.weight], dim=0)  # (5 H D, C)
+        w_gu = torch.cat([mlp.gate_proj.weight, mlp.up_proj.weight], dim=0)  # (2 I, C)
+        layers.append((ln1.variance_epsilon, (w * ln1.weight).t(), att.o_proj.weight.t(),
+                       ln2.variance_epsilon, (w_gu * ln2.weight).t(), mlp.down_proj.weight.t()))
+    norm = backbone.norm
+    head = (model.lm_head.weight * norm.weight).t()  # (C, V)
+    emb, pad = backbone.embed_tokens.weight, backbone.embed_tokens.padding_idx
+    outs = []
+    for ids in input_ids:
+        n, t = ids.shape
+        x = F.embedding(ids, emb, padding_idx=pad).reshape(n * t, -1)  # (N T, C); no gradient to the padding row
+        cos, sin = _rotary_tables(backbone, t, h, d, x.device, x.dtype)  # (T, 2 H D)
+        cos, sin = cos.view(t, 2, hd), sin.view(t, 2, hd)  # (T, 2, H D): [q, k] halves, broadcast over N
+        causal = torch.full((t, t), float("-inf"), device=x.device, dtype=x.dtype).triu(1)  # (T, T)
+        for eps1, w_qkv, w_o, eps2, w_gu, w_down in layers:
+            o = torch.mm(_rms(x, eps1), w_qkv).view(n, t, 5, hd)  # (N, T, 5, H D): q, k, rot(q), rot(k), v
+            # split/unbind, not slicing: their backward is one concatenation, not a zero fill per slice
+            qk, rot, v = o.split([2, 2, 1], dim=2)  # (N, T, 2, H D), (N, T, 2, H D), (N, T, 1, H D)
+            q, k = torch.addcmul(qk * cos, rot, sin).unbind(2)  # (N, T, H D) each; rotary, q scaled
+            q = q.reshape(n, t, h, d).transpose(1, 2).reshape(n * h, t, d)  # (N H, T, D)
+            k = k.reshape(n, t, h, d).transpose(1, 2).reshape(n * h, t, d)  # (N H, T, D)
+            v = v.reshape(n, t, h, d).transpose(1, 2).reshape(n * h, t, d)  # (N H, T, D)
+            s = torch.baddbmm(causal.expand(n * h, t, t), q, k.transpose(1, 2))  # (N H, T, T)
+            a = torch.bmm(torch.softmax(s, dim=-1), v)  # (N H, T, D)
+            a = a.reshape(n, h, t, d).transpose(1, 2).reshape(n * t, hd)  # (N T, H D)
+            x = torch.addmm(x, a, w_o)  # residual + o_proj
+            g, u = torch.mm(_rms(x, eps2), w_gu).chunk(2, dim=-1)  # (N T, I) each
+            x = torch.addmm(x, F.silu(g) * u, w_down)  # residual + down_proj
+        outs.append(torch.mm(_rms(x, norm.variance_epsilon), head).reshape(n, t, -1))  # (N, T, V)
+    return tuple(outs)
