@@ -4,10 +4,12 @@ All numbers come from one process, measured back to back: generator tokens/s of
 a full REINFORCE update (sampling through the vector env with the discriminator
 reward, then the backward pass) and the ratio of sampling time without and with
 the transformers KV cache. The update is timed in the default configuration and,
-interleaved round by round (so machine noise hits all alike), in two variants: with
+interleaved round by round (so machine noise hits all alike), in variants: with
 the transformers forward instead of the lean one-token decoder
-(``seqgan_env.fastllama``, generator and discriminator), and with the option
-``ReinforceAgent.overlap_env`` (the env step in a worker thread) switched on.
+(``seqgan_env.fastllama``, generator and discriminator), with the transformers
+teacher-forced forward instead of the lean one (``seqgan_env.fastllama_train``),
+with both, and with the option ``ReinforceAgent.overlap_env`` (the env step in a
+worker thread) switched on.
 """
 
 from __future__ import annotations
@@ -78,27 +80,30 @@ def bench_agent(cfg: AgentBenchConfig = AgentBenchConfig(), log: Callable[[str],
             torch.cuda.synchronize()
 
     scorer = venv._incremental
-    variants = {  # name: (lean decoder, env step overlapped)
-        "default": (True, False),
-        "transformers decode (G and D)": (False, False),
-        "lean decoder + overlap_env": (True, True),
+    variants = {  # name: (lean decoder, lean training forward, env step overlapped)
+        "default": (True, True, False),
+        "transformers decode (G and D)": (False, True, False),
+        "transformers training forward": (True, False, False),
+        "transformers decode + training forward": (False, False, False),
+        "lean decoder + overlap_env": (True, True, True),
     }
     if not cfg.ablations:
         variants = {"default": variants["default"]}
 
-    def configure(fast: bool, overlap: bool) -> None:
+    def configure(fast: bool, lean_train: bool, overlap: bool) -> None:
         agent.fast_decode = fast
         agent.overlap_env = overlap
+        agent.train_module.lean = lean_train  # this agent only
         if scorer is not None:
             scorer.fast_decode = fast
 
-    for fast, overlap in variants.values():  # warm-up of every path
-        configure(fast, overlap)
+    for flags in variants.values():  # warm-up of every path
+        configure(*flags)
         agent.update(agent.collect(venv))
     timing = {name: [0.0, 0.0, 0] for name in variants}  # collect s, update s, tokens
     for _ in range(cfg.updates):  # round robin: each round times one update of every variant
-        for name, (fast, overlap) in variants.items():
-            configure(fast, overlap)
+        for name, flags in variants.items():
+            configure(*flags)
             sync()
             t0 = time.perf_counter()
             rollout = agent.collect(venv)

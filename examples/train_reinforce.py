@@ -12,7 +12,7 @@ from seqgan_env.models import ModelConfig, build_generator
 
 data = load_dataset(max_length=12)  # the embedded census first names
 tok = data.tokenizer
-agent = ReinforceAgent(build_generator(ModelConfig(hidden_size=64, intermediate_size=128), tok.vocab_size),
+agent = ReinforceAgent(build_generator(ModelConfig(), tok.vocab_size),
                        ReinforceConfig(batch_size=128, lr=2e-3, mle_coef=0.5, device="cpu"))
 disc = Discriminator(tok.vocab_size, seed=0)
 env = DiscriminatorRewardVector(TokenGenerationVectorEnv(128, tokenizer=tok, max_length=12, return_torch=True),
