@@ -72,7 +72,7 @@ class IncrementalPrefixScorer:
 
     #: Score each step with ``seqgan_env.fastllama.LlamaStepDecoder`` (the same function as the
     #: transformers forward over the cache, far fewer kernel calls) when it supports the
-    #: backbone; False always uses the transformers forward. Rebuilds always use transformers.
+    #: backbone; False always uses the transformers forward. Rebuilds of more than one column use transformers.
     fast_decode: bool = True
 
     def __init__(self, discriminator, num_rows: int, max_length: int, device: torch.device, capacity: int | None = None):
@@ -90,10 +90,13 @@ class IncrementalPrefixScorer:
         self.columns = 0
         self.refreshed: torch.Tensor | None = None  # (B, m) all prefix logits after a rebuild, else None
         self._step_decoder: LlamaStepDecoder | None = None
+        self._spare = None  # the last cache, its buffers reused by a one-column rebuild
 
     @torch.inference_mode()
     def invalidate(self) -> None:
         """Forget the cache (call after the discriminator's weights change)."""
+        if self.cache is not None:
+            self._spare = self.cache
         self.cache = None
         self.columns = 0
 
@@ -152,6 +155,28 @@ class IncrementalPrefixScorer:
             self._step_decoder = LlamaStepDecoder(net.backbone)
         return self._step_decoder
 
+    def _rebuild_first_column(self, net, dec: LlamaStepDecoder, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """``_rebuild`` when no row has more than one token: the lean step at column 0 (same scores to 1e-5)."""
+        w = net.backbone.embed_tokens.weight
+        cache = self._spare
+        if cache is None or cache.layers[0].keys.dtype != w.dtype or cache.layers[0].keys.device != w.device:
+            cache = preallocated_cache(net.backbone.config.num_hidden_layers, self.capacity)
+            keys, values = dec.new_cache(self.num_rows, 1, device=w.device, dtype=w.dtype)  # (B, H, 1, D) templates
+            for layer, k, v in zip(cache.layers, keys, values):
+                layer.lazy_initialization(k, v)
+        self._spare = None
+        layers = cache.layers
+        dec.begin()
+        h = dec.step(tokens[:, 0], 0, [l.keys for l in layers], [l.values for l in layers], 0)  # (B, C)
+        for layer in layers:
+            layer.length = 1
+        self.cache = cache
+        self.valid[:, 0] = lengths > 0
+        self.columns = 1
+        logits = net.logits_from_hidden(h)  # (B,)
+        self.refreshed = logits.unsqueeze(1)  # (B, 1)
+        return logits
+
     def _compact(self) -> None:
         """Move each row's live columns to the front of the cache, in order (no recompute).
 
@@ -178,6 +203,9 @@ class IncrementalPrefixScorer:
         if m == 0:
             self.cache, self.columns = None, 0
             return torch.zeros(self.num_rows, device=self.device)
+        dec = self._decoder(net)
+        if m == 1 and dec is not None:  # fresh episodes (e.g. after reset): one lean step, no transformers call
+            return self._rebuild_first_column(net, dec, tokens, lengths)
         cache = preallocated_cache(net.backbone.config.num_hidden_layers, self.capacity)
         out = net(tokens[:, :m], cache=cache, use_cache=True)  # right-padded: causal mask alone is exact
         self.cache = out.cache

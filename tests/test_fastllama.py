@@ -114,6 +114,32 @@ def test_env_rewards_equal_with_and_without_fast_scoring(capacity, ce):
         torch.testing.assert_close(fast._logits, slow._logits, atol=TOL, rtol=TOL)
 
 
+@pytest.mark.parametrize("reset", [True, False], ids=["reset", "mid-episode"])
+def test_env_rewards_equal_after_discriminator_change_and_rebuild(reset):
+    """A D weight change + invalidation (as after a D update), then a rebuild: from fresh episodes
+    (one column, the lean path reusing the old cache's buffers) or mid-episode (a full pass)."""
+    tok = CharTokenizer.from_texts(["abcdef", "fed"])
+    cfg = ModelConfig(hidden_size=16, intermediate_size=32, num_heads=2, num_layers=2, max_position_embeddings=32)
+    disc = Discriminator(tok.vocab_size, model_config=cfg, seed=0)
+    _randomize(disc.net, 3)
+    slow, fast = _env_pair(tok, disc, 6, 7, allow_eos=False)
+    g = torch.Generator().manual_seed(1)
+    for phase in range(3):
+        if phase == 0 or reset:
+            slow.reset()
+            fast.reset()
+        for i in range(4 + phase):
+            a = torch.randint(3, tok.vocab_size, (6,), generator=g)
+            out_s, out_f = slow.step(a), fast.step(a)
+            torch.testing.assert_close(out_f[1], out_s[1], atol=TOL, rtol=TOL)
+            if i == 0 and phase > 0:  # fresh episodes rebuild on the old buffers, a mid-episode rebuild does not
+                assert (fast._incremental.cache is old_cache) == reset
+        _randomize(disc.net, 10 + phase)  # in place, as an optimizer step
+        old_cache = fast._incremental.cache
+        slow._incremental.invalidate()
+        fast._incremental.invalidate()
+
+
 def test_fast_scoring_reads_weights_changed_in_place_mid_episode():
     """Weights changed in place between steps (no invalidation): the fast step uses the new
     weights for the new token over the cached columns, exactly as the transformers step does."""
