@@ -206,11 +206,14 @@ class LlamaStepDecoder:
             kc, vc = keys[i], values[i]
             kc[:, :, column] = qk[:, hd:].view(b, h, d)
             vc[:, :, column] = o[:, 4 * hd :].view(b, h, d)
-            att = torch.matmul(qk[:, :hd].view(b, h, 1, d), kc[:, :, :end].transpose(-1, -2))  # (B, H, 1, L)
+            # 3-D bmm on (B H)-batched views of the buffers: less wrapper work than a 4-D matmul
+            k3 = kc.view(b * h, kc.shape[2], d)[:, :end]  # (B H, L, D)
+            v3 = vc.view(b * h, vc.shape[2], d)[:, :end]  # (B H, L, D)
+            att = torch.bmm(qk[:, :hd].reshape(b * h, 1, d), k3.transpose(1, 2))  # (B H, 1, L)
             if bias is not None:
-                att.add_(bias)
+                att.view(b, h, 1, end).add_(bias)
             att = torch.softmax(att, dim=-1)
-            x = torch.addmm(x, torch.matmul(att, vc[:, :, :end]).view(b, hd), w_o)  # residual + o_proj
+            x = torch.addmm(x, torch.bmm(att, v3).view(b, hd), w_o)  # residual + o_proj
             gu = torch.mm(self._rms(x, eps2), w_gu)  # (B, 2 I)
             g, u = gu.chunk(2, dim=-1)
             x = torch.addmm(x, F.silu(g) * u, w_down)  # residual + down_proj
