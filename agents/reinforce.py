@@ -543,7 +543,7 @@ class ReinforceAgent:
             for t in range(T):
                 amask = torch.as_tensor(next_amask, device=dev)  # (B, V)
                 x = logits.float() if cfg.temperature == 1.0 else logits.float() / cfg.temperature
-                x = x.masked_fill(~amask, float("-inf"))  # == sampling_logits(..., top_p=1)
+                x = torch.where(amask, x, float("-inf"))  # == sampling_logits(..., top_p=1)
                 if cfg.top_p < 1.0:
                     keep = top_p_keep_mask(x, cfg.top_p)  # (B, V)
                     x = x.masked_fill(~keep, float("-inf"))
@@ -557,17 +557,19 @@ class ReinforceAgent:
                 r = torch.as_tensor(r, device=dev, dtype=torch.float32)  # (B,)
                 done = torch.as_tensor(term, device=dev) | torch.as_tensor(trunc, device=dev)  # (B,)
                 tokens[:, t] = action
-                rewards[:, t] = torch.where(active, r, 0.0)
+                rewards[:, t] = r  # steps after a row's first episode are zeroed below
                 mask[:, t] = active
                 amasks.append(amask)
-                finished = active & done  # (B,) rows whose first episode ends on this step
-                if "text" in infos and bool(finished.any()):
-                    for i in finished.nonzero().squeeze(1).tolist():
-                        texts[i] = infos["text"][i]
+                if "text" in infos:
+                    finished = active & done  # (B,) rows whose first episode ends on this step
+                    if bool(finished.any()):
+                        for i in finished.nonzero().squeeze(1).tolist():
+                            texts[i] = infos["text"][i]
                 active = active & ~done
                 steps = t + 1
                 if not bool(active.any()):
                     break
+        rewards.masked_fill_(~mask, 0.0)  # only the first episode of each row counts
         # Steps never taken (all rows finished early) keep mask False; pad the masks with True.
         V = amasks[0].shape[1]
         pad = T - steps
