@@ -89,6 +89,12 @@ class TokenGenerationVectorEnv(gym.vector.VectorEnv):
         self.last_written = torch.zeros(b, dtype=torch.bool, device=self.device)  # (B,) wrote a token last step
         self.last_invalid = torch.zeros(b, dtype=torch.bool, device=self.device)  # (B,) masked action last step
         self._arange_b = torch.arange(b, device=self.device)
+        # Which tokens may be written, by whether EOS is allowed at the slot: one lookup per step.
+        ok = torch.ones(v, dtype=torch.bool, device=self.device)  # (V,)
+        ok[PAD_ID] = ok[BOS_ID] = False
+        self._ok_with_eos = ok.clone()  # (V,)
+        ok[EOS_ID] = False
+        self._ok_without_eos = ok  # (V,)
         self._started = False
 
     # -- Gymnasium API -------------------------------------------------------
@@ -174,8 +180,10 @@ class TokenGenerationVectorEnv(gym.vector.VectorEnv):
 
     def _valid(self, a: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
         """(B,) whether token ``a`` may be written at slot ``pos``; mirrors ``TokenGenerationEnv.action_masks``."""
-        eos_ok = torch.zeros_like(a, dtype=torch.bool) if not self.config.allow_eos else pos >= self.config.min_length
-        return (a != PAD_ID) & (a != BOS_ID) & ((a != EOS_ID) | eos_ok)
+        without = self._ok_without_eos.index_select(0, a)  # (B,) PAD, BOS and EOS refused
+        if not self.config.allow_eos:
+            return without
+        return torch.where(pos >= self.config.min_length, self._ok_with_eos.index_select(0, a), without)
 
     def _check_actions(self, actions) -> torch.Tensor:
         if torch.is_tensor(actions):
