@@ -14,6 +14,7 @@ worker thread) switched on.
 
 from __future__ import annotations
 
+import statistics
 import time
 from dataclasses import dataclass
 from typing import Callable
@@ -101,6 +102,7 @@ def bench_agent(cfg: AgentBenchConfig = AgentBenchConfig(), log: Callable[[str],
         configure(*flags)
         agent.update(agent.collect(venv))
     timing = {name: [0.0, 0.0, 0] for name in variants}  # collect s, update s, tokens
+    per_update: list[float] = []  # seconds of each default update (collect + learn), for the median
     for _ in range(cfg.updates):  # round robin: each round times one update of every variant
         for name, flags in variants.items():
             configure(*flags)
@@ -115,6 +117,8 @@ def bench_agent(cfg: AgentBenchConfig = AgentBenchConfig(), log: Callable[[str],
             timing[name][0] += t1 - t0
             timing[name][1] += t2 - t1
             timing[name][2] += int(rollout.mask.sum())
+            if name == "default":
+                per_update.append(t2 - t0)
     configure(*variants["default"])
     t_collect, t_update, tokens = timing["default"]
     total = t_collect + t_update
@@ -133,9 +137,12 @@ def bench_agent(cfg: AgentBenchConfig = AgentBenchConfig(), log: Callable[[str],
     t_hf_cache = time_sampling(True)  # KV cache, transformers forward
     agent.fast_decode = True
     t_nocache = time_sampling(False)
+    median_s = statistics.median(per_update)
     results = {
         "update_tokens_per_s": tokens / total,
         "update_ms": 1e3 * total / cfg.updates,
+        "update_tokens_per_s_median": tokens / cfg.updates / median_s,
+        "update_ms_median": 1e3 * median_s,
         "sampling_fraction": t_collect / total,
         "sample_cache_ms": 1e3 * t_cache,
         "sample_nocache_ms": 1e3 * t_nocache,
@@ -151,7 +158,9 @@ def bench_agent(cfg: AgentBenchConfig = AgentBenchConfig(), log: Callable[[str],
         f"bench agent: B={cfg.batch_size}, T={cfg.max_length} (no EOS: B x T tokens per update), default models, "
         f"reward={defaults.reward.mode}/{defaults.reward.transform} scored through the env every step"
     )
-    log(f"  REINFORCE update      {results['update_tokens_per_s']:12,.0f} generator tokens/s ({results['update_ms']:.1f} ms/update)")
+    log(f"  REINFORCE update      {results['update_tokens_per_s']:12,.0f} generator tokens/s ({results['update_ms']:.1f} ms/update, "
+        f"mean of {cfg.updates}; median update {results['update_ms_median']:.1f} ms = "
+        f"{results['update_tokens_per_s_median']:,.0f} tokens/s)")
     log(f"  time in collection    {100 * results['sampling_fraction']:11.0f} %  (sampling + env + D reward)")
     for name, (c, u, n) in timing.items():
         if name != "default":

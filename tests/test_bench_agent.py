@@ -17,7 +17,9 @@ def test_bench_agent_tiny_reports_default_and_ablations():
     assert torch.get_num_threads() == threads  # the overlapped collect gives its threads back
     for key in ("update_tokens_per_s", "update_ms", "sample_cache_ms", "sample_nocache_ms", "cache_vs_nocache",
                 "sample_transformers_cache_ms", "update_tokens_per_s[transformers decode (G and D)]",
-                "update_tokens_per_s[lean decoder + overlap_env]"):
+                "update_tokens_per_s[lean decoder + overlap_env]", "update_tokens_per_s[transformers training forward]",
+                "update_tokens_per_s[transformers decode + training forward]", "update_tokens_per_s_median",
+                "update_ms_median"):
         assert math.isfinite(res[key]) and res[key] > 0, key
     text = "\n".join(lines)
     assert "REINFORCE update" in text and "variant" in text
