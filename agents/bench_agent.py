@@ -3,8 +3,10 @@
 All numbers come from one process, measured back to back: generator tokens/s of
 a full REINFORCE update (sampling through the vector env with the discriminator
 reward, then the backward pass) and the ratio of sampling time without and with
-the transformers KV cache. The update is timed in the default configuration and,
-interleaved round by round (so machine noise hits all alike), in variants: with
+the transformers KV cache. The headline is the default configuration timed alone
+(mean and median of its updates). Then the variants are timed interleaved round
+by round with the default (so machine noise hits all alike) and reported as
+ratios to it: with
 the transformers forward instead of the lean one-token decoder
 (``seqgan_env.fastllama``, generator and discriminator), with the transformers
 teacher-forced forward instead of the lean one (``seqgan_env.fastllama_train``),
@@ -20,6 +22,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 import torch
+import torch.nn.functional as F
 
 from agents.reinforce import ReinforceAgent, ReinforceConfig
 from agents.trainer import TrainConfig
@@ -27,9 +30,63 @@ from seqgan_env.bench import machine_description
 from seqgan_env.data import DEFAULT_DATA_PATH, load_dataset
 from seqgan_env.discriminator import Discriminator
 from seqgan_env.models import build_generator
+from seqgan_env.tokenizer import BOS_ID, EOS_ID, PAD_ID
 from seqgan_env.validation import check_ints
 from seqgan_env.vector_env import TokenGenerationVectorEnv
 from seqgan_env.wrappers import DiscriminatorRewardVector
+
+
+class PrototypeLoop:
+    """The baseline the issue names: a plain REINFORCE loop with the transformers KV cache.
+
+    A reconstruction, for side-by-side timing only: the same generator and discriminator
+    models, but none of the product's machinery. Sampling feeds one token per step
+    through ``generator(input_ids, cache=..., use_cache=True, logits_to_keep=1)`` (a
+    ``DynamicCache``) and draws with ``torch.multinomial`` (PAD, BOS and EOS masked, so
+    every row writes T tokens); the rewards come from ONE causal discriminator pass over
+    the finished batch (potential/prob: sigmoid score differences), not through an env;
+    then returns (gamma 1), a batch-mean baseline, the teacher-forced transformers
+    forward, backward, clipping and an AdamW step.
+    """
+
+    def __init__(self, generator: torch.nn.Module, discriminator: Discriminator, lr: float) -> None:
+        self.generator = generator
+        self.discriminator = discriminator
+        self.optimizer = torch.optim.AdamW(generator.parameters(), lr=lr)
+
+    def collect(self, batch: int, length: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, T) sampled tokens and (B, T) rewards."""
+        gen = self.generator
+        dev = next(gen.parameters()).device
+        with torch.no_grad():
+            inp = torch.full((batch, 1), BOS_ID, dtype=torch.long, device=dev)  # (B, 1)
+            cache, steps = None, []
+            for _ in range(length):
+                out = gen(input_ids=inp, cache=cache, use_cache=True, logits_to_keep=1)
+                cache = out.cache
+                logits = out.logits[:, -1].float()  # (B, V)
+                logits[:, [PAD_ID, BOS_ID, EOS_ID]] = float("-inf")
+                inp = torch.multinomial(torch.softmax(logits, -1), 1)  # (B, 1)
+                steps.append(inp)
+            tokens = torch.cat(steps, 1)  # (B, T)
+            scores = torch.sigmoid(self.discriminator.score_logits(tokens))  # (B, T) one causal pass
+            rewards = scores - F.pad(scores[:, :-1], (1, 0))  # (B, T) potential: s_t - s_{t-1}, s_{-1} = 0
+        return tokens, rewards
+
+    def update(self, tokens: torch.Tensor, rewards: torch.Tensor) -> None:
+        returns = rewards.flip(1).cumsum(1).flip(1)  # (B, T) gamma = 1
+        adv = returns - returns.mean(0, keepdim=True)  # (B, T) batch-mean baseline per step
+        inp = torch.cat([torch.full_like(tokens[:, :1], BOS_ID), tokens[:, :-1]], 1)  # (B, T)
+        logits = self.generator(input_ids=inp).logits  # (B, T, V)
+        logp = torch.log_softmax(logits.float(), -1).gather(2, tokens[..., None]).squeeze(2)  # (B, T)
+        loss = -(logp * adv).mean()
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.generator.parameters(), 1.0)
+        self.optimizer.step()
+
+
+PROTOTYPE = "prototype loop (issue 4's baseline)"
 
 
 @dataclass(frozen=True)
@@ -56,8 +113,10 @@ def bench_agent(cfg: AgentBenchConfig = AgentBenchConfig(), log: Callable[[str],
     if gen_cfg.max_position_embeddings < cfg.max_length + 1:
         gen_cfg = type(gen_cfg)(**{**gen_cfg.__dict__, "max_position_embeddings": cfg.max_length + 1})
     torch.manual_seed(cfg.seed)
+    generator = build_generator(gen_cfg, tok.vocab_size)
+    initial_state = {k: v.clone() for k, v in generator.state_dict().items()}
     agent = ReinforceAgent(
-        build_generator(gen_cfg, tok.vocab_size),
+        generator,
         ReinforceConfig(**{**defaults.reinforce.__dict__, "batch_size": cfg.batch_size, "device": cfg.device}),
         seed=cfg.seed,
     )
@@ -98,30 +157,60 @@ def bench_agent(cfg: AgentBenchConfig = AgentBenchConfig(), log: Callable[[str],
         if scorer is not None:
             scorer.fast_decode = fast
 
+    def timed_update() -> tuple[float, float, int]:
+        """(collect s, learn s, tokens) of one update in the current configuration."""
+        sync()
+        t0 = time.perf_counter()
+        rollout = agent.collect(venv)
+        sync()
+        t1 = time.perf_counter()
+        agent.update(rollout)
+        sync()
+        return t1 - t0, time.perf_counter() - t1, int(rollout.mask.sum())
+
+    # The headline: the default configuration alone, as a user runs it (the other paths, timed
+    # in between, measurably slow it down: allocator and thread-pool state).
+    configure(*variants["default"])
+    agent.update(agent.collect(venv))  # warm-up
+    alone = [timed_update() for _ in range(cfg.updates)]
+    t_collect = sum(c for c, _, _ in alone)
+    t_update = sum(u for _, u, _ in alone)
+    tokens = sum(n for _, _, n in alone)
+    total = t_collect + t_update
+    median_s = statistics.median(c + u for c, u, _ in alone)
+
+    # The prototype the issue names, with a copy of the generator's initial weights.
+    proto_gen = build_generator(gen_cfg, tok.vocab_size).to(dev).eval()
+    proto_gen.load_state_dict(initial_state)
+    proto = PrototypeLoop(proto_gen, disc, lr=defaults.reinforce.lr)
+
+    def timed_prototype() -> tuple[float, float, int]:
+        sync()
+        t0 = time.perf_counter()
+        tokens_, rewards_ = proto.collect(cfg.batch_size, cfg.max_length)
+        sync()
+        t1 = time.perf_counter()
+        proto.update(tokens_, rewards_)
+        sync()
+        return t1 - t0, time.perf_counter() - t1, tokens_.numel()
+
+    # Side by side: round robin, each round one update of every variant (the default and the
+    # prototype included), so machine noise hits all alike; reported as ratios to that default.
+    timing = {name: [0.0, 0.0, 0] for name in [*variants, PROTOTYPE]}  # collect s, update s, tokens
     for flags in variants.values():  # warm-up of every path
         configure(*flags)
         agent.update(agent.collect(venv))
-    timing = {name: [0.0, 0.0, 0] for name in variants}  # collect s, update s, tokens
-    per_update: list[float] = []  # seconds of each default update (collect + learn), for the median
-    for _ in range(cfg.updates):  # round robin: each round times one update of every variant
-        for name, flags in variants.items():
-            configure(*flags)
-            sync()
-            t0 = time.perf_counter()
-            rollout = agent.collect(venv)
-            sync()
-            t1 = time.perf_counter()
-            agent.update(rollout)
-            sync()
-            t2 = time.perf_counter()
-            timing[name][0] += t1 - t0
-            timing[name][1] += t2 - t1
-            timing[name][2] += int(rollout.mask.sum())
-            if name == "default":
-                per_update.append(t2 - t0)
+    timed_prototype()
+    for _ in range(cfg.updates):
+        for name in timing:
+            if name == PROTOTYPE:
+                times = timed_prototype()
+            else:
+                configure(*variants[name])
+                times = timed_update()
+            for i, x in enumerate(times):
+                timing[name][i] += x
     configure(*variants["default"])
-    t_collect, t_update, tokens = timing["default"]
-    total = t_collect + t_update
 
     def time_sampling(use_cache: bool) -> float:
         agent.sample(cfg.batch_size, cfg.max_length, seed=0, use_cache=use_cache, allow_eos=False)
@@ -137,7 +226,6 @@ def bench_agent(cfg: AgentBenchConfig = AgentBenchConfig(), log: Callable[[str],
     t_hf_cache = time_sampling(True)  # KV cache, transformers forward
     agent.fast_decode = True
     t_nocache = time_sampling(False)
-    median_s = statistics.median(per_update)
     results = {
         "update_tokens_per_s": tokens / total,
         "update_ms": 1e3 * total / cfg.updates,
@@ -149,9 +237,11 @@ def bench_agent(cfg: AgentBenchConfig = AgentBenchConfig(), log: Callable[[str],
         "sample_transformers_cache_ms": 1e3 * t_hf_cache,
         "cache_vs_nocache": t_nocache / t_cache,
     }
+    ref = timing["default"]
     for name, (c, u, n) in timing.items():
         if name != "default":
             results[f"update_tokens_per_s[{name}]"] = n / (c + u)
+            results[f"speedup_vs[{name}]"] = (ref[2] / (ref[0] + ref[1])) / (n / (c + u))
     device_name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else machine_description()
     log(f"machine: {device_name}")
     log(
@@ -162,10 +252,13 @@ def bench_agent(cfg: AgentBenchConfig = AgentBenchConfig(), log: Callable[[str],
         f"mean of {cfg.updates}; median update {results['update_ms_median']:.1f} ms = "
         f"{results['update_tokens_per_s_median']:,.0f} tokens/s)")
     log(f"  time in collection    {100 * results['sampling_fraction']:11.0f} %  (sampling + env + D reward)")
+    log(f"  side by side, round robin ({cfg.updates} rounds); default in these rounds: "
+        f"{ref[2] / (ref[0] + ref[1]):,.0f} tokens/s")
     for name, (c, u, n) in timing.items():
         if name != "default":
-            log(f"    variant: {name:30s} {n / (c + u):10,.0f} tokens/s "
-                f"({1e3 * (c + u) / cfg.updates:.1f} ms/update, collect {1e3 * c / cfg.updates:.1f} ms)")
+            log(f"    {'' if name == PROTOTYPE else 'variant: '}{name:40s} {n / (c + u):10,.0f} tokens/s "
+                f"({1e3 * (c + u) / cfg.updates:.1f} ms/update, {'sampling + D pass' if name == PROTOTYPE else 'collect'} "
+                f"{1e3 * c / cfg.updates:.1f} ms); default is {results[f'speedup_vs[{name}]']:.2f}x")
     log(f"  sampling, KV cache    {results['sample_cache_ms']:12.1f} ms for B x {cfg.max_length} tokens (lean decoder; "
         f"transformers forward with the cache: {results['sample_transformers_cache_ms']:.1f} ms)")
     log(f"  sampling, no cache    {results['sample_nocache_ms']:12.1f} ms")

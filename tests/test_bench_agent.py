@@ -19,7 +19,8 @@ def test_bench_agent_tiny_reports_default_and_ablations():
                 "sample_transformers_cache_ms", "update_tokens_per_s[transformers decode (G and D)]",
                 "update_tokens_per_s[lean decoder + overlap_env]", "update_tokens_per_s[transformers training forward]",
                 "update_tokens_per_s[transformers decode + training forward]", "update_tokens_per_s_median",
-                "update_ms_median"):
+                "update_ms_median", "update_tokens_per_s[prototype loop (issue 4's baseline)]"):
         assert math.isfinite(res[key]) and res[key] > 0, key
     text = "\n".join(lines)
-    assert "REINFORCE update" in text and "variant" in text
+    assert "REINFORCE update" in text and "variant" in text and "default is" in text
+    assert all(res[k] > 0 for k in res if k.startswith("speedup_vs["))
