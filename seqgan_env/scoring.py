@@ -91,6 +91,7 @@ class IncrementalPrefixScorer:
         self.refreshed: torch.Tensor | None = None  # (B, m) all prefix logits after a rebuild, else None
         self._step_decoder: LlamaStepDecoder | None = None
         self._spare = None  # the last cache, its buffers reused by a one-column rebuild
+        self._holes = True  # some row may have a dead column among the cached ones (then attention is masked)
 
     @torch.inference_mode()
     def invalidate(self) -> None:
@@ -128,12 +129,17 @@ class IncrementalPrefixScorer:
         dec = self._decoder(net)
         if dec is not None:  # the same function with far fewer kernel calls (tested equal to 1e-5)
             layers = self.cache.layers
-            # no hole in any row (e.g. no row restarted since the last rebuild): no mask at all
-            mask_arg = None if bool(allowed.all()) else allowed
+            # No dead column in any row (no restart, every row written since the rebuild): no mask at
+            # all. Two (B,) checks per step until the first hole, instead of a (B, C) one.
+            if not self._holes and bool(restarted.any()):
+                self._holes = True
+            mask_arg = allowed if self._holes else None
             h = dec.step(new_token, position.squeeze(1), [l.keys for l in layers], [l.values for l in layers], c, mask_arg)
             for layer in layers:
                 layer.length = c + 1
             self.valid[:, c] = written
+            if not self._holes and not bool(written.all()):
+                self._holes = True
             self.columns = c + 1
             return net.logits_from_hidden(h)  # (B,)
         dtype = net.head.weight.dtype
@@ -145,6 +151,7 @@ class IncrementalPrefixScorer:
         self.cache = out.cache
         self.valid[:, c] = written
         self.columns = c + 1
+        self._holes = True  # not tracked on this path: a later lean step masks (always correct)
         return out.logits[:, 0]  # (B,)
 
     def _decoder(self, net) -> LlamaStepDecoder | None:
@@ -173,6 +180,7 @@ class IncrementalPrefixScorer:
         self.cache = cache
         self.valid[:, 0] = lengths > 0
         self.columns = 1
+        self._holes = not bool(self.valid[:, 0].all())
         logits = net.logits_from_hidden(h)  # (B,)
         self.refreshed = logits.unsqueeze(1)  # (B, 1)
         return logits
@@ -195,6 +203,7 @@ class IncrementalPrefixScorer:
         self.valid[:, :live] = self.valid.gather(1, keep)
         self.valid[:, live:] = False
         self.columns = live
+        self._holes = not bool(self.valid[:, :live].all())
 
     def _rebuild(self, net, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """One full causal pass over the current episodes; leaves a fresh cache."""
@@ -211,5 +220,6 @@ class IncrementalPrefixScorer:
         self.cache = out.cache
         self.valid[:, :m] = torch.arange(m, device=self.device).unsqueeze(0) < lengths.unsqueeze(1)
         self.columns = m
+        self._holes = not bool(self.valid[:, :m].all())
         self.refreshed = out.logits  # (B, m)
         return out.logits.gather(1, (lengths - 1).clamp(min=0).unsqueeze(1)).squeeze(1)  # (B,)
