@@ -548,8 +548,9 @@ class ReinforceAgent:
                     keep = top_p_keep_mask(x, cfg.top_p)  # (B, V)
                     x = x.masked_fill(~keep, float("-inf"))
                     keeps.append(keep)
-                action = sample_categorical(x, self.rng)  # (B,)
-                sample_logp[:, t] = torch.log_softmax(x, -1).gather(1, action[:, None]).squeeze(1)
+                logp_all = torch.log_softmax(x, -1)  # (B, V) the sampling distribution, also for sample_logp
+                action = sample_categorical(logp_all, self.rng, log_probs=True)  # (B,)
+                sample_logp[:, t] = logp_all.gather(1, action[:, None]).squeeze(1)
                 stepped = env_step(action.to(env_dev))
                 if t + 1 < T:  # the next token's logits depend only on this action: overlap them with the env step
                     logits = next_logits(action[:, None], t + 1)  # (B, V)

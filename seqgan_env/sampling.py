@@ -16,7 +16,7 @@ _BLOCK = 64  # tokens per block of the two-level search
 
 
 def sample_categorical(
-    logits: torch.Tensor, generator: torch.Generator | None = None, inplace: bool = False
+    logits: torch.Tensor, generator: torch.Generator | None = None, inplace: bool = False, log_probs: bool = False
 ) -> torch.Tensor:
     """One index per row of ``logits`` (B, V) drawn from softmax(logits) -> (B,) long.
 
@@ -25,12 +25,17 @@ def sample_categorical(
     None), so the same generator state and logits give the same tokens.
     ``inplace=True`` overwrites a contiguous float32 ``logits`` with scratch values
     (no (B, V) allocation: the caller must not use ``logits`` afterwards).
+    ``log_probs=True``: ``logits`` are already log-probabilities (``log_softmax``
+    output, every value <= 0), so the per-row max shift is skipped.
     """
     if logits.ndim != 2:
         raise ValueError(f"logits must be (B, V), got shape {tuple(logits.shape)}.")
     usable = inplace and logits.dtype == torch.float32 and logits.is_contiguous()
-    w = logits if usable else logits.float().clone()  # (B, V)
-    w.sub_(w.amax(dim=1, keepdim=True)).exp_()  # unnormalised probabilities, max 1, -inf -> 0
+    if log_probs:  # probabilities directly: exp(log p) <= 1, -inf -> 0
+        w = logits.exp_() if usable else logits.float().exp()  # (B, V)
+    else:
+        w = logits if usable else logits.float().clone()  # (B, V)
+        w.sub_(w.amax(dim=1, keepdim=True)).exp_()  # unnormalised probabilities, max 1, -inf -> 0
     b, v = w.shape
     if v <= 2 * _BLOCK:
         return _search(w.cumsum_(dim=1), torch.rand(b, 1, generator=generator, device=w.device))

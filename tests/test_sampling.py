@@ -8,12 +8,14 @@ import torch
 from seqgan_env.sampling import sample_categorical
 
 
+@pytest.mark.parametrize("log_probs", [False, True], ids=["logits", "log_probs"])
 @pytest.mark.parametrize("vocab", [3, 50, 5003])
-def test_empirical_frequencies_match_softmax(vocab):
+def test_empirical_frequencies_match_softmax(vocab, log_probs):
     g = torch.Generator().manual_seed(0)
     logits = torch.randn(1, vocab, generator=g) * 2  # (1, V)
     n = 40_000
-    draws = sample_categorical(logits.expand(n, vocab), torch.Generator().manual_seed(1))  # (n,)
+    given = torch.log_softmax(logits, -1) if log_probs else logits
+    draws = sample_categorical(given.expand(n, vocab), torch.Generator().manual_seed(1), log_probs=log_probs)  # (n,)
     p = torch.softmax(logits[0], 0)
     top = p.argsort(descending=True)[:3]
     freq = torch.bincount(draws, minlength=vocab).float() / n
@@ -22,15 +24,18 @@ def test_empirical_frequencies_match_softmax(vocab):
         assert abs(freq[k] - p[k]) < 4 * se + 1e-4
 
 
+@pytest.mark.parametrize("log_probs", [False, True], ids=["logits", "log_probs"])
 @pytest.mark.parametrize("vocab", [10, 1000])  # one level; two levels (blocks of 64 and a 40-token tail)
-def test_masked_tokens_are_never_drawn_and_seed_reproduces(vocab):
+def test_masked_tokens_are_never_drawn_and_seed_reproduces(vocab, log_probs):
     logits = torch.zeros(4000, vocab)
     banned = [0, 1, 5, vocab - 1]  # first, second, a middle and the last token
     if vocab > 200:
         banned += list(range(64, 128)) + list(range(960, 999))  # a whole block and all but one tail token
     logits[:, banned] = float("-inf")
-    a = sample_categorical(logits, torch.Generator().manual_seed(3))
-    b = sample_categorical(logits, torch.Generator().manual_seed(3))
+    if log_probs:
+        logits = torch.log_softmax(logits, -1)
+    a = sample_categorical(logits, torch.Generator().manual_seed(3), log_probs=log_probs)
+    b = sample_categorical(logits, torch.Generator().manual_seed(3), log_probs=log_probs)
     assert torch.equal(a, b)
     allowed = set(range(vocab)) - set(banned)
     drawn = set(a.tolist())
