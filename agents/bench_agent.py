@@ -171,7 +171,8 @@ def bench_agent(cfg: AgentBenchConfig = AgentBenchConfig(), log: Callable[[str],
     # The headline: the default configuration alone, as a user runs it (the other paths, timed
     # in between, measurably slow it down: allocator and thread-pool state).
     configure(*variants["default"])
-    agent.update(agent.collect(venv))  # warm-up
+    for _ in range(3):  # warm-up (allocator and thread pool settle over the first updates)
+        agent.update(agent.collect(venv))
     alone = [timed_update() for _ in range(cfg.updates)]
     t_collect = sum(c for c, _, _ in alone)
     t_update = sum(u for _, u, _ in alone)
