@@ -22,24 +22,8 @@ from seqgan_env.models import DiscriminatorNet, ModelConfig, build_generator, to
 from seqgan_env.scoring import IncrementalPrefixScorer
 from seqgan_env.tokenizer import CharTokenizer
 from seqgan_env.wrappers import DiscriminatorRewardVector, RewardConfig
-
-TOL = 1e-5
-CONFIGS = [
-    ModelConfig(hidden_size=16, intermediate_size=32, num_heads=2, num_layers=1, max_position_embeddings=40),
-    ModelConfig(hidden_size=32, intermediate_size=64, num_heads=4, num_layers=2, max_position_embeddings=40),
-    ModelConfig(hidden_size=64, intermediate_size=128, num_heads=4, num_layers=2, max_position_embeddings=40,
-                rope_theta=500.0, tie_word_embeddings=False),
-    ModelConfig(hidden_size=24, intermediate_size=40, num_heads=2, num_layers=3, max_position_embeddings=40,
-                attn_implementation="eager"),
-]
-
-
-def _randomize(model: torch.nn.Module, seed: int) -> None:
-    """Norm weights other than 1 (they are folded into the fused matmuls), other weights perturbed."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_((0.3 if p.dim() == 1 else 0.02) * torch.randn(p.shape, generator=g))
+from tests._tiny_llamas import CONFIGS, TOL
+from tests._tiny_llamas import randomize as _randomize
 
 
 @pytest.mark.parametrize("cfg", CONFIGS, ids=lambda c: f"h{c.hidden_size}l{c.num_layers}{c.attn_implementation}")
@@ -124,6 +108,7 @@ def test_env_rewards_equal_after_discriminator_change_and_rebuild(reset):
     _randomize(disc.net, 3)
     slow, fast = _env_pair(tok, disc, 6, 7, allow_eos=False)
     g = torch.Generator().manual_seed(1)
+    old_cache = None
     for phase in range(3):
         if phase == 0 or reset:
             slow.reset()
