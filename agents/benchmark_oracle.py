@@ -43,7 +43,6 @@ from agents.reinforce import ReinforceAgent, ReinforceConfig, resolve_device
 from seqgan_env.atomic import atomic_write_json
 from seqgan_env.callbacks import DiscriminatorUpdateCallback, DiscriminatorUpdateConfig
 from seqgan_env.discriminator import Discriminator, DiscriminatorConfig
-from seqgan_env.likelihood import generator_nll
 from seqgan_env.mc_rollout import make_mc_rollout_scorer
 from seqgan_env.models import ModelConfig, build_generator
 from seqgan_env.oracle import SEQ_LEN
@@ -161,11 +160,7 @@ def evaluate_generator(agent: ReinforceAgent, data: OracleDataset, n: int, seed:
     for i, start in enumerate(range(0, n, chunk)):
         m = min(chunk, n - start)
         samples.append(agent.sample(m, SEQ_LEN, temperature=1.0, top_p=1.0, seed=seed * 1000 + i, allow_eos=False).cpu())
-    tokens = torch.cat(samples)  # (n, T)
-    return {
-        "nll_oracle": data.oracle.nll_oracle(data.tokenizer.to_oracle(tokens)),
-        "nll_test": generator_nll(agent.generator, data.valid),
-    }
+    return data.benchmark_metrics(agent.generator, torch.cat(samples))  # samples (n, T)
 
 
 def _adversarial_row(

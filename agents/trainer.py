@@ -35,7 +35,6 @@ from seqgan_env.callbacks import DiscriminatorUpdateCallback, DiscriminatorUpdat
 from seqgan_env.configio import config_from_dict, config_to_dict
 from seqgan_env.data import DEFAULT_DATA_PATH, TextDataset, file_sha256, load_dataset
 from seqgan_env.discriminator import Discriminator, DiscriminatorConfig
-from seqgan_env.likelihood import generator_nll
 from seqgan_env.mc_rollout import MCRolloutConfig, make_mc_rollout_scorer
 from seqgan_env.metrics import BigramModel, sample_report
 from seqgan_env.models import ModelConfig, build_generator
@@ -275,8 +274,7 @@ class Trainer:
         texts = self.data.tokenizer.decode_batch(tokens.cpu())
         report = sample_report(texts, self.data.train_texts, self.bigram)
         if data_cfg.is_oracle:  # the SeqGAN benchmark's numbers: quality (oracle's NLL of our samples), coverage
-            report["nll_oracle"] = self.data.oracle.nll_oracle(self.data.tokenizer.to_oracle(tokens.cpu()))
-            report["nll_test"] = generator_nll(self.agent.generator, self.data.valid)  # held-out, PAD excluded
+            report.update(self.data.benchmark_metrics(self.agent.generator, tokens))
         return report, texts
 
     def pretrain(self) -> None:

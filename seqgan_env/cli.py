@@ -316,13 +316,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
     report["length_distance"] = length_distance([split(t) for t in texts], refs)
     report["bigram_jsd"] = ngram_jsd(samples, refs, n=2)
     if config.data.is_oracle:
-        from .likelihood import generator_nll
-
         # Character-level numbers mean nothing for integer tokens; the benchmark's two numbers replace them.
         for key in ("bigram_nll", "mean_length"):
             report.pop(key)
-        report["nll_oracle"] = data.oracle.nll_oracle(tokenizer.to_oracle(tokens.cpu()))  # samples at temperature 1
-        report["nll_test"] = generator_nll(generator, data.valid)  # held-out split, PAD excluded
+        report.update(data.benchmark_metrics(generator, tokens))  # samples at temperature 1; held-out split
     run = RunDir.open(args.run_dir, tensorboard=False)
     start = next((m for m in run.read_metrics() if "eval/untrained_bigram_nll" in m), None)
     run.close()

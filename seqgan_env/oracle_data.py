@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from seqgan_env.atomic import atomic_write_text
+from seqgan_env.likelihood import generator_nll
 from seqgan_env.oracle import SEQ_LEN, VOCAB_SIZE, OracleLSTM
 from seqgan_env.tokenizer import (
     BOS_ID,
@@ -247,6 +248,17 @@ class OracleDataset:
     @cached_property
     def valid_texts(self) -> list[str]:
         return self.tokenizer.decode_batch(self.valid)
+
+    def benchmark_metrics(self, generator: torch.nn.Module, samples: torch.Tensor) -> dict[str, float]:
+        """The SeqGAN benchmark's two numbers for ``generator``.
+
+        ``nll_oracle``: the oracle's mean NLL of ``samples`` (N, 20) model ids, which the
+        caller drew from the generator at temperature 1 (quality); ``nll_test``: the
+        generator's teacher-forced NLL of the held-out ``valid`` rows, PAD excluded
+        (coverage).
+        """
+        return {"nll_oracle": self.oracle.nll_oracle(self.tokenizer.to_oracle(samples.cpu())),
+                "nll_test": generator_nll(generator, self.valid)}
 
 
 def load_oracle_dataset(

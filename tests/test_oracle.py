@@ -15,6 +15,8 @@ import numpy as np
 import pytest
 import torch
 
+from seqgan_env.likelihood import generator_nll
+from seqgan_env.models import ModelConfig, build_generator
 from seqgan_env.oracle import (
     DEFAULT_ORACLE_PATH,
     PARAM_SHAPES,
@@ -260,3 +262,14 @@ def test_load_oracle_dataset(oracle):
     assert ds.train_texts[0] == " ".join(str(int(k) - 3) for k in ds.train[0])
     # the training rows are oracle samples: their NLL is close to the oracle's own level
     assert math.isfinite(oracle.nll_oracle(ds.tokenizer.to_oracle(ds.train)))
+
+
+def test_benchmark_metrics_are_nll_oracle_of_samples_and_nll_test_of_valid(oracle):
+    ds = load_oracle_dataset(n_train=40, n_valid=8, seed=3, oracle=oracle)
+    torch.manual_seed(0)
+    gen = build_generator(ModelConfig(hidden_size=16, intermediate_size=32, num_heads=2, num_layers=1,
+                                      max_position_embeddings=21), ds.vocab_size).eval()
+    samples = ds.train[:5]  # any (N, 20) model ids stand for the generator's samples here
+    got = ds.benchmark_metrics(gen, samples)
+    assert got == {"nll_oracle": oracle.nll_oracle(ds.tokenizer.to_oracle(samples)), "nll_test": generator_nll(gen, ds.valid)}
+    assert got["nll_test"] > 8.0  # an untrained generator over 5,003 ids: about log(5003) = 8.5 nats
