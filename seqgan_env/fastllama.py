@@ -34,7 +34,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-__all__ = ["LlamaStepDecoder", "supports"]
+__all__ = ["LlamaStepDecoder", "fuse_layer", "rotary_tables", "supports"]
 
 
 def _backbone(model: torch.nn.Module):
@@ -72,6 +72,37 @@ def _rotate_rows(w: torch.Tensor, heads: int) -> torch.Tensor:
     return torch.cat([-w[:, 1], w[:, 0]], dim=1).reshape(hd, c)  # (H*D, C)
 
 
+def fuse_layer(layer: torch.nn.Module, heads: int) -> tuple:
+    """(eps1, w_qkv (C, 5 H D), w_o (H D, C), eps2, w_gu (C, 2 I), w_down (I, C)) of one decoder layer.
+
+    ``w_qkv`` gives [q, k, rotate_half(q), rotate_half(k), v] and ``w_gu`` [gate, up], each
+    with the preceding RMSNorm weight folded into its rows; all are differentiable functions
+    of the layer's parameters (callers that do not train wrap this in ``no_grad``).
+    """
+    att, mlp = layer.self_attn, layer.mlp
+    ln1, ln2 = layer.input_layernorm, layer.post_attention_layernorm
+    wq, wk = att.q_proj.weight, att.k_proj.weight
+    w = torch.cat([wq, wk, _rotate_rows(wq, heads), _rotate_rows(wk, heads), att.v_proj.weight], dim=0)  # (5 H D, C)
+    w_gu = torch.cat([mlp.gate_proj.weight, mlp.up_proj.weight], dim=0)  # (2 I, C)
+    return (ln1.variance_epsilon, (w * ln1.weight).t(), att.o_proj.weight.t(),
+            ln2.variance_epsilon, (w_gu * ln2.weight).t(), mlp.down_proj.weight.t())
+
+
+def rotary_tables(backbone, positions: int, head_dim: int, device, dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rotary tables of ``backbone``'s own module for positions 0..P-1: cos and sin, each (P, 2 H D).
+
+    Rows are [cos for q, cos for k] (and the same for sin), with the attention scale
+    1/sqrt(D) folded into the q half.
+    """
+    heads = backbone.config.num_attention_heads
+    scale = head_dim ** -0.5
+    with torch.no_grad():
+        cos, sin = backbone.rotary_emb(torch.empty(0, device=device, dtype=dtype),
+                                       position_ids=torch.arange(positions, device=device).unsqueeze(0))
+    cos, sin = cos[0].repeat(1, heads), sin[0].repeat(1, heads)  # (P, H D)
+    return torch.cat([cos * scale, cos], 1), torch.cat([sin * scale, sin], 1)  # (P, 2 H D) each
+
+
 class LlamaStepDecoder:
     """One new token per row through a transformers Llama, with the KV cache in (B, H, C, D) buffers.
 
@@ -103,19 +134,11 @@ class LlamaStepDecoder:
         """Fuse the weights again if any parameter changed (in place or re-allocated) since the last call."""
         if self._state_key() == self._key:
             return
-        h = self.heads
         fused = []
         with torch.no_grad():
             for layer in self.backbone.layers[: self.num_layers]:
-                att, mlp = layer.self_attn, layer.mlp
-                ln1, ln2 = layer.input_layernorm, layer.post_attention_layernorm
-                wq, wk = att.q_proj.weight, att.k_proj.weight
-                # [q, k, rotate_half(q), rotate_half(k), v]; the RMSNorm weight folded into the columns
-                w = torch.cat([wq, wk, _rotate_rows(wq, h), _rotate_rows(wk, h), att.v_proj.weight], dim=0)
-                w_qkv = (w * ln1.weight).t().contiguous()  # (C, 5 H D)
-                w_gu = (torch.cat([mlp.gate_proj.weight, mlp.up_proj.weight], dim=0) * ln2.weight).t().contiguous()
-                fused.append((ln1.variance_epsilon, w_qkv, att.o_proj.weight.t(), ln2.variance_epsilon, w_gu,
-                              mlp.down_proj.weight.t()))
+                eps1, w_qkv, w_o, eps2, w_gu, w_down = fuse_layer(layer, self.heads)
+                fused.append((eps1, w_qkv.contiguous(), w_o, eps2, w_gu.contiguous(), w_down))
             norm = self.backbone.norm
             head = None
             if hasattr(self.model, "lm_head"):
@@ -133,14 +156,8 @@ class LlamaStepDecoder:
         """
         t = self._tables
         if t is None or t[0].shape[0] < positions or t[0].device != device or t[0].dtype != dtype:
-            h = self.heads
-            scale = self.head_dim ** -0.5
             p = max(positions, self.backbone.config.max_position_embeddings)
-            with torch.no_grad():
-                cos, sin = self.backbone.rotary_emb(torch.empty(0, device=device, dtype=dtype),
-                                                    position_ids=torch.arange(p, device=device).unsqueeze(0))
-            cos, sin = cos[0].repeat(1, h), sin[0].repeat(1, h)  # (P, H D)
-            t = self._tables = (torch.cat([cos * scale, cos], 1).contiguous(), torch.cat([sin * scale, sin], 1).contiguous())
+            t = self._tables = rotary_tables(self.backbone, p, self.head_dim, device, dtype)
         return t
 
     def begin(self) -> None:

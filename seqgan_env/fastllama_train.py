@@ -28,7 +28,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .fastllama import _backbone, _rotate_rows, supports
+from .fastllama import _backbone, fuse_layer, rotary_tables, supports
 
 __all__ = ["teacher_forced_logits", "supports"]
 
@@ -36,16 +36,6 @@ __all__ = ["teacher_forced_logits", "supports"]
 def _rms(x: torch.Tensor, eps: float) -> torch.Tensor:
     """x / rms(x) over the last dim, without the weight (folded into the next matmul)."""
     return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps)
-
-
-def _rotary_tables(backbone, length: int, heads: int, head_dim: int, device, dtype) -> tuple[torch.Tensor, torch.Tensor]:
-    """(T, 2 H D) cos and sin rows for positions 0..T-1, [q half with 1/sqrt(D) folded in, k half]."""
-    with torch.no_grad():
-        cos, sin = backbone.rotary_emb(torch.empty(0, device=device, dtype=dtype),
-                                       position_ids=torch.arange(length, device=device).unsqueeze(0))
-    cos, sin = cos[0].repeat(1, heads), sin[0].repeat(1, heads)  # (T, H D)
-    scale = head_dim ** -0.5
-    return torch.cat([cos * scale, cos], 1), torch.cat([sin * scale, sin], 1)  # (T, 2 H D) each
 
 
 def teacher_forced_logits(model: torch.nn.Module, *input_ids: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -64,15 +54,7 @@ def teacher_forced_logits(model: torch.nn.Module, *input_ids: torch.Tensor) -> t
     h = cfg.num_attention_heads
     d = getattr(cfg, "head_dim", None) or cfg.hidden_size // h
     hd = h * d
-    layers = []
-    for layer in backbone.layers[: cfg.num_hidden_layers]:
-        att, mlp = layer.self_attn, layer.mlp
-        ln1, ln2 = layer.input_layernorm, layer.post_attention_layernorm
-        wq, wk = att.q_proj.weight, att.k_proj.weight
-        w = torch.cat([wq, wk, _rotate_rows(wq, h), _rotate_rows(wk, h), att.v_proj.weight], dim=0)  # (5 H D, C)
-        w_gu = torch.cat([mlp.gate_proj.weight, mlp.up_proj.weight], dim=0)  # (2 I, C)
-        layers.append((ln1.variance_epsilon, (w * ln1.weight).t(), att.o_proj.weight.t(),
-                       ln2.variance_epsilon, (w_gu * ln2.weight).t(), mlp.down_proj.weight.t()))
+    layers = [fuse_layer(layer, h) for layer in backbone.layers[: cfg.num_hidden_layers]]  # with gradients
     norm = backbone.norm
     head = (model.lm_head.weight * norm.weight).t()  # (C, V)
     emb, pad = backbone.embed_tokens.weight, backbone.embed_tokens.padding_idx
@@ -80,7 +62,7 @@ def teacher_forced_logits(model: torch.nn.Module, *input_ids: torch.Tensor) -> t
     for ids in input_ids:
         n, t = ids.shape
         x = F.embedding(ids, emb, padding_idx=pad).reshape(n * t, -1)  # (N T, C); no gradient to the padding row
-        cos, sin = _rotary_tables(backbone, t, h, d, x.device, x.dtype)  # (T, 2 H D)
+        cos, sin = rotary_tables(backbone, t, d, x.device, x.dtype)  # (T, 2 H D)
         cos, sin = cos.view(t, 2, hd), sin.view(t, 2, hd)  # (T, 2, H D): [q, k] halves, broadcast over N
         causal = torch.full((t, t), float("-inf"), device=x.device, dtype=x.dtype).triu(1)  # (T, T)
         for eps1, w_qkv, w_o, eps2, w_gu, w_down in layers:
