@@ -24,3 +24,24 @@ def test_bench_agent_tiny_reports_default_and_ablations():
     text = "\n".join(lines)
     assert "REINFORCE update" in text and "variant" in text and "default is" in text
     assert all(res[k] > 0 for k in res if k.startswith("speedup_vs["))
+
+
+def test_prototype_loop_does_the_work_it_is_timed_for():
+    """The baseline is a real REINFORCE loop: T tokens per row (no PAD/BOS/EOS), potential rewards that
+    telescope to the final discriminator score, and an update that moves the generator."""
+    from agents.bench_agent import PrototypeLoop
+    from seqgan_env.discriminator import Discriminator
+    from seqgan_env.models import ModelConfig, build_generator
+
+    torch.manual_seed(0)
+    cfg = ModelConfig(hidden_size=16, intermediate_size=32, num_heads=2, num_layers=1, max_position_embeddings=16)
+    gen = build_generator(cfg, 12).eval()
+    disc = Discriminator(12, cfg, seed=0)
+    loop = PrototypeLoop(gen, disc, lr=1e-2)
+    tokens, rewards = loop.collect(6, 9)
+    assert tokens.shape == rewards.shape == (6, 9) and int(tokens.min()) >= 3
+    final = torch.sigmoid(disc.score_logits(tokens))[:, -1]
+    torch.testing.assert_close(rewards.sum(1), final)
+    before = [p.detach().clone() for p in gen.parameters()]
+    loop.update(tokens, rewards)
+    assert any(not torch.equal(b, p) for b, p in zip(before, gen.parameters()))
