@@ -86,6 +86,7 @@ def _worker(out: Path, batch_size: int, updates: int, warmup: int, device: str) 
             if device == "cuda":
                 torch.cuda.synchronize()
             seconds = time.perf_counter() - t0
+            del trainer  # its DDP wrappers must be freed before the process group is destroyed
         total_tokens = distributed.all_reduce_sum(torch.tensor([float(tokens)], dtype=torch.float64), ctx)
         clocks = torch.zeros(ctx.world_size, dtype=torch.float64)  # (W,) every rank's wall time
         clocks[ctx.rank] = seconds

@@ -23,6 +23,7 @@ Contract of this module:
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import zlib
@@ -150,13 +151,20 @@ def destroy(sync: bool = False) -> None:
     """Leave and destroy the process group, if one exists.
 
     ``sync=True`` (the normal end of a job) first waits at a barrier for every rank,
-    so no rank closes its connections while another is still tearing down (gloo can
-    abort a rank whose peer vanished mid-teardown). Leave it False on an error path:
-    the other ranks may never reach the barrier.
+    so no rank closes its connections while another is still tearing down. Leave it
+    False on an error path: the other ranks may never reach the barrier.
+
+    Drop every reference to DDP-wrapped modules (trainer, agent, discriminator) before
+    calling this: a DistributedDataParallel's reducer keeps the process group alive,
+    and if it is only freed during interpreter shutdown, gloo aborts the process
+    ("terminate called without an active exception"; 9 of 50 two-rank runs of a
+    minimal script, 0 of 90 with the wrappers freed first). Wrappers that are only
+    unreachable (in reference cycles) are collected here before the group goes.
     """
     if dist.is_available() and dist.is_initialized():
         if sync:
             dist.barrier()
+        gc.collect()  # free unreachable DDP reducers while the process group is still whole
         dist.destroy_process_group()
 
 

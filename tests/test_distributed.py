@@ -57,9 +57,10 @@ def _launch(args: list[str], out: Path, timeout: float = 300) -> list[str]:
 
     Retries with a new port if the rendezvous port was taken meanwhile. Also retries
     once, with a warning, when every rank finished its work (``finished_rank<r>``
-    markers) but one was killed by a signal while tearing the process group down: a
-    rare gloo abort at exit ("terminate called without an active exception") seen once
-    on a loaded 2-core machine; a second such abort fails the test.
+    markers) but one was killed by a signal while tearing the process group down: the
+    gloo abort at exit ("terminate called without an active exception") that DDP
+    wrappers freed only at interpreter shutdown caused, before ``distributed.destroy``
+    collected them first; a second such abort fails the test.
     """
     teardown_aborts = 0
     for _ in range(3):
@@ -307,3 +308,34 @@ def test_bench_ddp_configs_reject_bad_text(text):
 
     with pytest.raises(ValueError, match="RANKSxTHREADS"):
         _parse_configs(text)
+
+
+def test_destroy_frees_unreachable_ddp_wrappers_before_the_process_group():
+    """A DDP reducer freed only at interpreter shutdown makes gloo abort the process; ``destroy``
+    collects wrappers left in reference cycles while the group is still whole."""
+    import gc
+    import weakref
+
+    from torch.nn.parallel import DistributedDataParallel
+
+    torch.distributed.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{_free_port()}", rank=0, world_size=1)
+    enabled = gc.isenabled()
+    gc.disable()  # only destroy's own collection may free the cycle
+    try:
+        class Holder:
+            pass
+
+        holder = Holder()
+        holder.ddp = DistributedDataParallel(torch.nn.Linear(4, 4))
+        holder.self = holder  # a cycle, as trainers and agents have
+        holder.ddp(torch.randn(2, 4)).sum().backward()
+        ref = weakref.ref(holder.ddp)
+        del holder
+        assert ref() is not None  # unreachable but not yet collected
+        distributed.destroy(sync=True)
+        assert ref() is None
+        assert not torch.distributed.is_initialized()
+    finally:
+        if enabled:
+            gc.enable()
+        distributed.destroy()
