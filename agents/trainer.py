@@ -36,7 +36,7 @@ from seqgan_env.configio import config_from_dict, config_to_dict
 from seqgan_env.data import DEFAULT_DATA_PATH, TextDataset, file_sha256, load_dataset
 from seqgan_env.discriminator import Discriminator, DiscriminatorConfig
 from seqgan_env.mc_rollout import MCRolloutConfig, make_mc_rollout_scorer
-from seqgan_env.metrics import BigramModel, sample_report
+from seqgan_env.metrics import CHARACTER_METRICS, BigramModel, sample_report
 from seqgan_env.models import ModelConfig, build_generator
 from seqgan_env.oracle import DEFAULT_ORACLE_PATH, SEQ_LEN as ORACLE_LENGTH
 from seqgan_env.runs import (
@@ -274,6 +274,8 @@ class Trainer:
         texts = self.data.tokenizer.decode_batch(tokens.cpu())
         report = sample_report(texts, self.data.train_texts, self.bigram)
         if data_cfg.is_oracle:  # the SeqGAN benchmark's numbers: quality (oracle's NLL of our samples), coverage
+            for key in CHARACTER_METRICS:  # meaningless for integer tokens (as in `seqgan-env eval`)
+                report.pop(key)
             report.update(self.data.benchmark_metrics(self.agent.generator, tokens))
         return report, texts
 

@@ -195,7 +195,13 @@ def _train_seeds(config, args: argparse.Namespace) -> int:
 
     from agents.trainer import new_run
 
-    from .experiments import format_seed_summary, summarize_seeds, write_group_summary
+    from .experiments import (
+        DEFAULT_SEED_METRICS,
+        ORACLE_SEED_METRICS,
+        format_seed_summary,
+        summarize_seeds,
+        write_group_summary,
+    )
 
     seeds = _parse_seeds(args.seeds)
     group = Path(config.out_dir) / f"{time.strftime('%Y%m%d-%H%M%S')}-{config.name}-seeds"
@@ -205,9 +211,10 @@ def _train_seeds(config, args: argparse.Namespace) -> int:
         trainer = new_run(cfg)
         paths.append(trainer.run.path)
         _fit(trainer, args)
-    write_group_summary(group, paths)
+    metrics = ORACLE_SEED_METRICS if config.data.is_oracle else DEFAULT_SEED_METRICS
+    write_group_summary(group, paths, metrics)
     print(f"group directory: {group}", file=sys.stderr)
-    print(format_seed_summary(summarize_seeds(paths)))
+    print(format_seed_summary(summarize_seeds(paths, metrics)))
     return 0
 
 
@@ -288,6 +295,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     from .metrics import (
         BLEU_SMOOTHING,
+        CHARACTER_METRICS,
         BigramModel,
         bleu_n_table,
         length_distance,
@@ -317,7 +325,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     report["bigram_jsd"] = ngram_jsd(samples, refs, n=2)
     if config.data.is_oracle:
         # Character-level numbers mean nothing for integer tokens; the benchmark's two numbers replace them.
-        for key in ("bigram_nll", "mean_length"):
+        for key in CHARACTER_METRICS:
             report.pop(key)
         report.update(data.benchmark_metrics(generator, tokens))  # samples at temperature 1; held-out split
     run = RunDir.open(args.run_dir, tensorboard=False)

@@ -47,6 +47,8 @@ NOTE_FILE = "note.txt"
 SUMMARY_FILE = "summary.json"
 LOCK_FILE = "lock"
 DEFAULT_SEED_METRICS = ("eval/bigram_nll", "eval/uniqueness", "eval/novelty", "reward_mean")
+#: For runs on the SeqGAN oracle task, whose evaluations report NLL-oracle and NLL-test instead.
+ORACLE_SEED_METRICS = ("eval/nll_oracle", "eval/nll_test", "eval/uniqueness", "reward_mean")
 
 
 class _Missing:

@@ -85,6 +85,10 @@ class BigramModel:
         return total / n if n else float("nan")
 
 
+#: Keys of :func:`sample_report` that read samples as characters (meaningless for integer tokens).
+CHARACTER_METRICS = ("bigram_nll", "mean_length")
+
+
 def sample_report(samples: Sequence[str], training: Iterable[str], bigram: BigramModel) -> dict[str, float]:
     """The numbers `seqgan-env train` and `eval` print for a set of samples."""
     return {

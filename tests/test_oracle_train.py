@@ -28,6 +28,7 @@ def test_oracle_train_sample_eval_resume(tmp_path, capsys):
     assert nll and all(math.isfinite(v) and 5.0 < v < 12.0 for v in nll)  # between the oracle itself and uniform
     nll_test = [m["eval/nll_test"] for m in lines if "eval/nll_test" in m]
     assert len(nll_test) == len(nll) and all(0.0 < v < math.log(5003) + 1.0 for v in nll_test)
+    assert not any(k in m for m in lines for k in ("eval/bigram_nll", "eval/mean_length"))  # character metrics
     capsys.readouterr()
     assert main(["sample", str(run), "-n", "3"]) == 0
     rows = capsys.readouterr().out.splitlines()
@@ -62,3 +63,12 @@ def test_oracle_bad_config(extra, needle, capsys, tmp_path):
     err = capsys.readouterr().err
     assert rc == 2 and needle in err and "Traceback" not in err
     assert not any(Path(tmp_path).iterdir())
+
+
+def test_oracle_seeds_summarize_the_oracle_metrics(tmp_path, capsys):
+    assert main(["train", *TINY, "--seeds", "0,1", "--set", f"out_dir={tmp_path}"]) == 0
+    out = capsys.readouterr().out
+    assert "eval/nll_oracle" in out and "eval/nll_test" in out and "eval/bigram_nll" not in out
+    (group,) = Path(tmp_path).iterdir()
+    summary = json.loads((group / "summary.json").read_text())
+    assert summary["metrics"]["eval/nll_oracle"]["n"] == 2 and summary["metrics"]["eval/nll_test"]["n"] == 2
