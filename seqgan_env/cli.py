@@ -247,10 +247,14 @@ def cmd_sweep(args: argparse.Namespace, rest: list[str]) -> int:
 
     from .configio import config_to_dict
     from .experiments import final_metric
+    from .metrics import CHARACTER_METRICS
     from .sweep import SweepConfig, best_trial_summary, load_space, run_sweep
 
     space = load_space(args.space, TrainConfig)
     base = _train_config(args, rest)
+    if base.data.is_oracle and args.metric.removeprefix("eval/") in CHARACTER_METRICS:
+        raise ValueError(f"--metric {args.metric} is not recorded on oracle runs (integer tokens have no character "
+                         f"metrics); fix: --metric eval/nll_oracle (or eval/nll_test).")
     sweep_cfg = SweepConfig(trials=args.trials, metric=args.metric, direction=args.direction, seed=base.seed)
 
     def train_fn(cfg_dict: dict, number: int) -> float | None:

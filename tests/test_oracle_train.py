@@ -72,3 +72,13 @@ def test_oracle_seeds_summarize_the_oracle_metrics(tmp_path, capsys):
     (group,) = Path(tmp_path).iterdir()
     summary = json.loads((group / "summary.json").read_text())
     assert summary["metrics"]["eval/nll_oracle"]["n"] == 2 and summary["metrics"]["eval/nll_test"]["n"] == 2
+
+
+def test_oracle_sweep_on_a_character_metric_is_refused(tmp_path, capsys):
+    space = tmp_path / "space.json"
+    space.write_text(json.dumps({"reinforce.lr": {"type": "float", "low": 1e-4, "high": 1e-2, "log": True}}))
+    rc = main(["sweep", "--trials", "1", "--space", str(space), "--dir", str(tmp_path / "sw"), *TINY[1:]])
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert "--metric eval/bigram_nll" in err and "eval/nll_oracle" in err
+    assert not (tmp_path / "sw").exists()  # refused before anything was written
