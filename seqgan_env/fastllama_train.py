@@ -43,7 +43,8 @@ def teacher_forced_logits(model: torch.nn.Module, *input_ids: torch.Tensor) -> t
 
     Equals ``model(input_ids=x).logits`` (no attention mask: every position attends to
     all earlier ones) up to float rounding, with gradients to the model's parameters.
-    The fused weights are built once per call and shared by all inputs.
+    The fused weights are built once per call and shared by all inputs; inputs of one
+    length go through one forward together (rows never interact).
     Returns a tuple of (N_i, T_i, V) logits.
     """
     if not supports(model) or not hasattr(model, "lm_head"):
@@ -58,6 +59,9 @@ def teacher_forced_logits(model: torch.nn.Module, *input_ids: torch.Tensor) -> t
     norm = backbone.norm
     head = (model.lm_head.weight * norm.weight).t()  # (C, V)
     emb, pad = backbone.embed_tokens.weight, backbone.embed_tokens.padding_idx
+    if len(input_ids) > 1 and len({x.shape[1] for x in input_ids}) == 1:  # same length: one forward for all
+        (logits,) = teacher_forced_logits(model, torch.cat(input_ids, 0))  # (sum N_i, T, V)
+        return tuple(logits.split([x.shape[0] for x in input_ids], 0))
     outs = []
     for ids in input_ids:
         n, t = ids.shape

@@ -44,11 +44,12 @@ def test_logits_and_gradients_equal_transformers(cfg, shape):
                                    msg=lambda m: f"{name}: {m}")
 
 
-def test_several_inputs_in_one_call_equal_separate_calls():
+@pytest.mark.parametrize("lengths", [(9, 5), (7, 7)], ids=["different", "same (one forward)"])
+def test_several_inputs_in_one_call_equal_separate_calls(lengths):
     torch.manual_seed(0)
     gen = build_generator(CONFIGS[1], 13).eval()
     _randomize(gen, 2)
-    a, b = torch.randint(0, 13, (4, 9)), torch.randint(0, 13, (6, 5))
+    a, b = torch.randint(0, 13, (4, lengths[0])), torch.randint(0, 13, (6, lengths[1]))
     la, lb = teacher_forced_logits(gen, a, b)
     torch.testing.assert_close(la, gen(input_ids=a).logits, atol=TOL, rtol=TOL)
     torch.testing.assert_close(lb, gen(input_ids=b).logits, atol=TOL, rtol=TOL)
