@@ -8,6 +8,7 @@ records everything needed to redo or resume the run.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import shutil
 import signal
@@ -66,12 +67,14 @@ class DataConfig:
 
     ``path="oracle"`` is the SeqGAN synthetic task: ``oracle_train`` + ``oracle_valid``
     sequences of 20 tokens (vocabulary 5,000, no EOS) sampled from the oracle LSTM
-    with the run's seed; max_length must then be 20. ``allow_eos`` None means: True
-    for text files, False for the oracle.
+    with the run's seed; max_length must then be 20. ``max_length`` None means: what
+    the data needs (a text file's longest line, plus one slot for EOS when EOS is
+    allowed; 20 for the oracle), resolved when the run starts and recorded in its
+    config.json. ``allow_eos`` None means: True for text files, False for the oracle.
     """
 
     path: str = str(DEFAULT_DATA_PATH)
-    max_length: int = 12
+    max_length: int | None = None
     min_length: int = 1
     valid_fraction: float = 0.1
     skip_blank: bool = False
@@ -89,8 +92,10 @@ class DataConfig:
         return (not self.is_oracle) if self.allow_eos is None else self.allow_eos
 
     def __post_init__(self) -> None:
-        check_int("data.max_length", self.max_length)
-        if isinstance(self.min_length, bool) or not isinstance(self.min_length, int) or not 0 <= self.min_length <= self.max_length:
+        if self.max_length is not None:
+            check_int("data.max_length", self.max_length)
+        check_int("data.min_length", self.min_length, 0)
+        if self.max_length is not None and self.min_length > self.max_length:
             raise ValueError(
                 f"data.min_length={self.min_length!r} is invalid: it must be an int in [0, data.max_length="
                 f"{self.max_length}]; lower it or raise data.max_length."
@@ -98,7 +103,7 @@ class DataConfig:
         if not isinstance(self.valid_fraction, (int, float)) or not 0 <= self.valid_fraction < 1:
             raise ValueError(f"data.valid_fraction={self.valid_fraction!r} is invalid: it must be in [0, 1).")
         check_ints(self, ("oracle_train", "oracle_valid"), 1, "data.")
-        if self.is_oracle and self.max_length != ORACLE_LENGTH:
+        if self.is_oracle and self.max_length not in (None, ORACLE_LENGTH):
             raise ValueError(
                 f"data.max_length={self.max_length} does not fit data.path=oracle, whose sequences have "
                 f"{ORACLE_LENGTH} tokens; fix: --set data.max_length={ORACLE_LENGTH}."
@@ -170,7 +175,7 @@ class TrainConfig:
             )
         for name in ("generator", "discriminator_model"):
             cfg = getattr(self, name)
-            if cfg.max_position_embeddings < self.data.max_length + 1:
+            if self.data.max_length is not None and cfg.max_position_embeddings < self.data.max_length + 1:
                 raise ValueError(
                     f"{name}.max_position_embeddings={cfg.max_position_embeddings} is smaller than "
                     f"data.max_length + 1 = {self.data.max_length + 1}: raise it."
@@ -204,6 +209,7 @@ class Trainer:
         cfg = config
         torch.manual_seed(cfg.seed)  # model initialisation: identical on every rank
         self.data: TextDataset = data if data is not None else load_run_data(cfg)
+        cfg = self.config = with_data_length(config, self.data.max_length)
         tok = self.data.tokenizer
         if self.dist.is_main and not (run.path / "tokenizer.json").is_file():
             tok.save(run.path / "tokenizer.json")
@@ -435,7 +441,9 @@ class Trainer:
     def export_generator(self) -> Path:
         """``save_pretrained`` + tokenizer JSON, loadable by ``LlamaForCausalLM.from_pretrained(dir)``."""
         out = self.run.path / "generator"
-        self.agent.generator.save_pretrained(out)
+        from seqgan_env.runs import save_generator_export  # save_pretrained without its progress bar
+
+        save_generator_export(self.agent.generator, out)
         self.data.tokenizer.save(out / "tokenizer.json")
         return out
 
@@ -537,7 +545,11 @@ def load_tokenizer(path: Path):
 
 
 def load_run_data(config: TrainConfig, tokenizer: CharTokenizer | None = None) -> TextDataset:
-    """The run's data, validated; with ``tokenizer`` (a resumed run's) every symbol must be in its vocabulary."""
+    """The run's data, validated; with ``tokenizer`` (a resumed run's) every symbol must be in its vocabulary.
+
+    With ``data.max_length`` None the data decides it (``data.max_length`` of the result);
+    ``with_data_length`` writes it into the config.
+    """
     if config.data.is_oracle:
         from seqgan_env.oracle_data import load_oracle_dataset
 
@@ -549,6 +561,7 @@ def load_run_data(config: TrainConfig, tokenizer: CharTokenizer | None = None) -
         seed=config.seed,
         tokenizer=tokenizer,
         skip_blank=config.data.skip_blank,
+        allow_eos=config.data.eos,
     )
     if config.data.valid_fraction > 0 and len(data.valid_texts) == 0:
         raise ValueError(
@@ -556,6 +569,22 @@ def load_run_data(config: TrainConfig, tokenizer: CharTokenizer | None = None) -
             f"held out for evaluation; fix: add lines or set data.valid_fraction=0."
         )
     return data
+
+
+def with_data_length(config: TrainConfig, max_length: int) -> TrainConfig:
+    """``config`` with ``data.max_length`` resolved to ``max_length`` (what the data needs).
+
+    When the length came from the data (``data.max_length`` None), the models' position
+    tables follow it (``max_position_embeddings`` >= max_length + 1, BOS included); an
+    explicit length keeps TrainConfig's check of the tables.
+    """
+    if config.data.max_length is not None:
+        return config
+    models = {
+        name: dataclasses.replace(cfg, max_position_embeddings=max(cfg.max_position_embeddings, max_length + 1))
+        for name, cfg in (("generator", config.generator), ("discriminator_model", config.discriminator_model))
+    }
+    return dataclasses.replace(config, data=dataclasses.replace(config.data, max_length=max_length), **models)
 
 
 def new_run(config: TrainConfig) -> Trainer:
@@ -569,6 +598,7 @@ def new_run(config: TrainConfig) -> Trainer:
     """
     ctx = _join(config)
     data = load_run_data(config)
+    config = with_data_length(config, data.max_length)
     data_file = str(DEFAULT_ORACLE_PATH) if config.data.is_oracle else config.data.path
     run, error = None, None
     if ctx.is_main:
@@ -672,7 +702,7 @@ def _resume(run: RunDir | FollowerRun, ctx: DistContext | None = None) -> Traine
 
 def load_generator_for_sampling(run_path: str | Path):
     """(generator, tokenizer, config) of a finished or interrupted run, for `seqgan-env sample`."""
-    from transformers import LlamaForCausalLM
+    from seqgan_env.runs import load_generator_export
 
     run = RunDir.open(run_path, tensorboard=False)
     config = train_config_from_dict(run.config)
@@ -688,7 +718,7 @@ def load_generator_for_sampling(run_path: str | Path):
         raise ValueError(f"run '{run.path}' has no tokenizer.json; fix: pass a run directory made by `seqgan-env train`.")
     tokenizer = load_tokenizer(tok_path)
     if (export / "config.json").is_file():
-        generator = LlamaForCausalLM.from_pretrained(export)
+        generator = load_generator_export(export)  # loud on a corrupt file, no progress bar
         if generator.config.vocab_size != tokenizer.vocab_size:
             raise ValueError(
                 f"'{tok_path}' has vocab_size {tokenizer.vocab_size} but the generator in '{export}' has "

@@ -29,6 +29,11 @@ DEFAULT_DATA_PATH = DEFAULT_DATA_DIR / "census_first_names.txt"
 
 _BOM = "\ufeff"
 
+# The longest episode a data file may ask for when no max_length is given: a longer line is
+# far more likely a stray paragraph than a sequence to generate, and would silently make
+# every episode that long.
+AUTO_MAX_LENGTH_LIMIT = 256
+
 
 class DataError(ValueError):
     """A data file is unusable; the message names the file (and line) and the fix.
@@ -44,20 +49,28 @@ class DataError(ValueError):
 
 def load_texts_with_stats(
     path: str | os.PathLike,
-    max_length: int,
+    max_length: int | None,
     tokenizer: CharTokenizer | None = None,
     skip_blank: bool = False,
+    allow_eos: bool = True,
 ) -> tuple[list[str], dict[str, int]]:
-    """Read one sequence per line; return ``(texts, {"lines": n, "skipped_blank": k})``.
+    """Read one sequence per line; return ``(texts, {"lines": n, "skipped_blank": k, "max_length": L})``.
 
     ``lines`` counts the returned texts, ``skipped_blank`` the blank lines skipped
     (only with ``skip_blank=True``). A line is blank if it is empty or whitespace only.
-    Raises DataError for: a missing file, a directory, an empty (0-byte) file,
-    non-UTF-8 bytes, a blank line (unless ``skip_blank``), no non-blank line at all,
-    a stray ``"\\r"`` inside a line, a line longer than ``max_length`` characters,
-    and (when ``tokenizer`` is given) a character outside its vocabulary.
+    ``max_length`` None means: what the file needs (``needed_max_length``), reported
+    as ``stats["max_length"]``. Raises DataError for: a missing file, a directory, an
+    empty (0-byte) file, non-UTF-8 bytes, a blank line (unless ``skip_blank``), no
+    non-blank line at all, a stray ``"\\r"`` inside a line, a line longer than
+    ``max_length`` characters (or, with ``max_length=None``, than
+    ``AUTO_MAX_LENGTH_LIMIT``), with ``allow_eos=False`` a line shorter than
+    ``max_length`` (it would need an EOS no generated row can write), and (when
+    ``tokenizer`` is given) a character outside its vocabulary.
     """
-    _check_max_length(max_length)
+    auto = max_length is None
+    if not auto:
+        _check_max_length(max_length)
+    limit = AUTO_MAX_LENGTH_LIMIT if auto else max_length
     p = Path(path)
     name = str(p)
     if not p.exists():
@@ -84,6 +97,7 @@ def load_texts_with_stats(
         raw_lines.pop()
 
     texts: list[str] = []
+    line_numbers: list[int] = []
     skipped = 0
     for lineno, raw_line in enumerate(raw_lines, start=1):
         if raw_line.endswith(b"\r"):
@@ -118,10 +132,21 @@ def load_texts_with_stats(
                 path=name,
                 line=lineno,
             )
-        if len(line) > max_length:
+        if len(line) > limit:
+            if auto:
+                raise DataError(
+                    f"{where}: line {lineno} of {name!r} has length {len(line)}, more than "
+                    f"{AUTO_MAX_LENGTH_LIMIT}, the longest episode chosen without an explicit "
+                    f"max_length; fix: shorten or remove the line, or pass max_length="
+                    f"{len(line) + int(allow_eos)} (--set data.max_length={len(line) + int(allow_eos)}) "
+                    f"if you do want episodes that long",
+                    path=name,
+                    line=lineno,
+                )
             raise DataError(
                 f"{where}: line {lineno} of {name!r} has length {len(line)} > max_length="
-                f"{max_length}; fix: raise max_length to at least {len(line)} or shorten the line",
+                f"{max_length}; fix: raise max_length to at least {len(line)}, leave it unset (the "
+                f"data then decides), or shorten the line",
                 path=name,
                 line=lineno,
             )
@@ -138,6 +163,7 @@ def load_texts_with_stats(
                     line=lineno,
                 ) from None
         texts.append(line)
+        line_numbers.append(lineno)
 
     if not texts:
         raise DataError(
@@ -145,17 +171,42 @@ def load_texts_with_stats(
             f"fix: write at least one sequence into it",
             path=name,
         )
-    return texts, {"lines": len(texts), "skipped_blank": skipped}
+    if auto:
+        max_length = needed_max_length(texts, allow_eos)
+    if not allow_eos:
+        for lineno, line in zip(line_numbers, texts):
+            if len(line) < max_length:
+                raise DataError(
+                    f"{name}:{lineno}: line {lineno} of {name!r} has {len(line)} symbols, fewer than "
+                    f"max_length={max_length}, but allow_eos=False: a real row that short ends in EOS, "
+                    f"which no generated row can write, so the discriminator would tell them apart by "
+                    f"length alone; fix: keep allow_eos=True (the default for text files), or make "
+                    f"every line exactly max_length symbols long",
+                    path=name,
+                    line=lineno,
+                )
+    return texts, {"lines": len(texts), "skipped_blank": skipped, "max_length": max_length}
+
+
+def needed_max_length(texts: Sequence[str], allow_eos: bool = True) -> int:
+    """The episode length ``texts`` need: the longest text, plus one slot for EOS when EOS is allowed.
+
+    With that slot every real row ends in EOS, as a finished generated row does.
+    """
+    if not texts:
+        raise ValueError("needed_max_length got no texts; fix: pass at least one text")
+    return max(len(t) for t in texts) + (1 if allow_eos else 0)
 
 
 def load_texts(
     path: str | os.PathLike,
-    max_length: int,
+    max_length: int | None,
     tokenizer: CharTokenizer | None = None,
     skip_blank: bool = False,
+    allow_eos: bool = True,
 ) -> list[str]:
     """Read one sequence per line (see ``load_texts_with_stats`` for the errors)."""
-    texts, _ = load_texts_with_stats(path, max_length, tokenizer=tokenizer, skip_blank=skip_blank)
+    texts, _ = load_texts_with_stats(path, max_length, tokenizer=tokenizer, skip_blank=skip_blank, allow_eos=allow_eos)
     return texts
 
 
@@ -271,18 +322,24 @@ class TextDataset:
 
 def load_dataset(
     path: str | os.PathLike = DEFAULT_DATA_PATH,
-    max_length: int = 16,
+    max_length: int | None = None,
     valid_fraction: float = 0.1,
     seed: int = 0,
     tokenizer: CharTokenizer | None = None,
     skip_blank: bool = False,
+    allow_eos: bool = True,
 ) -> TextDataset:
     """Load ``path``, split it, and encode both parts to (N, max_length) tensors.
 
-    Without ``tokenizer`` one is built from ALL lines (train + valid), so both
-    splits are encodable. Stats: ``lines``, ``skipped_blank``, ``train``, ``valid``.
+    ``max_length`` None: what the file needs (its longest line, plus one slot for EOS
+    when ``allow_eos``); the result's ``max_length`` says what was chosen. Without
+    ``tokenizer`` one is built from ALL lines (train + valid), so both splits are
+    encodable. Stats: ``lines``, ``skipped_blank``, ``max_length``, ``train``, ``valid``.
     """
-    texts, stats = load_texts_with_stats(path, max_length, tokenizer=tokenizer, skip_blank=skip_blank)
+    texts, stats = load_texts_with_stats(
+        path, max_length, tokenizer=tokenizer, skip_blank=skip_blank, allow_eos=allow_eos
+    )
+    max_length = stats["max_length"]
     if tokenizer is None:
         try:
             tokenizer = CharTokenizer.from_texts(texts)

@@ -8,7 +8,7 @@ wrapped in the discriminator reward.
 
 from __future__ import annotations
 
-from dataclasses import fields
+from dataclasses import fields, replace
 from typing import Any
 
 import torch
@@ -35,11 +35,23 @@ def _as_config(cls, value: Any, name: str):
     raise ValueError(f"{name} must be a {cls.__name__} or a dict, got {type(value).__name__}.")
 
 
-def _components(data_path, max_length, valid_fraction, seed, discriminator_model, discriminator_config, device):
-    dataset = load_dataset(data_path or DEFAULT_DATA_PATH, max_length=max_length, valid_fraction=valid_fraction, seed=seed)
+def _components(data_path, max_length, allow_eos, valid_fraction, seed, discriminator_model, discriminator_config,
+                device):
+    """The data set and a fresh discriminator; with ``max_length`` None the data decides the length.
+
+    A length chosen by the data also raises the discriminator's position table to fit it
+    (max_length + 1 positions, BOS included); an explicit one is checked, not changed.
+    """
+    dataset = load_dataset(
+        data_path or DEFAULT_DATA_PATH, max_length=max_length, valid_fraction=valid_fraction, seed=seed,
+        allow_eos=allow_eos,
+    )
+    model_config = _as_config(ModelConfig, discriminator_model, "discriminator_model")
+    if max_length is None and model_config.max_position_embeddings < dataset.max_length + 1:
+        model_config = replace(model_config, max_position_embeddings=dataset.max_length + 1)
     disc = Discriminator(
         dataset.tokenizer.vocab_size,
-        model_config=_as_config(ModelConfig, discriminator_model, "discriminator_model"),
+        model_config=model_config,
         config=_as_config(DiscriminatorConfig, discriminator_config, "discriminator_config"),
         device=device,
         seed=seed,
@@ -49,7 +61,7 @@ def _components(data_path, max_length, valid_fraction, seed, discriminator_model
 
 def make_env(
     data_path: str | None = None,
-    max_length: int = 12,
+    max_length: int | None = None,
     min_length: int = 1,
     allow_eos: bool = True,
     invalid_action_reward: float = -1.0,
@@ -64,13 +76,17 @@ def make_env(
     seed: int = 0,
     render_mode: str | None = None,
 ) -> DiscriminatorReward:
-    """A ``TokenGenerationEnv`` paid by a discriminator; see ``DiscriminatorReward``."""
+    """A ``TokenGenerationEnv`` paid by a discriminator; see ``DiscriminatorReward``.
+
+    ``max_length`` None: what the data needs (its longest line, plus one slot for EOS
+    when ``allow_eos``); an explicit length shorter than a line raises ``DataError``.
+    """
     dataset, disc = _components(
-        data_path, max_length, valid_fraction, seed, discriminator_model, discriminator_config, "cpu"
+        data_path, max_length, allow_eos, valid_fraction, seed, discriminator_model, discriminator_config, "cpu"
     )
     env = TokenGenerationEnv(
         tokenizer=dataset.tokenizer,
-        max_length=max_length,
+        max_length=dataset.max_length,
         min_length=min_length,
         allow_eos=allow_eos,
         invalid_action_reward=invalid_action_reward,
@@ -83,7 +99,7 @@ def make_env(
 def make_vector_env(
     num_envs: int,
     data_path: str | None = None,
-    max_length: int = 12,
+    max_length: int | None = None,
     min_length: int = 1,
     allow_eos: bool = True,
     invalid_action_reward: float = -1.0,
@@ -101,14 +117,17 @@ def make_vector_env(
     decode_text: bool = True,
     render_mode: str | None = None,
 ) -> DiscriminatorRewardVector:
-    """A ``TokenGenerationVectorEnv`` paid by a discriminator; see ``DiscriminatorRewardVector``."""
+    """A ``TokenGenerationVectorEnv`` paid by a discriminator; see ``DiscriminatorRewardVector``.
+
+    ``max_length`` None: what the data needs, as in ``make_env``.
+    """
     dataset, disc = _components(
-        data_path, max_length, valid_fraction, seed, discriminator_model, discriminator_config, device
+        data_path, max_length, allow_eos, valid_fraction, seed, discriminator_model, discriminator_config, device
     )
     env = TokenGenerationVectorEnv(
         num_envs,
         tokenizer=dataset.tokenizer,
-        max_length=max_length,
+        max_length=dataset.max_length,
         min_length=min_length,
         allow_eos=allow_eos,
         invalid_action_reward=invalid_action_reward,

@@ -79,13 +79,13 @@ def test_skip_blank_counts(tmp_path):
     path = write(tmp_path, "\nab\n\n  \ncd\r\n\r\nef\n\n")
     texts, stats = load_texts_with_stats(path, max_length=5, skip_blank=True)
     assert texts == ["ab", "cd", "ef"]
-    assert stats == {"lines": 3, "skipped_blank": 5}
+    assert stats == {"lines": 3, "skipped_blank": 5, "max_length": 5}
     assert load_texts(path, max_length=5, skip_blank=True) == texts
 
 
 def test_stats_without_blanks(tmp_path):
     _, stats = load_texts_with_stats(write(tmp_path, "ab\ncd\n"), max_length=5)
-    assert stats == {"lines": 2, "skipped_blank": 0}
+    assert stats == {"lines": 2, "skipped_blank": 0, "max_length": 5}
 
 
 def test_only_blank_lines_with_skip_blank(tmp_path):
@@ -218,6 +218,7 @@ def test_load_dataset_census(census):
     assert census.stats == {
         "lines": n_lines,
         "skipped_blank": 0,
+        "max_length": 12,
         "train": len(census.train_texts),
         "valid": len(census.valid_texts),
     }
