@@ -6,11 +6,13 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import torch
+
 from .tokenizer import BOS_ID, EOS_ID, PAD_ID, SPECIAL_TOKENS
 
 NUM_SPECIAL = len(SPECIAL_TOKENS)
 
-__all__ = ["BOS_ID", "EOS_ID", "NUM_SPECIAL", "PAD_ID", "EnvConfig"]  # the ids are re-exported from tokenizer
+__all__ = ["BOS_ID", "EOS_ID", "NUM_SPECIAL", "PAD_ID", "EnvConfig", "complete_rows"]  # the ids are re-exported from tokenizer
 
 
 @dataclass(frozen=True)
@@ -89,3 +91,14 @@ class EnvConfig:
             allow_eos=allow_eos,
             invalid_action_reward=float(invalid_action_reward),
         )
+
+
+def complete_rows(tokens: torch.Tensor) -> torch.Tensor:
+    """(N,) bool: which (N, T) token rows are finished sequences of the shape real data has.
+
+    A real row (``encode_batch``) either ends in EOS or fills all T slots. A generated
+    row cut short by a masked action (no EOS, shorter than T) or with nothing written
+    (all PAD) has a shape no real row has; a discriminator trained on it would learn
+    that shape instead of content, so such rows are never used as fakes.
+    """
+    return (tokens == EOS_ID).any(dim=1) | (tokens[:, -1] != PAD_ID)

@@ -23,7 +23,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from .config import PAD_ID
+from .config import PAD_ID, complete_rows
 from .rewards import get_mode, get_transform, step_rewards
 from .scoring import IncrementalPrefixScorer
 
@@ -97,10 +97,17 @@ class _DiscriminatorTrainer:
         self.last_metrics: dict[str, float] = {}
 
     def add_finished(self, sequences: torch.Tensor) -> bool:
-        """Store (K, T) finished sequences; return True when a scheduled update is due."""
+        """Count (K, T) finished sequences and buffer the complete ones; True when an update is due.
+
+        Only ``complete_rows`` are buffered: an episode cut short by a masked action or
+        with nothing written has a shape no real row has (see ``complete_rows``).
+        """
         due = False
-        for row in sequences.cpu():
-            self.fake_buffer.append(row.clone())
+        sequences = sequences.cpu()
+        keep = complete_rows(sequences)  # (K,)
+        for row, complete in zip(sequences, keep.tolist()):
+            if complete:
+                self.fake_buffer.append(row.clone())
             self.finished_episodes += 1
             every = self.config.update_every
             if every is not None and self.finished_episodes % every == 0:
@@ -115,7 +122,10 @@ class _DiscriminatorTrainer:
         n = self.config.update_batch_size
         if fake is None:
             if len(self.fake_buffer) == 0:
-                raise ValueError("no finished generated sequences yet: step the env before updating D.")
+                raise ValueError(
+                    "no complete generated sequence yet (ended by EOS or filling max_length; episodes ended by a "
+                    "masked action are not used): step the env further before updating D."
+                )
             fake = torch.stack(list(self.fake_buffer)[-n:])  # (n, T) most recent
         idx = torch.randint(len(self.real_data), (len(fake),), generator=self.generator)
         real = self.real_data[idx]  # (n, T)
@@ -228,11 +238,22 @@ class DiscriminatorRewardVector(gym.vector.VectorWrapper):
         self._prev_done = torch.zeros(b, dtype=torch.bool, device=base.device)  # (B,)
 
     def reset(self, *, seed=None, options=None):
+        """Reset like the wrapped env; with ``options["reset_mask"]`` only those rows start over.
+
+        Rows that keep running keep their cached prefix scores (a ``score_last`` scorer
+        such as mc_rollout cannot recompute them, and ``potential`` needs s_{t-1}).
+        """
         obs, info = self.env.reset(seed=seed, options=options)
-        self._logits.zero_()
-        self._prev_done.zero_()
+        base = self.env.unwrapped
+        mask_in = (options or {}).get("reset_mask")
+        if mask_in is None:
+            rows = torch.ones(base.num_envs, dtype=torch.bool, device=base.device)  # (B,)
+        else:  # the env has validated its shape and dtype
+            rows = torch.as_tensor(mask_in if torch.is_tensor(mask_in) else np.asarray(mask_in), device=base.device)
+        self._logits[rows] = 0.0
+        self._prev_done &= ~rows
         if self._incremental is not None:
-            self._incremental.invalidate()
+            self._incremental.invalidate()  # the next step rescores every row from its tokens
         return obs, info
 
     def step(self, actions):

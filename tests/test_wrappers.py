@@ -193,5 +193,5 @@ def test_update_every_needs_real_data(tokenizer, count_scorer):
 def test_update_without_episodes_is_a_clear_error(tokenizer):
     disc = tiny_discriminator(tokenizer.vocab_size)
     env = DiscriminatorReward(TokenGenerationEnv(tokenizer=tokenizer, max_length=4), disc, real_data=tokenizer.encode_batch(["ab"], 4))
-    with pytest.raises(ValueError, match="no finished generated sequences"):
+    with pytest.raises(ValueError, match="no complete generated sequence"):
         env.update_discriminator()
