@@ -9,6 +9,7 @@ import numpy as np
 from gymnasium import spaces
 
 from .config import BOS_ID, EOS_ID, PAD_ID, EnvConfig
+from .render import text_columns, text_frame
 
 
 def default_decode(ids: np.ndarray) -> str:
@@ -82,10 +83,13 @@ class TokenGenerationEnv(gym.Env):
     ## Arguments
     ``vocab_size`` (or ``tokenizer``, whose ``vocab_size`` and ``decode`` are used),
     ``max_length=12``, ``min_length=1``, ``allow_eos=True``,
-    ``invalid_action_reward=-1.0``, ``render_mode=None | "ansi"``.
+    ``invalid_action_reward=-1.0``, ``render_mode=None | "ansi" | "rgb_array"``:
+    ``render()`` returns the text written so far (``"ansi"``) or a picture of it
+    (``"rgb_array"``: an ``(H, W, 3)`` uint8 array whose shape is fixed by
+    ``max_length`` and the tokenizer, never by the text; see ``seqgan_env.render``).
     """
 
-    metadata = {"render_modes": ["ansi"], "render_fps": 4}
+    metadata = {"render_modes": ["ansi", "rgb_array"], "render_fps": 4}
 
     def __init__(
         self,
@@ -110,6 +114,8 @@ class TokenGenerationEnv(gym.Env):
         self._tokens = np.full(t, PAD_ID, dtype=np.int64)  # (T,)
         self._length = 0
         self._done = True
+        # Characters per rendered frame: fixed by the widest text an episode can write.
+        self._render_columns = text_columns(self._decode, v, t) if render_mode == "rgb_array" else 0
 
     # -- Gymnasium API -------------------------------------------------------
     def reset(self, *, seed: int | None = None, options: dict | None = None):
@@ -142,8 +148,11 @@ class TokenGenerationEnv(gym.Env):
         return self._tokens.copy(), float(reward), bool(terminated), False, info
 
     def render(self):
+        """The text so far (``"ansi"``), its (H, W, 3) uint8 picture (``"rgb_array"``), else None."""
         if self.render_mode == "ansi":
             return self.text
+        if self.render_mode == "rgb_array":
+            return text_frame(self.text, self._render_columns)
         return None
 
     # -- extras ---------------------------------------------------------------

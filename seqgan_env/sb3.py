@@ -315,7 +315,10 @@ class TokenGenerationVecEnv(VecEnv):
         return super().seed(seed)
 
     def get_images(self) -> Sequence[np.ndarray | None]:
-        return [None for _ in range(self.num_envs)]
+        """One (H, W, 3) uint8 frame per sub-env if made with ``render_mode="rgb_array"``, else Nones."""
+        if self.base.render_mode != "rgb_array":
+            return [None for _ in range(self.num_envs)]
+        return list(self.env.render())
 
     def close(self) -> None:
         self.env.close()

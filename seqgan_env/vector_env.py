@@ -13,6 +13,7 @@ from gymnasium.vector.utils import batch_space
 
 from .config import BOS_ID, EOS_ID, PAD_ID, EnvConfig
 from .env import default_decode
+from .render import text_columns, text_frame
 
 
 class TokenGenerationVectorEnv(gym.vector.VectorEnv):
@@ -43,10 +44,17 @@ class TokenGenerationVectorEnv(gym.vector.VectorEnv):
     ## Arguments
     ``num_envs``, ``vocab_size`` (or ``tokenizer``), ``max_length=12``,
     ``min_length=1``, ``allow_eos=True``, ``invalid_action_reward=-1.0``,
-    ``device="cpu"``, ``return_torch=False``, ``decode_text=True``.
+    ``device="cpu"``, ``return_torch=False``, ``decode_text=True``,
+    ``render_mode=None | "ansi" | "rgb_array"``: as Gymnasium's vector envs do,
+    ``render()`` returns a tuple with one frame per sub-env, the sub-env's text
+    (``"ansi"``) or the single env's ``(H, W, 3)`` uint8 picture of it (``"rgb_array"``).
     """
 
-    metadata = {"render_modes": ["ansi"], "autoreset_mode": AutoresetMode.NEXT_STEP}
+    metadata = {
+        "render_modes": ["ansi", "rgb_array"],
+        "render_fps": 4,
+        "autoreset_mode": AutoresetMode.NEXT_STEP,
+    }
 
     def __init__(
         self,
@@ -96,6 +104,7 @@ class TokenGenerationVectorEnv(gym.vector.VectorEnv):
         ok[EOS_ID] = False
         self._ok_without_eos = ok  # (V,)
         self._started = False
+        self._render_columns = text_columns(self._decode, v, t) if render_mode == "rgb_array" else 0
 
     # -- Gymnasium API -------------------------------------------------------
     def reset(self, *, seed: int | list[int] | None = None, options: dict | None = None):
@@ -157,8 +166,11 @@ class TokenGenerationVectorEnv(gym.vector.VectorEnv):
         return self._out(self.tokens.clone()), self._out(rewards), self._out(terminated), self._out(truncated), infos
 
     def render(self):
+        """One frame per sub-env (a tuple, as Gymnasium's vector envs): texts or (H, W, 3) uint8 pictures."""
         if self.render_mode == "ansi":
             return tuple(self.texts())
+        if self.render_mode == "rgb_array":
+            return tuple(text_frame(text, self._render_columns) for text in self.texts())
         return None
 
     # -- extras ---------------------------------------------------------------
