@@ -261,12 +261,20 @@ class Trainer:
             )
 
     # -- pieces -------------------------------------------------------------------------
-    def _sample_fake(self, n: int) -> torch.Tensor:
-        cfg = self.config
+    def sample_tokens(self, n: int, temperature: float = 1.0, top_p: float = 1.0, seed: int | None = None) -> torch.Tensor:
+        """(n, max_length) long: generator samples under the run's episode rules (min_length, allow_eos).
+
+        Every sample the trainer draws (fakes for D, evaluations, the progress bar) goes
+        through here, so none can show what the env could never produce.
+        """
+        data_cfg = self.config.data
         return self.agent.sample(
-            n, cfg.data.max_length, cfg.reinforce.temperature, cfg.reinforce.top_p,
-            min_length=cfg.data.min_length, allow_eos=cfg.data.eos,
+            n, data_cfg.max_length, temperature, top_p, seed=seed, min_length=data_cfg.min_length,
+            allow_eos=data_cfg.eos,
         )
+
+    def _sample_fake(self, n: int) -> torch.Tensor:
+        return self.sample_tokens(n, self.config.reinforce.temperature, self.config.reinforce.top_p)
 
     def _real_batch(self, n: int) -> torch.Tensor:
         idx = torch.randint(len(self.real), (n,), generator=self.real_gen)
@@ -276,7 +284,7 @@ class Trainer:
         """Quality numbers of ``n`` samples at temperature 1, top-p 1, drawn with a fixed seed."""
         n = n or self.config.schedule.eval_samples
         data_cfg = self.config.data
-        tokens = self.agent.sample(n, data_cfg.max_length, seed=seed, min_length=data_cfg.min_length, allow_eos=data_cfg.eos)
+        tokens = self.sample_tokens(n, seed=seed)
         texts = self.data.tokenizer.decode_batch(tokens.cpu())
         report = sample_report(texts, self.data.train_texts, self.bigram)
         if data_cfg.is_oracle:  # the SeqGAN benchmark's numbers: quality (oracle's NLL of our samples), coverage
@@ -530,7 +538,7 @@ class Trainer:
             d_loss=f"{metrics.get('discriminator/loss', float('nan')):.3f}",
             d_acc=f"{0.5 * (metrics.get('discriminator/acc_real', float('nan')) + metrics.get('discriminator/acc_fake', float('nan'))):.2f}",
             sample=self.data.tokenizer.decode(
-                self.agent.sample(1, self.config.data.max_length, seed=self.step, allow_eos=self.config.data.eos)[0].cpu()
+                self.sample_tokens(1, seed=self.step)[0].cpu()
             ),  # own seed: the display never moves the training RNG
         )
 

@@ -369,3 +369,30 @@ def test_bad_mc_rollout_config_names_the_value(tmp_path, change, match):
             data[key] = value
     with pytest.raises(ValueError, match=match):
         train_config_from_dict(data)
+
+
+def test_every_trainer_sample_obeys_min_length(tmp_path):
+    """The progress-bar sample, D's fakes and the evaluation all follow data.min_length (as the env does)."""
+    import dataclasses
+
+    config = tiny_config(tmp_path)
+    config = dataclasses.replace(config, data=dataclasses.replace(config.data, min_length=10))
+    trainer = new_run(config)
+    try:
+        shown = []
+
+        class Bar:
+            def set_postfix(self, **kwargs):
+                shown.append(kwargs["sample"])
+
+        metrics = {"reward_mean": 0.0}
+        for step in range(20):
+            trainer.step = step
+            trainer._show_progress(Bar(), metrics)
+        assert all(len(text) >= 10 for text in shown), shown
+        _, texts = trainer.evaluate(n=50)
+        assert all(len(text) >= 10 for text in texts)
+        fakes = trainer.data.tokenizer.decode_batch(trainer._sample_fake(50).cpu())
+        assert all(len(text) >= 10 for text in fakes)
+    finally:
+        trainer.run.close()
