@@ -237,8 +237,12 @@ def run_seed(cfg: OracleBenchmarkConfig, seed: int, log: Callable[[str], None] =
         row_generator = build_generator(cfg.generator, vocab)
         row_generator.load_state_dict(pretrained_state)
         lr = cfg.pretrain_lr if row == "mle" else cfg.lr
+        # SeqGAN weights grad log G(y_t) by Q_t, the mc_rollout reward of step t itself: gamma 0, so the
+        # return is not a sum of later Q values.
+        gamma = 0.0 if row == "seqgan" else 1.0
         row_agent = ReinforceAgent(
-            row_generator, ReinforceConfig(batch_size=cfg.batch_size, lr=lr, baseline="none", device=cfg.device),
+            row_generator,
+            ReinforceConfig(batch_size=cfg.batch_size, lr=lr, gamma=gamma, baseline="none", device=cfg.device),
             seed=seed + 3,
         )
         row_disc = copy.deepcopy(disc)  # same pretrained D (weights and optimizer state) for every row

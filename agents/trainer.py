@@ -167,7 +167,15 @@ class TrainConfig:
                              f"Llama generator), not agent={self.agent}.")
         if self.reward_scorer == "mc_rollout" and self.reward.mode == "final":
             raise ValueError("reward_scorer=mc_rollout with reward.mode=final would score only finished sequences "
-                             "(no rollouts); fix: --set reward.mode=per_step (SeqGAN) or potential.")
+                             "(no rollouts); fix: --set reward.mode=per_step --set reinforce.gamma=0 (SeqGAN) or potential.")
+        if self.reward_scorer == "mc_rollout" and self.reward.mode == "per_step" and self.reinforce.gamma != 0:
+            raise ValueError(
+                f"reward_scorer=mc_rollout with reward.mode=per_step pays Q_t, the expected final discriminator "
+                f"score of the prefix y_1..t, which is already the return of step t (SeqGAN weights grad log "
+                f"G(y_t) by Q_t); reinforce.gamma={self.reinforce.gamma} would weight it by the sum of all later "
+                f"Q values instead (about {ORACLE_LENGTH - 1}x Q_t for the first of {ORACLE_LENGTH} tokens); "
+                f"fix: --set reinforce.gamma=0."
+            )
         if self.reward.update_every is not None:
             raise ValueError(
                 f"reward.update_every={self.reward.update_every} must be None in the trainer: the "

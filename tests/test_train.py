@@ -355,6 +355,8 @@ def test_mc_rollout_policy_starts_as_pretrained_generator_and_lags_it(tmp_path):
         ({"reward_scorer": "oracle"}, "reward_scorer='oracle' is unknown"),
         ({"reward_scorer": "mc_rollout", "agent": "ppo"}, "needs agent=reinforce"),
         ({"reward_scorer": "mc_rollout", "reward": {"mode": "final"}}, "reward.mode=per_step"),
+        ({"reward_scorer": "mc_rollout", "reward": {"mode": "per_step"}}, "fix: --set reinforce.gamma=0"),
+        ({"reward_scorer": "mc_rollout", "reward": {"mode": "per_step"}, "reinforce": {"gamma": 0.95}}, "gamma=0.95"),
         ({"mc_rollout": {"num_rollouts": 0}}, "mc_rollout.num_rollouts=0"),
         ({"mc_rollout": {"rate": 2.0}}, "rate=2.0"),
         ({"mc_rollout": {"temperature": -1.0}}, "mc_rollout.temperature=-1.0"),
