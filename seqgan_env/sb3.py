@@ -49,7 +49,7 @@ from stable_baselines3.common.vec_env.base_vec_env import (
 from torch import nn
 
 from .callbacks import DiscriminatorUpdateCallback, DiscriminatorUpdateConfig
-from .config import BOS_ID, PAD_ID
+from .config import BOS_ID, PAD_ID, complete_rows
 from .registration import make_env, make_vector_env
 from .validation import check_int
 from .vector_env import TokenGenerationVectorEnv
@@ -556,11 +556,11 @@ class SB3DiscriminatorCallback(BaseCallback):
         if self.sample_fake is None:
             for info in self.locals.get("infos", ()):
                 final = info.get("terminal_observation")
-                if final is None or info.get("invalid_action", False):
+                if final is None:
                     continue
-                final = np.asarray(final)
-                if final[0] != PAD_ID:  # at least one token written
-                    self.fakes.append(final.astype(np.int64, copy=True))
+                final = np.asarray(final, dtype=np.int64)  # (T,)
+                if bool(complete_rows(torch.from_numpy(final).unsqueeze(0))[0]):  # the shape real rows have
+                    self.fakes.append(final.copy())
         return True
 
     def _on_rollout_end(self) -> None:
