@@ -18,9 +18,10 @@ input together with a 2D attention mask is supported too.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 import torch.nn as nn
@@ -148,6 +149,26 @@ def to_llama_config(
 def build_generator(cfg: ModelConfig, vocab_size: int) -> transformers.LlamaForCausalLM:
     """A freshly initialised causal LM over ``vocab_size`` tokens (uses the global RNG)."""
     return transformers.LlamaForCausalLM(to_llama_config(cfg, vocab_size))
+
+
+@contextlib.contextmanager
+def quiet_transformers() -> Iterator[None]:
+    """Silence transformers' progress bars ("Loading weights", "Writing model shards") and its
+    info/warning logs while the block runs; the previous settings come back afterwards.
+
+    A command's output shows what the command means to say, not a library's chatter.
+    """
+    from transformers.utils import logging as hf_logging
+
+    bars, level = hf_logging.is_progress_bar_enabled(), hf_logging.get_verbosity()
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(level)
+        if bars:
+            hf_logging.enable_progress_bar()
 
 
 def last_token_index(input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None

@@ -64,7 +64,7 @@ _STEP_DIR_RE = re.compile(r"^step_(\d+)$")
 # atomic files
 
 
-_DEFAULT_TENSOR_FIX = "re-create the file (its writer was probably interrupted)"
+_DEFAULT_TENSOR_FIX = "fix: re-create the file (its writer was probably interrupted)"
 
 
 def load_tensors(path: str | os.PathLike, fix: str = _DEFAULT_TENSOR_FIX) -> dict[str, torch.Tensor]:
@@ -90,6 +90,74 @@ def _read_json(path: str | os.PathLike, fix: str) -> dict[str, Any]:
     if not isinstance(obj, dict):
         raise ValueError(f"corrupt JSON file {path}: expected an object at top level; {fix}.")
     return obj
+
+
+# ----------------------------------------------------------------------------
+# the generator export (``generator/``: save_pretrained's config.json + model.safetensors)
+
+
+def save_generator_export(model: Any, directory: str | os.PathLike) -> Path:
+    """``model.save_pretrained(directory)`` without transformers' progress bar; returns the directory."""
+    from .models import quiet_transformers
+
+    with quiet_transformers():
+        model.save_pretrained(directory)
+    return Path(directory)
+
+
+def load_generator_export(directory: str | os.PathLike, fix: str | None = None) -> Any:
+    """The ``LlamaForCausalLM`` that :func:`save_generator_export` wrote, read with the loud loaders.
+
+    Not ``from_pretrained``: that one ends a truncated file with a traceback and draws a
+    progress bar. Any missing, truncated or mismatched file → ValueError naming it and ``fix``.
+    The global torch RNG is left as it was (building the model draws initial weights).
+    """
+    import transformers
+
+    from .models import quiet_transformers
+
+    directory = Path(directory)
+    if fix is None:
+        fix = (f"fix: delete {directory} (sample and eval then read the generator from the run's latest "
+               f"checkpoint) or train the run again")
+    config_path = directory / CONFIG_FILE
+    raw = _read_json(config_path, fix)
+    if raw.get("model_type") != "llama":
+        raise ValueError(f"{config_path} has model_type={raw.get('model_type')!r}, expected 'llama'; {fix}.")
+    index_path = directory / "model.safetensors.index.json"
+    if index_path.is_file():  # save_pretrained shards large models
+        weight_map = _read_json(index_path, fix).get("weight_map")
+        if not isinstance(weight_map, dict):
+            raise ValueError(f"{index_path} has no 'weight_map' object; {fix}.")
+        shards = [directory / name for name in sorted(set(map(str, weight_map.values())))]
+    else:
+        shards = [directory / "model.safetensors"]
+    weights: dict[str, torch.Tensor] = {}
+    for shard in shards:
+        weights.update(load_tensors(shard, fix))
+    with quiet_transformers():
+        try:
+            config = transformers.LlamaConfig.from_dict(raw)
+            with torch.random.fork_rng(devices=[]):
+                model = transformers.LlamaForCausalLM(config)
+        except Exception as e:  # a config.json whose values transformers refuses
+            reason = " ".join(str(e).split())  # one line
+            raise ValueError(f"{config_path} does not describe a usable Llama ({reason}); {fix}.") from None
+    dtypes = {t.dtype for t in weights.values() if t.is_floating_point()}
+    if len(dtypes) == 1:
+        model.to(dtypes.pop())  # as saved (from_pretrained keeps the saved dtype too)
+    try:
+        missing, unexpected = model.load_state_dict(weights, strict=False)
+    except RuntimeError as e:  # shape mismatch between config.json and the weights: name the first one
+        lines = [line.strip() for line in str(e).splitlines() if "size mismatch" in line] or [str(e).splitlines()[0]]
+        more = f" and {len(lines) - 1} more" if len(lines) > 1 else ""
+        raise ValueError(f"the weights in {shards[0]} do not match {config_path} ({lines[0]}{more}); {fix}.") from None
+    tied = {"lm_head.weight"} if config.tie_word_embeddings else set()
+    missing = [k for k in missing if k not in tied]
+    if missing or unexpected:
+        raise ValueError(f"the weights in {shards[0]} do not match {config_path} (missing {missing[:3]}, "
+                         f"unexpected {unexpected[:3]}); {fix}.")
+    return model.eval()
 
 
 # ----------------------------------------------------------------------------
@@ -452,7 +520,7 @@ class RunDir:
         if not path.is_dir():
             raise ValueError(f"run directory {path} does not exist; pass the path of a run made by "
                              f"RunDir.create(), or start a new run.")
-        fix = "this is not a usable run directory; start a new run with RunDir.create()"
+        fix = "this is not a usable run directory; fix: pass a run made by `seqgan-env train` (RunDir.create())"
         info = _read_json(path / CONFIG_FILE, fix)
         if info.get("format_version") != FORMAT_VERSION:
             raise ValueError(f"{path / CONFIG_FILE} has format_version={info.get('format_version')!r} but this "
@@ -677,7 +745,7 @@ class RunDir:
 
         Missing, truncated or corrupt files raise ValueError naming the file.
         """
-        fix = "resume from another checkpoint or start a new run"
+        fix = "fix: resume from another checkpoint or start a new run"
         if path is None:
             path = self.latest_checkpoint()
             if path is None:
