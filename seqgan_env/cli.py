@@ -115,15 +115,19 @@ def cmd_train(args: argparse.Namespace, rest: list[str]) -> int:
     from agents import distributed
     from agents.trainer import new_run, resume_run
 
+    if _wants_help(rest):
+        return _config_help(args, rest, "seqgan-env train")
+
     def run() -> int:
         if args.resume:
-            if rest or args.config or args.set or args.seeds or args.note:
+            if rest or args.config or args.set or args.seeds is not None or args.note:
                 raise ValueError("--resume takes no other options: the run's config.json is used as it was.")
             return _fit(resume_run(args.resume), args)
+        seeds = None if args.seeds is None else _parse_seeds(args.seeds)  # the cheap check first
         config = _train_config(args, rest)
-        if not args.seeds:
+        if seeds is None:
             return _fit(new_run(config), args)
-        return _train_seeds(config, args)
+        return _train_seeds(config, seeds, args)
 
     try:
         rc = run()
@@ -134,7 +138,19 @@ def cmd_train(args: argparse.Namespace, rest: list[str]) -> int:
     return rc
 
 
-def _train_config(args: argparse.Namespace, rest: list[str]):
+def _wants_help(rest: list[str]) -> bool:
+    return any(a in ("-h", "--help") for a in rest)
+
+
+def _config_help(args: argparse.Namespace, rest: list[str], prog: str) -> int:
+    """`train --help` / `sweep --help`: the command's own options, then every TrainConfig field (tyro)."""
+    print(args.parser.format_help().rstrip())
+    print("\nEvery TrainConfig field is an option too (defaults shown after --config / --set):\n", flush=True)
+    _train_config(args, rest, prog)  # tyro prints its help and raises SystemExit(0)
+    return 0
+
+
+def _train_config(args: argparse.Namespace, rest: list[str], prog: str = "seqgan-env train"):
     """TrainConfig from defaults <- --config file <- --set / shortcuts <- generated --section.field flags."""
     import tyro
 
@@ -161,7 +177,7 @@ def _train_config(args: argparse.Namespace, rest: list[str]):
     if args.note is not None:
         data["note"] = args.note
     default = train_config_from_dict(data)
-    return tyro.cli(TrainConfig, default=default, args=rest, prog="seqgan-env train")
+    return tyro.cli(TrainConfig, default=default, args=rest, prog=prog)
 
 
 def _fit(trainer, args: argparse.Namespace) -> int:
@@ -178,16 +194,22 @@ def _fit(trainer, args: argparse.Namespace) -> int:
 
 
 def _parse_seeds(text: str) -> list[int]:
-    try:
-        seeds = [int(x) for x in text.split(",") if x.strip()]
-    except ValueError:
-        raise ValueError(f"--seeds {text!r} is invalid: give comma-separated integers, e.g. --seeds 0,1,2.") from None
-    if not seeds or len(set(seeds)) != len(seeds):
-        raise ValueError(f"--seeds {text!r} is invalid: give distinct integers, e.g. --seeds 0,1,2.")
+    """``--seeds 0,1,2`` -> [0, 1, 2]; an empty item, a non-integer, a negative or a repeated seed is refused."""
+    fix = "fix: give distinct non-negative integers separated by commas, e.g. --seeds 0,1,2"
+    seeds: list[int] = []
+    for i, item in enumerate(text.split(",")):
+        item = item.strip()
+        if not item:
+            raise ValueError(f"--seeds {text!r} has an empty item (position {i + 1}); {fix}.")
+        if not item.isdigit() or not item.isascii():
+            raise ValueError(f"--seeds {text!r}: {item!r} is not a non-negative integer; {fix}.")
+        if int(item) in seeds:
+            raise ValueError(f"--seeds {text!r} repeats seed {int(item)}; {fix}.")
+        seeds.append(int(item))
     return seeds
 
 
-def _train_seeds(config, args: argparse.Namespace) -> int:
+def _train_seeds(config, seeds: list[int], args: argparse.Namespace) -> int:
     """One run per seed (sequentially) in one group directory, then summary.json and mean ± std."""
     import dataclasses
     import time
@@ -203,7 +225,6 @@ def _train_seeds(config, args: argparse.Namespace) -> int:
         write_group_summary,
     )
 
-    seeds = _parse_seeds(args.seeds)
     group = Path(config.out_dir) / f"{time.strftime('%Y%m%d-%H%M%S')}-{config.name}-seeds"
     paths = []
     for seed in seeds:
@@ -229,7 +250,14 @@ def cmd_runs(args: argparse.Namespace) -> int:
     )
 
     if args.action == "list":
-        print(format_runs_table(list_runs(args.paths[0] if args.paths else "runs")))
+        if len(args.paths) > 1:
+            raise ValueError("runs list takes at most one directory: seqgan-env runs list [DIR].")
+        rows = list_runs(args.paths[0] if args.paths else "runs")
+        print(format_runs_table(rows))
+        bad = [row for row in rows if row.get("status") == "unreadable"]
+        for row in bad:  # listed as `unreadable` above; here why, with the fix
+            _err(row["error"])
+        return EXIT_USAGE if bad else 0
     elif args.action == "diff":
         if len(args.paths) != 2:
             raise ValueError("runs diff needs exactly two run directories: seqgan-env runs diff RUN_A RUN_B.")
@@ -250,6 +278,11 @@ def cmd_sweep(args: argparse.Namespace, rest: list[str]) -> int:
     from .metrics import CHARACTER_METRICS
     from .sweep import SweepConfig, best_trial_summary, load_space, run_sweep
 
+    if _wants_help(rest):
+        return _config_help(args, rest, "seqgan-env sweep")
+    missing = [flag for flag, value in (("--trials", args.trials), ("--space", args.space)) if value is None]
+    if missing:
+        args.parser.error(f"the following arguments are required: {', '.join(missing)}")
     space = load_space(args.space, TrainConfig)
     base = _train_config(args, rest)
     if base.data.is_oracle and args.metric.removeprefix("eval/") in CHARACTER_METRICS:
@@ -419,17 +452,23 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--agent", default=None, choices=["reinforce", "ppo", "maskable_ppo"], help="shortcut for --agent")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
     train.add_argument("--note", default=None, help="free text recorded with the run (runs list / runs diff)")
-    train.add_argument("--seeds", default=None, help="comma-separated seeds: one run each in a group dir + summary.json")
-    train.set_defaults(func=cmd_train, takes_rest=True)
+    train.add_argument("--seeds", default=None,
+                       help="distinct comma-separated seeds, e.g. 0,1,2: one run each in a group dir + summary.json")
+    train.set_defaults(func=cmd_train, takes_rest=True, parser=train)
 
     runs = sub.add_parser("runs", help="list runs, diff two runs' configs, or attach a note")
     runs.add_argument("action", choices=["list", "diff", "note"])
     runs.add_argument("paths", nargs="*", help="list: [DIR]; diff: RUN_A RUN_B; note: RUN TEXT")
     runs.set_defaults(func=cmd_runs)
 
-    sweep = sub.add_parser("sweep", help="Optuna TPE sweep; each trial a normal run (train options apply)", add_help=False)
-    sweep.add_argument("--trials", type=int, required=True)
-    sweep.add_argument("--space", required=True, help="JSON/TOML: dotted config keys -> {type, low, high, log | choices}")
+    sweep = sub.add_parser(
+        "sweep", help="Optuna TPE sweep; each trial a normal run (train options apply)", add_help=False,
+        usage="seqgan-env sweep --trials TRIALS --space SPACE [options] [train options]",
+    )
+    # --trials and --space are required, checked in cmd_sweep: argparse would refuse `sweep --help` without them.
+    sweep.add_argument("--trials", type=int, default=None, help="number of trials (required)")
+    sweep.add_argument("--space", default=None,
+                       help="(required) JSON/TOML: dotted config keys -> {type, low, high, log | choices}")
     sweep.add_argument("--metric", default="eval/bigram_nll")
     sweep.add_argument("--direction", default="minimize", choices=["minimize", "maximize"])
     sweep.add_argument("--dir", default="sweeps/sweep", help="sweep directory (SQLite study + runs); resumes if it exists")
@@ -439,7 +478,7 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--pretrain-steps", dest="pretrain_steps", type=int, default=None)
     sweep.add_argument("--updates", type=int, default=None)
     sweep.add_argument("--seed", type=int, default=None)
-    sweep.set_defaults(func=cmd_sweep, takes_rest=True)
+    sweep.set_defaults(func=cmd_sweep, takes_rest=True, parser=sweep)
 
     sample = sub.add_parser("sample", help="print samples of a trained run, one per line on stdout")
     sample.add_argument("run_dir")

@@ -73,7 +73,10 @@ def load_config_file(path: str | Path) -> dict:
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"config file '{p}' does not exist; fix: check the path passed to --config.")
-    text = p.read_text(encoding="utf-8")
+    try:
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"config file '{p}' is not UTF-8 text ({exc}); fix: save it as UTF-8 JSON or TOML.") from None
     try:
         if p.suffix == ".toml":
             return tomllib.loads(text)

@@ -84,7 +84,8 @@ def _run_path(run_path: str | os.PathLike) -> Path:
 
 
 def _info(path: Path) -> dict[str, Any]:
-    return _read_json(path / CONFIG_FILE, "this is not a readable run directory; pass another run")
+    return _read_json(path / CONFIG_FILE, "this is not a readable run directory; fix: restore the file, or "
+                      "remove the directory if it is not a run")
 
 
 def _open(path: Path, info: dict[str, Any]) -> RunDir:

@@ -8,7 +8,6 @@ seed a thin line, their mean a thick one, mean ± std (population) as a band.
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any, Sequence
@@ -20,13 +19,9 @@ def _metrics(run: Path) -> list[dict[str, Any]]:
     path = run / "metrics.jsonl"
     if not path.is_file():
         raise ValueError(f"'{run}' has no metrics.jsonl; fix: pass a run directory made by `seqgan-env train`.")
-    rows = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue  # a line cut short by a crash
-    return rows
+    from .experiments import read_metrics
+
+    return read_metrics(run)  # the run's own reader: drops only a last line cut short by a crash, loud on others
 
 
 def _series(rows: Sequence[dict[str, Any]], key: str) -> tuple[np.ndarray, np.ndarray]:
