@@ -276,7 +276,7 @@ class FollowerRun:
 
     def _read(self):
         if self._reader is None:
-            from seqgan_env.runs import RunDir
+            from seqgan_env.runs.rundir import RunDir
 
             self._reader = RunDir.open(self.path, tensorboard=False)
         return self._reader

@@ -1,7 +1,7 @@
 """`seqgan-env train --agent ppo|maskable_ppo`: Stable-Baselines3 PPO against the co-trained discriminator.
 
 The comparison agent. It trains on the native batched env through the SB3 adapter
-(`seqgan_env.sb3`), the discriminator trains between rollouts
+(`seqgan_env.integrations.sb3`), the discriminator trains between rollouts
 (`SB3DiscriminatorCallback`), and the run directory gets the same files and metric
 names as the REINFORCE trainer: `config.json`, `metrics.jsonl` (one line per
 rollout = one generator update), TensorBoard, `samples/`, checkpoints of the
@@ -24,12 +24,12 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from seqgan_env.configio import config_to_dict
-from seqgan_env.data import load_dataset
-from seqgan_env.discriminator import Discriminator
-from seqgan_env.metrics import BigramModel, sample_report
-from seqgan_env.runs import RunDir, atomic_write_text, flatten_optimizer_state
-from seqgan_env.validation import check_ints
+from seqgan_env.runs.configio import config_to_dict
+from seqgan_env.data.text import load_dataset
+from seqgan_env.models.discriminator import Discriminator
+from seqgan_env.eval.metrics import BigramModel, sample_report
+from seqgan_env.runs.rundir import RunDir, atomic_write_text, flatten_optimizer_state
+from seqgan_env.utils.validation import check_ints
 
 ALGOS = ("ppo", "maskable_ppo")
 ENCODERS = ("gru", "transformer")
@@ -75,13 +75,13 @@ class PPOTrainer:
     """Builds the SB3 env, model and callbacks from a ``TrainConfig`` and runs ``learn``."""
 
     def __init__(self, config: Any, run: RunDir, data: Any = None, log: Callable[[str], None] | None = None):
-        from seqgan_env.sb3 import (
+        from seqgan_env.integrations.sb3 import (
             SB3DiscriminatorCallback,
             TokenGenerationVecEnv,
             sb3_policy_kwargs,
         )
-        from seqgan_env.vector_env import TokenGenerationVectorEnv
-        from seqgan_env.wrappers import DiscriminatorRewardVector
+        from seqgan_env.envs.vector_env import TokenGenerationVectorEnv
+        from seqgan_env.rewards.wrappers import DiscriminatorRewardVector
 
         self.config = config
         self.run = run

@@ -13,7 +13,7 @@ The generator is a ``transformers.LlamaForCausalLM``. One training iteration is:
    (+ ``mle_coef`` x MLE loss on real data); clip, AdamW step, scheduler step.
 
 Shapes: B = rows (envs), T = max_length, V = vocab size, N = real sequences.
-Token ids: PAD=0, BOS=1, EOS=2 (``seqgan_env.config``).
+Token ids: PAD=0, BOS=1, EOS=2 (``seqgan_env.envs.spec``).
 
 The pure functions (``discounted_returns``, ``apply_baseline``, ``normalize``,
 ``sampling_logits``) are tested with hand-computed values.
@@ -30,14 +30,14 @@ from typing import Any, Callable
 import torch
 import torch.nn.functional as F
 
-from agents.distributed import SINGLE, DistContext, all_reduce_sum, any_flag
-from seqgan_env.config import BOS_ID, EOS_ID, PAD_ID
-from seqgan_env.fastllama import LlamaStepDecoder
-from seqgan_env.fastllama import supports as supports_fast_decode
-from seqgan_env.fastllama_train import supports as supports_lean_forward
-from seqgan_env.fastllama_train import teacher_forced_logits
-from seqgan_env.sampling import sample_categorical
-from seqgan_env.scoring import preallocated_cache
+from seqgan_agents.distributed import SINGLE, DistContext, all_reduce_sum, any_flag
+from seqgan_env.envs.spec import BOS_ID, EOS_ID, PAD_ID
+from seqgan_env.models.fastllama import LlamaStepDecoder
+from seqgan_env.models.fastllama import supports as supports_fast_decode
+from seqgan_env.models.fastllama_train import supports as supports_lean_forward
+from seqgan_env.models.fastllama_train import teacher_forced_logits
+from seqgan_env.models.sampling import sample_categorical
+from seqgan_env.rewards.scoring import preallocated_cache
 
 BASELINES = ("none", "batch_mean", "ewma")
 DEVICES = ("auto", "cpu", "cuda")
@@ -329,7 +329,7 @@ class TeacherForced(torch.nn.Module):
     all-reduces every gradient once per backward, and refuses two forwards per backward).
     """
 
-    #: On a CPU, compute the logits with ``seqgan_env.fastllama_train.teacher_forced_logits``
+    #: On a CPU, compute the logits with ``seqgan_env.models.fastllama_train.teacher_forced_logits``
     #: (the same function and gradients as the transformers forward, tested to 1e-5, with
     #: fewer kernels and a cheaper attention backward) when it supports the generator;
     #: False always uses the transformers forward (as on CUDA, where its SDPA kernels win).
@@ -453,7 +453,7 @@ class ReinforceAgent:
         return float(grad_norm)
 
     # -- rollout ---------------------------------------------------------------------
-    #: Decode with ``seqgan_env.fastllama.LlamaStepDecoder`` (the same function as the
+    #: Decode with ``seqgan_env.models.fastllama.LlamaStepDecoder`` (the same function as the
     #: transformers forward with a KV cache, tested equal to 1e-5, with far fewer kernel
     #: calls) when it supports the generator; False always uses the transformers forward.
     fast_decode: bool = True

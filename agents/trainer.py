@@ -21,26 +21,26 @@ from typing import Any, Callable
 
 import torch
 
-from agents import distributed
-from agents.distributed import DistContext, FollowerRun
-from agents.ppo import PPOConfig
-from agents.reinforce import ReinforceAgent, ReinforceConfig, resolve_device
-from seqgan_env.alarms import (
+from seqgan_agents import distributed
+from seqgan_agents.distributed import DistContext, FollowerRun
+from seqgan_agents.ppo import PPOConfig
+from seqgan_agents.reinforce import ReinforceAgent, ReinforceConfig, resolve_device
+from seqgan_env.runs.alarms import (
     SAMPLE_ALARMS,
     UPDATE_ALARMS,
     AlarmConfig,
     AlarmMonitor,
     alarm_metrics,
 )
-from seqgan_env.callbacks import DiscriminatorUpdateCallback, DiscriminatorUpdateConfig
-from seqgan_env.configio import config_from_dict, config_to_dict
-from seqgan_env.data import DEFAULT_DATA_PATH, TextDataset, file_sha256, load_dataset
-from seqgan_env.discriminator import Discriminator, DiscriminatorConfig
-from seqgan_env.mc_rollout import MCRolloutConfig, make_mc_rollout_scorer
-from seqgan_env.metrics import CHARACTER_METRICS, BigramModel, sample_report
-from seqgan_env.models import ModelConfig, build_generator
-from seqgan_env.oracle import DEFAULT_ORACLE_PATH, SEQ_LEN as ORACLE_LENGTH
-from seqgan_env.runs import (
+from seqgan_env.rewards.callbacks import DiscriminatorUpdateCallback, DiscriminatorUpdateConfig
+from seqgan_env.runs.configio import config_from_dict, config_to_dict
+from seqgan_env.data.text import DEFAULT_DATA_PATH, TextDataset, file_sha256, load_dataset
+from seqgan_env.models.discriminator import Discriminator, DiscriminatorConfig
+from seqgan_env.rewards.mc_rollout import MCRolloutConfig, make_mc_rollout_scorer
+from seqgan_env.eval.metrics import CHARACTER_METRICS, BigramModel, sample_report
+from seqgan_env.models.networks import ModelConfig, build_generator
+from seqgan_env.eval.oracle import DEFAULT_ORACLE_PATH, SEQ_LEN as ORACLE_LENGTH
+from seqgan_env.runs.rundir import (
     RunDir,
     flatten_optimizer_state,
     flatten_scheduler_state,
@@ -49,10 +49,10 @@ from seqgan_env.runs import (
     unflatten_optimizer_state,
     unflatten_scheduler_state,
 )
-from seqgan_env.tokenizer import CharTokenizer
-from seqgan_env.validation import check_int, check_ints
-from seqgan_env.vector_env import TokenGenerationVectorEnv
-from seqgan_env.wrappers import DiscriminatorRewardVector, RewardConfig
+from seqgan_env.data.tokenizer import CharTokenizer
+from seqgan_env.utils.validation import check_int, check_ints
+from seqgan_env.envs.vector_env import TokenGenerationVectorEnv
+from seqgan_env.rewards.wrappers import DiscriminatorRewardVector, RewardConfig
 
 AGENTS = ("reinforce", "ppo", "maskable_ppo")
 REWARD_SCORERS = ("discriminator", "mc_rollout")
@@ -457,7 +457,7 @@ class Trainer:
     def export_generator(self) -> Path:
         """``save_pretrained`` + tokenizer JSON, loadable by ``LlamaForCausalLM.from_pretrained(dir)``."""
         out = self.run.path / "generator"
-        from seqgan_env.runs import save_generator_export  # save_pretrained without its progress bar
+        from seqgan_env.runs.rundir import save_generator_export  # save_pretrained without its progress bar
 
         save_generator_export(self.agent.generator, out)
         self.data.tokenizer.save(out / "tokenizer.json")
@@ -553,8 +553,8 @@ class Trainer:
 
 def load_tokenizer(path: Path):
     """A run's tokenizer.json: the char tokenizer, or the oracle's integer tokenizer (by its "type")."""
-    from seqgan_env.oracle_data import IntTokenizer
-    from seqgan_env.tokenizer import read_tokenizer_json
+    from seqgan_env.eval.oracle_data import IntTokenizer
+    from seqgan_env.data.tokenizer import read_tokenizer_json
 
     kind = read_tokenizer_json(Path(path), "CharTokenizer")
     return IntTokenizer.load(path) if isinstance(kind, dict) and kind.get("type") == "int" else CharTokenizer.load(path)
@@ -567,7 +567,7 @@ def load_run_data(config: TrainConfig, tokenizer: CharTokenizer | None = None) -
     ``with_data_length`` writes it into the config.
     """
     if config.data.is_oracle:
-        from seqgan_env.oracle_data import load_oracle_dataset
+        from seqgan_env.eval.oracle_data import load_oracle_dataset
 
         return load_oracle_dataset(config.data.oracle_train, config.data.oracle_valid, seed=config.seed)
     data = load_dataset(
@@ -633,7 +633,7 @@ def new_run(config: TrainConfig) -> Trainer:
         run = FollowerRun(path, {"config": config_to_dict(config)})
     try:
         if config.agent != "reinforce":
-            from agents.ppo import PPOTrainer
+            from seqgan_agents.ppo import PPOTrainer
 
             return PPOTrainer(config, run, data)
         return Trainer(config, run, data, dist=ctx)
@@ -718,7 +718,7 @@ def _resume(run: RunDir | FollowerRun, ctx: DistContext | None = None) -> Traine
 
 def load_generator_for_sampling(run_path: str | Path):
     """(generator, tokenizer, config) of a finished or interrupted run, for `seqgan-env sample`."""
-    from seqgan_env.runs import load_generator_export
+    from seqgan_env.runs.rundir import load_generator_export
 
     run = RunDir.open(run_path, tensorboard=False)
     config = train_config_from_dict(run.config)

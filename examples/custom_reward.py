@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from seqgan_env import DiscriminatorRewardVector, RewardConfig, TokenGenerationVectorEnv
-from seqgan_env.data import load_dataset
+from seqgan_env.data.text import load_dataset
 
 
 class VowelScorer:

@@ -7,10 +7,10 @@ vectorization_mode="vector_entry_point")`` gives the natively batched version.
 
 from gymnasium.envs.registration import register, registry
 
-from .env import TokenGenerationEnv
-from .registration import make_env, make_vector_env
-from .vector_env import TokenGenerationVectorEnv
-from .wrappers import DiscriminatorReward, DiscriminatorRewardVector, RewardConfig
+from seqgan_env.envs.env import TokenGenerationEnv
+from seqgan_env.rewards.registration import make_env, make_vector_env
+from seqgan_env.envs.vector_env import TokenGenerationVectorEnv
+from seqgan_env.rewards.wrappers import DiscriminatorReward, DiscriminatorRewardVector, RewardConfig
 
 __version__ = "0.1.0"
 
@@ -18,8 +18,8 @@ ENV_ID = "SeqGAN-v0"
 if ENV_ID not in registry:
     register(
         id=ENV_ID,
-        entry_point="seqgan_env.registration:make_env",
-        vector_entry_point="seqgan_env.registration:make_vector_env",
+        entry_point="seqgan_env.rewards.registration:make_env",
+        vector_entry_point="seqgan_env.rewards.registration:make_vector_env",
     )
 
 __all__ = [

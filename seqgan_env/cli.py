@@ -23,7 +23,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     """Step the vector env with random valid actions; print finished sequences and their rewards."""
     import torch
 
-    from .registration import make_vector_env
+    from seqgan_env.rewards.registration import make_vector_env
 
     venv = make_vector_env(
         args.num_envs,
@@ -52,7 +52,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from .bench import EnvBenchConfig, bench_env
+    from seqgan_benchmarks.speed_env import EnvBenchConfig, bench_env
 
     if args.what in ("env", "all"):
         bench_env(
@@ -65,38 +65,38 @@ def cmd_bench(args: argparse.Namespace) -> int:
             )
         )
     if args.what in ("reward", "all"):
-        from .bench import bench_reward
+        from seqgan_benchmarks.speed_env import bench_reward
 
         bench_reward()
     if args.what in ("agent", "all"):
-        from agents.bench_agent import AgentBenchConfig, bench_agent
+        from seqgan_benchmarks.speed_agent import AgentBenchConfig, bench_agent
 
         bench_agent(AgentBenchConfig(batch_size=args.num_envs, max_length=args.max_length, device=args.device))
     if args.what in ("agents", "all"):
-        from agents.bench_sb3 import bench_agents
+        from seqgan_benchmarks.speed_sb3 import bench_agents
 
         bench_agents()
     if args.what in ("oracle", "all"):
-        from agents.bench_oracle import OracleBenchConfig, bench_oracle
+        from seqgan_benchmarks.speed_oracle import OracleBenchConfig, bench_oracle
 
         bench_oracle(OracleBenchConfig(device=args.device))
     if args.what == "ddp":  # launches torchrun itself; `all` stays one process
-        from agents.bench_ddp import DDPBenchConfig, bench_ddp
+        from seqgan_benchmarks.speed_ddp import DDPBenchConfig, bench_ddp
 
         bench_ddp(DDPBenchConfig(device="cuda" if args.device == "cuda" else "cpu"))
     return 0
 
 
 def cmd_benchmark(args: argparse.Namespace) -> int:
-    """The SeqGAN oracle benchmark table (agents/benchmark_oracle.py); results also go to a JSON file."""
+    """The SeqGAN oracle benchmark table (benchmarks/quality_oracle.py); results also go to a JSON file."""
     import time
     from pathlib import Path
 
-    from agents.benchmark_oracle import ROWS, OracleBenchmarkConfig, run_benchmark
+    from seqgan_benchmarks.quality_oracle import ROWS, OracleBenchmarkConfig, run_benchmark
 
     rows = tuple(r.strip() for r in args.rows.split(",") if r.strip()) if args.rows else ROWS
     cfg = OracleBenchmarkConfig(seeds=_parse_seeds(args.seeds), rows=rows, budget=args.budget, device=args.device)
-    out = Path(args.out) if args.out else Path("benchmarks") / f"oracle-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    out = Path(args.out) if args.out else Path("benchmarks") / f"quality_oracle-{time.strftime('%Y%m%d-%H%M%S')}.json"
     if out.exists() and out.is_dir():
         raise ValueError(f"--out '{out}' is a directory; fix: pass a file path such as {out / 'oracle.json'}.")
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -106,14 +106,14 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace, rest: list[str]) -> int:
-    """Train (or resume) a generator; options come from ``agents.trainer.TrainConfig``.
+    """Train (or resume) a generator; options come from ``seqgan_agents.trainer.TrainConfig``.
 
     Under ``torchrun --nproc_per_node=K -m seqgan_env.cli train ...`` the same command
     trains data-parallel on K ranks (agents/distributed.py); the process group is
     destroyed when the command ends.
     """
-    from agents import distributed
-    from agents.trainer import new_run, resume_run
+    from seqgan_agents import distributed
+    from seqgan_agents.trainer import new_run, resume_run
 
     if _wants_help(rest):
         return _config_help(args, rest, "seqgan-env train")
@@ -154,9 +154,9 @@ def _train_config(args: argparse.Namespace, rest: list[str], prog: str = "seqgan
     """TrainConfig from defaults <- --config file <- --set / shortcuts <- generated --section.field flags."""
     import tyro
 
-    from agents.trainer import TrainConfig, train_config_from_dict
+    from seqgan_agents.trainer import TrainConfig, train_config_from_dict
 
-    from .configio import apply_overrides, config_to_dict, load_config_file
+    from seqgan_env.runs.configio import apply_overrides, config_to_dict, load_config_file
 
     data = load_config_file(args.config) if args.config else config_to_dict(TrainConfig())
     shortcuts = {
@@ -215,9 +215,9 @@ def _train_seeds(config, seeds: list[int], args: argparse.Namespace) -> int:
     import time
     from pathlib import Path
 
-    from agents.trainer import new_run
+    from seqgan_agents.trainer import new_run
 
-    from .experiments import (
+    from seqgan_env.runs.experiments import (
         DEFAULT_SEED_METRICS,
         ORACLE_SEED_METRICS,
         format_seed_summary,
@@ -241,7 +241,7 @@ def _train_seeds(config, seeds: list[int], args: argparse.Namespace) -> int:
 
 def cmd_runs(args: argparse.Namespace) -> int:
     """`runs list [DIR]`, `runs diff A B`, `runs note RUN TEXT`."""
-    from .experiments import (
+    from seqgan_env.runs.experiments import (
         diff_runs,
         format_diff,
         format_runs_table,
@@ -271,12 +271,12 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
 def cmd_sweep(args: argparse.Namespace, rest: list[str]) -> int:
     """Optuna TPE over a search space file; each trial is a normal run; resumable."""
-    from agents.trainer import TrainConfig, new_run
+    from seqgan_agents.trainer import TrainConfig, new_run
 
-    from .configio import config_to_dict
-    from .experiments import final_metric
-    from .metrics import CHARACTER_METRICS
-    from .sweep import SweepConfig, best_trial_summary, load_space, run_sweep
+    from seqgan_env.runs.configio import config_to_dict
+    from seqgan_env.runs.experiments import final_metric
+    from seqgan_env.eval.metrics import CHARACTER_METRICS
+    from seqgan_env.runs.sweep import SweepConfig, best_trial_summary, load_space, run_sweep
 
     if _wants_help(rest):
         return _config_help(args, rest, "seqgan-env sweep")
@@ -291,7 +291,7 @@ def cmd_sweep(args: argparse.Namespace, rest: list[str]) -> int:
     sweep_cfg = SweepConfig(trials=args.trials, metric=args.metric, direction=args.direction, seed=base.seed)
 
     def train_fn(cfg_dict: dict, number: int) -> float | None:
-        from agents.trainer import train_config_from_dict
+        from seqgan_agents.trainer import train_config_from_dict
 
         trainer = new_run(train_config_from_dict(cfg_dict))
         try:
@@ -307,8 +307,8 @@ def cmd_sweep(args: argparse.Namespace, rest: list[str]) -> int:
 
 def cmd_sample(args: argparse.Namespace) -> int:
     """Print samples of a trained run to stdout, one per line, nothing else."""
-    from agents.reinforce import ReinforceAgent, ReinforceConfig
-    from agents.trainer import load_generator_for_sampling
+    from seqgan_agents.reinforce import ReinforceAgent, ReinforceConfig
+    from seqgan_agents.trainer import load_generator_for_sampling
 
     if args.n < 1:
         raise ValueError(f"-n {args.n} is invalid: ask for at least 1 sample.")
@@ -327,10 +327,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
     """Sample-quality numbers of a run's generator next to its untrained start; writes eval.json."""
     import json
 
-    from agents.reinforce import ReinforceAgent, ReinforceConfig
-    from agents.trainer import load_generator_for_sampling, load_run_data
+    from seqgan_agents.reinforce import ReinforceAgent, ReinforceConfig
+    from seqgan_agents.trainer import load_generator_for_sampling, load_run_data
 
-    from .metrics import (
+    from seqgan_env.eval.metrics import (
         BLEU_SMOOTHING,
         CHARACTER_METRICS,
         BigramModel,
@@ -340,7 +340,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         sample_report,
         self_bleu,
     )
-    from .runs import RunDir, atomic_write_text
+    from seqgan_env.runs.rundir import RunDir, atomic_write_text
 
     if args.n < 1:
         raise ValueError(f"-n {args.n} is invalid: ask for at least 1 sample.")
@@ -383,7 +383,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
     """PNGs of a run (reward, discriminator, eval) or of a --seeds group (mean ± std band)."""
     from pathlib import Path
 
-    from .plots import plot_group, plot_run
+    from seqgan_env.runs.plots import plot_group, plot_run
 
     path = Path(args.path)
     if not path.is_dir():
@@ -414,7 +414,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="env: vector env vs SyncVectorEnv, one pass vs per prefix; reward: per_step vs mc_rollout (K=16); "
         "agent: REINFORCE tokens/s, KV cache vs none; agents: SB3 PPO native adapter vs DummyVecEnv, REINFORCE vs PPO; oracle: adversarial tokens/s "
         "with mc_rollout and per_step on the SeqGAN oracle task vs a peer implementation, MLE epoch time; "
-        "ddp: trainer tokens/s, 1 process vs 2 torchrun ranks (not part of all; more: python -m agents.bench_ddp --help)",
+        "ddp: trainer tokens/s, 1 process vs 2 torchrun ranks (not part of all; more: python -m seqgan_benchmarks.speed_ddp --help)",
     )
     bench.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="device of `bench agent`")
     bench.add_argument("--num-envs", type=int, default=256)
@@ -431,7 +431,7 @@ def build_parser() -> argparse.ArgumentParser:
     benchmark.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (mean ± std over them)")
     benchmark.add_argument("--budget", type=float, default=1.0, help="scales all training steps (1.0 ~ 1 h on 2 CPU cores)")
     benchmark.add_argument("--rows", default=None, help="comma-separated subset of mle,seqgan,per_step,potential,constant")
-    benchmark.add_argument("--out", default=None, help="JSON results file (default benchmarks/oracle-<time>.json)")
+    benchmark.add_argument("--out", default=None, help="JSON results file (default benchmarks/quality_oracle-<time>.json)")
     benchmark.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     benchmark.set_defaults(func=cmd_benchmark)
 

@@ -25,10 +25,10 @@ from pathlib import Path
 
 import torch
 
-from agents.reinforce import ReinforceAgent, ReinforceConfig, Rollout
-from seqgan_env.config import PAD_ID
-from seqgan_env.discriminator import Discriminator, DiscriminatorConfig
-from seqgan_env.models import ModelConfig, build_generator
+from seqgan_agents.reinforce import ReinforceAgent, ReinforceConfig, Rollout
+from seqgan_env.envs.spec import PAD_ID
+from seqgan_env.models.discriminator import Discriminator, DiscriminatorConfig
+from seqgan_env.models.networks import ModelConfig, build_generator
 
 TINY = ModelConfig(hidden_size=16, intermediate_size=32, num_heads=2, num_layers=1, max_position_embeddings=16)
 V, B, T, N = 12, 8, 8, 6  # vocab, rollout rows, length, real rows (all divisible by the 2 ranks)
@@ -109,8 +109,8 @@ def digest(module: torch.nn.Module) -> str:
 
 
 def tiny_train_config(out_dir: Path, updates: int):
-    from agents.trainer import TrainConfig, train_config_from_dict
-    from seqgan_env.configio import config_to_dict
+    from seqgan_agents.trainer import TrainConfig, train_config_from_dict
+    from seqgan_env.runs.configio import config_to_dict
 
     data = config_to_dict(TrainConfig())
     data.update(out_dir=str(out_dir), name="ddp")
@@ -139,7 +139,7 @@ def _recorded(trainer, records: list) -> None:
 def scenario_train(out: Path, rank: int) -> None:
     import torch.distributed as dist
 
-    from agents.trainer import new_run, resume_run
+    from seqgan_agents.trainer import new_run, resume_run
 
     result: dict = {}
     full = new_run(tiny_train_config(out / "runs_full", 4))
@@ -168,7 +168,7 @@ def scenario_train(out: Path, rank: int) -> None:
 def scenario_updates(out: Path, rank: int, world: int) -> None:
     import safetensors.torch
 
-    from agents.distributed import all_reduce_sum, current
+    from seqgan_agents.distributed import all_reduce_sum, current
 
     ctx = current()
     for setting in AGENT_SETTINGS:
@@ -187,7 +187,7 @@ def scenario_updates(out: Path, rank: int, world: int) -> None:
 
 
 def main() -> int:
-    from agents import distributed
+    from seqgan_agents import distributed
 
     torch.set_num_threads(1)
     out = Path(sys.argv[1])

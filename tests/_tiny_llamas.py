@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from seqgan_env.models import ModelConfig
+from seqgan_env.models.networks import ModelConfig
 
 TOL = 1e-5
 CONFIGS = [

@@ -1,4 +1,4 @@
-"""Tests for seqgan_env.alarms: each alarm provoked on purpose, silent on healthy inputs."""
+"""Tests for seqgan_env.runs.alarms: each alarm provoked on purpose, silent on healthy inputs."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from seqgan_env.alarms import (
+from seqgan_env.runs.alarms import (
     ALARM_NAMES,
     SAMPLE_ALARMS,
     UPDATE_ALARMS,

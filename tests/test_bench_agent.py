@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from agents.bench_agent import AgentBenchConfig, bench_agent
+from seqgan_benchmarks.speed_agent import AgentBenchConfig, bench_agent
 
 
 def test_bench_agent_tiny_reports_default_and_ablations():
@@ -29,9 +29,9 @@ def test_bench_agent_tiny_reports_default_and_ablations():
 def test_prototype_loop_does_the_work_it_is_timed_for():
     """The baseline is a real REINFORCE loop: T tokens per row (no PAD/BOS/EOS), potential rewards that
     telescope to the final discriminator score, and an update that moves the generator."""
-    from agents.bench_agent import PrototypeLoop
-    from seqgan_env.discriminator import Discriminator
-    from seqgan_env.models import ModelConfig, build_generator
+    from seqgan_benchmarks.speed_agent import PrototypeLoop
+    from seqgan_env.models.discriminator import Discriminator
+    from seqgan_env.models.networks import ModelConfig, build_generator
 
     torch.manual_seed(0)
     cfg = ModelConfig(hidden_size=16, intermediate_size=32, num_heads=2, num_layers=1, max_position_embeddings=16)

@@ -6,7 +6,7 @@ import pytest
 
 pytest.importorskip("stable_baselines3")
 
-from agents.bench_sb3 import SB3BenchConfig, bench_agents  # noqa: E402
+from seqgan_benchmarks.speed_sb3 import SB3BenchConfig, bench_agents  # noqa: E402
 
 
 def test_bench_agents_tiny_config_returns_all_numbers():

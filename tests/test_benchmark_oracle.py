@@ -5,8 +5,8 @@ import json
 import pytest
 import torch
 
-from agents.bench_oracle import OracleBenchConfig, bench_oracle
-from agents.benchmark_oracle import (
+from seqgan_benchmarks.speed_oracle import OracleBenchConfig, bench_oracle
+from seqgan_benchmarks.quality_oracle import (
     ROWS,
     ConstantScorer,
     OracleBenchmarkConfig,

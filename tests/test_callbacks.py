@@ -1,11 +1,11 @@
-"""Tests for seqgan_env.callbacks: the discriminator-update schedule."""
+"""Tests for seqgan_env.rewards.callbacks: the discriminator-update schedule."""
 
 import json
 
 import pytest
 import torch
 
-from seqgan_env.callbacks import DiscriminatorUpdateCallback, DiscriminatorUpdateConfig
+from seqgan_env.rewards.callbacks import DiscriminatorUpdateCallback, DiscriminatorUpdateConfig
 
 T = 5
 
@@ -151,8 +151,8 @@ def test_config_defaults():
 
 def test_with_real_reward_wrapper(tokenizer):
     """The callback drives DiscriminatorRewardVector.update_discriminator with a real tiny discriminator."""
-    from seqgan_env.vector_env import TokenGenerationVectorEnv
-    from seqgan_env.wrappers import DiscriminatorRewardVector
+    from seqgan_env.envs.vector_env import TokenGenerationVectorEnv
+    from seqgan_env.rewards.wrappers import DiscriminatorRewardVector
     from tests.conftest import tiny_discriminator
 
     disc = tiny_discriminator(tokenizer.vocab_size, seed=0)

@@ -168,8 +168,8 @@ def test_export_loads_like_from_pretrained(trained):
     import torch
     from transformers import LlamaForCausalLM
 
-    from seqgan_env.models import quiet_transformers
-    from seqgan_env.runs import load_generator_export
+    from seqgan_env.models.networks import quiet_transformers
+    from seqgan_env.runs.rundir import load_generator_export
 
     export = trained[0] / "generator"
     with quiet_transformers():

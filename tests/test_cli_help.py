@@ -80,7 +80,7 @@ def test_sweep_without_required_options_still_exits_2(capsys):
 
 
 def test_bench_ddp_module_help(capsys):
-    from agents.bench_ddp import main as bench_ddp_main
+    from seqgan_benchmarks.speed_ddp import main as bench_ddp_main
 
     with pytest.raises(SystemExit) as exc:
         bench_ddp_main(["--help"])

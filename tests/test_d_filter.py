@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from seqgan_env.d_filter import DFilterConfig, d_filter, log_weights
+from seqgan_env.models.d_filter import DFilterConfig, d_filter, log_weights
 
 P_MODEL = torch.tensor([0.4, 0.3, 0.2, 0.1])  # the "generator" over 4 one-token rows
 P_DATA = torch.tensor([0.1, 0.2, 0.3, 0.4])

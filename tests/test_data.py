@@ -1,4 +1,4 @@
-"""Tests for seqgan_env.data: loading, validation, splitting, dataset building."""
+"""Tests for seqgan_env.data.text: loading, validation, splitting, dataset building."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import re
 import pytest
 import torch
 
-from seqgan_env.data import (
+from seqgan_env.data.text import (
     DEFAULT_DATA_DIR,
     DEFAULT_DATA_PATH,
     DataError,
@@ -20,7 +20,7 @@ from seqgan_env.data import (
     load_texts_with_stats,
     split_train_valid,
 )
-from seqgan_env.tokenizer import EOS_ID, CharTokenizer
+from seqgan_env.data.tokenizer import EOS_ID, CharTokenizer
 
 
 def write(tmp_path, content: bytes | str, name: str = "data.txt"):

@@ -12,8 +12,8 @@ import pytest
 
 from seqgan_env import make_env, make_vector_env
 from seqgan_env.cli import main
-from seqgan_env.data import AUTO_MAX_LENGTH_LIMIT, DataError, load_dataset, needed_max_length
-from seqgan_env.tokenizer import EOS_ID
+from seqgan_env.data.text import AUTO_MAX_LENGTH_LIMIT, DataError, load_dataset, needed_max_length
+from seqgan_env.data.tokenizer import EOS_ID
 
 TINY = ["--generator.hidden-size", "16", "--generator.intermediate-size", "32", "--generator.num-layers", "1"]
 

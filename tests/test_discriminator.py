@@ -1,4 +1,4 @@
-"""Tests for seqgan_env.discriminator: losses, accumulation, training step, checkpoints."""
+"""Tests for seqgan_env.models.discriminator: losses, accumulation, training step, checkpoints."""
 
 import json
 import math
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from seqgan_env.discriminator import (
+from seqgan_env.models.discriminator import (
     LOSSES,
     META_FILE,
     OPTIM_FILE,
@@ -19,7 +19,7 @@ from seqgan_env.discriminator import (
     get_loss,
     num_outputs_for,
 )
-from seqgan_env.models import ModelConfig
+from seqgan_env.models.networks import ModelConfig
 
 VOCAB = 12
 PAD, EOS = 0, 2

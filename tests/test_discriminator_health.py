@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from seqgan_env.discriminator_health import expected_calibration_error, health_report, roc_auc
+from seqgan_env.eval.discriminator_health import expected_calibration_error, health_report, roc_auc
 
 
 @pytest.mark.parametrize(

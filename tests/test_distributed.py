@@ -27,9 +27,9 @@ import pytest
 import safetensors.torch
 import torch
 
-from agents import distributed
-from agents.distributed import DistContext
-from agents.trainer import resume_run
+from seqgan_agents import distributed
+from seqgan_agents.distributed import DistContext
+from seqgan_agents.trainer import resume_run
 from seqgan_env.cli import main
 from tests._ddp_worker import (
     AGENT_SETTINGS,
@@ -297,14 +297,14 @@ def test_torchrun_cli_train(tmp_path):
 
 @pytest.mark.parametrize("text,expected", [("1x1,1x2@256,2x1", ((1, 1, 0), (1, 2, 256), (2, 1, 0))), ("2x1", ((2, 1, 0),))])
 def test_bench_ddp_configs_parse(text, expected):
-    from agents.bench_ddp import _parse_configs
+    from seqgan_benchmarks.speed_ddp import _parse_configs
 
     assert _parse_configs(text) == expected
 
 
 @pytest.mark.parametrize("text", ["", "1y2", "1x2@big", "1x2x3"])
 def test_bench_ddp_configs_reject_bad_text(text):
-    from agents.bench_ddp import _parse_configs
+    from seqgan_benchmarks.speed_ddp import _parse_configs
 
     with pytest.raises(ValueError, match="RANKSxTHREADS"):
         _parse_configs(text)

@@ -14,8 +14,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
-from seqgan_env.config import BOS_ID, EOS_ID, PAD_ID
-from seqgan_env.env import TokenGenerationEnv
+from seqgan_env.envs.spec import BOS_ID, EOS_ID, PAD_ID
+from seqgan_env.envs.env import TokenGenerationEnv
 
 MODES = ["final", "per_step", "potential"]
 
@@ -41,7 +41,7 @@ def test_registration_in_fresh_interpreter():
     code = (
         "import gymnasium as gym\n"
         "env = gym.make('seqgan_env:SeqGAN-v0')\n"
-        "from seqgan_env.wrappers import DiscriminatorReward\n"
+        "from seqgan_env.rewards.wrappers import DiscriminatorReward\n"
         "assert isinstance(env.unwrapped, __import__('seqgan_env').TokenGenerationEnv)\n"
         "assert any(isinstance(w, DiscriminatorReward) for w in [env.env.env])\n"
         "obs, _ = env.reset(seed=0); obs, r, te, tr, info = env.step(3)\n"

@@ -1,4 +1,4 @@
-"""Tests for seqgan_env.experiments: status, listing, diffs, notes, seed groups.
+"""Tests for seqgan_env.runs.experiments: status, listing, diffs, notes, seed groups.
 
 Run directories are made with the real ``RunDir`` and filled by hand (no training).
 """
@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 import torch
 
-from seqgan_env import experiments as ex
-from seqgan_env.runs import RunDir
+from seqgan_env.runs import experiments as ex
+from seqgan_env.runs.rundir import RunDir
 
 
 def make_config(seed: int = 0, updates: int = 10, **sections) -> dict:

@@ -1,4 +1,4 @@
-"""The lean one-token decoder (seqgan_env.fastllama) equals the transformers forward.
+"""The lean one-token decoder (seqgan_env.models.fastllama) equals the transformers forward.
 
 Every fast path is checked against the transformers model it reads its weights from:
 generator logits, discriminator prefix scores with per-row positions and masks (autoreset,
@@ -14,14 +14,14 @@ import pytest
 import torch
 import transformers
 
-from agents.reinforce import ReinforceAgent, ReinforceConfig
+from seqgan_agents.reinforce import ReinforceAgent, ReinforceConfig
 from seqgan_env import TokenGenerationVectorEnv
-from seqgan_env.discriminator import Discriminator, DiscriminatorConfig
-from seqgan_env.fastllama import LlamaStepDecoder, supports
-from seqgan_env.models import DiscriminatorNet, ModelConfig, build_generator, to_llama_config
-from seqgan_env.scoring import IncrementalPrefixScorer
-from seqgan_env.tokenizer import CharTokenizer
-from seqgan_env.wrappers import DiscriminatorRewardVector, RewardConfig
+from seqgan_env.models.discriminator import Discriminator, DiscriminatorConfig
+from seqgan_env.models.fastllama import LlamaStepDecoder, supports
+from seqgan_env.models.networks import DiscriminatorNet, ModelConfig, build_generator, to_llama_config
+from seqgan_env.rewards.scoring import IncrementalPrefixScorer
+from seqgan_env.data.tokenizer import CharTokenizer
+from seqgan_env.rewards.wrappers import DiscriminatorRewardVector, RewardConfig
 from tests._tiny_llamas import CONFIGS, TOL
 from tests._tiny_llamas import randomize as _randomize
 

@@ -1,4 +1,4 @@
-"""The lean teacher-forced forward (seqgan_env.fastllama_train) equals the transformers forward.
+"""The lean teacher-forced forward (seqgan_env.models.fastllama_train) equals the transformers forward.
 
 Logits and every parameter gradient are compared with ``model(input_ids=...).logits``
 on the model the lean forward reads its weights from; the agent's update with the lean
@@ -11,9 +11,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from agents.reinforce import ReinforceAgent, ReinforceConfig, Rollout, TeacherForced
-from seqgan_env.fastllama_train import supports, teacher_forced_logits
-from seqgan_env.models import build_generator
+from seqgan_agents.reinforce import ReinforceAgent, ReinforceConfig, Rollout, TeacherForced
+from seqgan_env.models.fastllama_train import supports, teacher_forced_logits
+from seqgan_env.models.networks import build_generator
 from tests._tiny_llamas import CONFIGS, TOL
 from tests._tiny_llamas import randomize as _randomize
 

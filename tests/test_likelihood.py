@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from seqgan_env.likelihood import generator_nll
+from seqgan_env.eval.likelihood import generator_nll
 
 
 class FixedLM(torch.nn.Module):

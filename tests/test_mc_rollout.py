@@ -7,15 +7,15 @@ import pytest
 import torch
 
 from seqgan_env import TokenGenerationVectorEnv
-from seqgan_env.config import BOS_ID, EOS_ID, PAD_ID
-from seqgan_env.mc_rollout import (
+from seqgan_env.envs.spec import BOS_ID, EOS_ID, PAD_ID
+from seqgan_env.rewards.mc_rollout import (
     PROB_EPS,
     MCRolloutScorer,
     make_mc_rollout_scorer,
     prob_to_logit,
 )
-from seqgan_env.models import build_generator
-from seqgan_env.wrappers import DiscriminatorRewardVector, RewardConfig
+from seqgan_env.models.networks import build_generator
+from seqgan_env.rewards.wrappers import DiscriminatorRewardVector, RewardConfig
 
 from .conftest import TINY, tiny_discriminator
 
@@ -203,8 +203,8 @@ def test_bad_update_rate_raises():
 
 
 def test_lean_decoder_completions_equal_transformers_completions(monkeypatch):
-    """The completions use seqgan_env.fastllama when it supports the model; same tokens as without it."""
-    import seqgan_env.mc_rollout as mc
+    """The completions use seqgan_env.models.fastllama when it supports the model; same tokens as without it."""
+    import seqgan_env.rewards.mc_rollout as mc
 
     x = _tokens()
     runs = {}

@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from seqgan_env.metrics import BigramModel, empty_fraction, novelty, sample_report, uniqueness
+from seqgan_env.eval.metrics import BigramModel, empty_fraction, novelty, sample_report, uniqueness
 
 
 @pytest.mark.parametrize(

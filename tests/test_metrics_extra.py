@@ -8,7 +8,7 @@ from collections import Counter
 
 import pytest
 
-from seqgan_env.metrics import (
+from seqgan_env.eval.metrics import (
     BLEU_EPSILON,
     BLEU_SMOOTHING,
     bleu,

@@ -1,10 +1,10 @@
-"""Tests for seqgan_env.models: configs, generator, and the per-prefix discriminator net."""
+"""Tests for seqgan_env.models.networks: configs, generator, and the per-prefix discriminator net."""
 
 import pytest
 import torch
 import transformers
 
-from seqgan_env.models import (
+from seqgan_env.models.networks import (
     DiscriminatorNet,
     ModelConfig,
     build_generator,

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from seqgan_env.ngram import END, CharNgramModel
+from seqgan_env.eval.ngram import END, CharNgramModel
 
 TEXTS = ["anna", "hannah", "ann", "nan", "han"]
 

@@ -15,15 +15,15 @@ import numpy as np
 import pytest
 import torch
 
-from seqgan_env.likelihood import generator_nll
-from seqgan_env.models import ModelConfig, build_generator
-from seqgan_env.oracle import (
+from seqgan_env.eval.likelihood import generator_nll
+from seqgan_env.models.networks import ModelConfig, build_generator
+from seqgan_env.eval.oracle import (
     DEFAULT_ORACLE_PATH,
     PARAM_SHAPES,
     OracleLSTM,
     load_oracle_arrays,
 )
-from seqgan_env.oracle_data import IntTokenizer, load_oracle_dataset
+from seqgan_env.eval.oracle_data import IntTokenizer, load_oracle_dataset
 
 ORACLE_SELF_NLL = 5.744
 UNIFORM_NLL = 11.435

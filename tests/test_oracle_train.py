@@ -46,7 +46,8 @@ def test_oracle_train_sample_eval_resume(tmp_path, capsys):
 
 
 def test_oracle_needs_length_20(capsys):
-    assert main(["train", "--data", "oracle"]) == 2  # default max_length 12
+    # data.max_length None resolves to the oracle's 20 (DataConfig); an explicit other length is refused
+    assert main(["train", "--data", "oracle", "--set", "data.max_length=12"]) == 2
     assert "data.max_length=20" in capsys.readouterr().err
 
 

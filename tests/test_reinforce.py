@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from agents.reinforce import (
+from seqgan_agents.reinforce import (
     ReinforceAgent,
     ReinforceConfig,
     Rollout,
@@ -19,9 +19,9 @@ from agents.reinforce import (
     sampling_logits,
 )
 from seqgan_env import TokenGenerationVectorEnv
-from seqgan_env.config import BOS_ID, EOS_ID, PAD_ID
-from seqgan_env.models import ModelConfig, build_generator
-from seqgan_env.wrappers import DiscriminatorRewardVector, RewardConfig
+from seqgan_env.envs.spec import BOS_ID, EOS_ID, PAD_ID
+from seqgan_env.models.networks import ModelConfig, build_generator
+from seqgan_env.rewards.wrappers import DiscriminatorRewardVector, RewardConfig
 
 from .conftest import CountScorer
 

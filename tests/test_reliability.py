@@ -16,12 +16,12 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from seqgan_env.config import EOS_ID, PAD_ID
-from seqgan_env.discriminator import Discriminator
-from seqgan_env.runs import RunDir, load_tensors
-from seqgan_env.tokenizer import CharTokenizer
-from seqgan_env.vector_env import TokenGenerationVectorEnv
-from seqgan_env.wrappers import DiscriminatorRewardVector
+from seqgan_env.envs.spec import EOS_ID, PAD_ID
+from seqgan_env.models.discriminator import Discriminator
+from seqgan_env.runs.rundir import RunDir, load_tensors
+from seqgan_env.data.tokenizer import CharTokenizer
+from seqgan_env.envs.vector_env import TokenGenerationVectorEnv
+from seqgan_env.rewards.wrappers import DiscriminatorRewardVector
 
 from .conftest import CountScorer
 
@@ -38,7 +38,7 @@ def _pickle_bytes() -> bytes:
 
 
 def test_no_module_loads_pickle():
-    sources = list((ROOT / "seqgan_env").rglob("*.py")) + list((ROOT / "agents").rglob("*.py"))
+    sources = list((ROOT / "seqgan_env").rglob("*.py")) + list((ROOT / "agents").rglob("*.py")) + list((ROOT / "benchmarks").rglob("*.py"))
     for path in sources:
         text = path.read_text()
         assert not re.search(r"^\s*import (c?pickle|dill|joblib)\b", text, re.M), path
@@ -84,7 +84,7 @@ def test_kill_during_checkpoint_write_keeps_previous(tmp_path):
         f"""
         import sys, time, torch
         import safetensors.torch as st
-        from seqgan_env.runs import RunDir
+        from seqgan_env.runs.rundir import RunDir
         run = RunDir.create({str(tmp_path)!r}, "r", {{"seed": 0}})
         run.save_checkpoint(1, {{"agent": {{"w": torch.ones(1000)}}}}, {{"note": "first"}})
         real_save = st.save_file

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from seqgan_env import TokenGenerationEnv, TokenGenerationVectorEnv
-from seqgan_env.config import EOS_ID, PAD_ID, complete_rows
-from seqgan_env.wrappers import DiscriminatorReward, DiscriminatorRewardVector, RewardConfig
+from seqgan_env.envs.spec import EOS_ID, PAD_ID, complete_rows
+from seqgan_env.rewards.wrappers import DiscriminatorReward, DiscriminatorRewardVector, RewardConfig
 
 from .conftest import CountScorer
 

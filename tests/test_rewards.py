@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from seqgan_env.rewards import REWARD_MODES, REWARD_TRANSFORMS, get_mode, get_transform, step_rewards
+from seqgan_env.rewards.modes import REWARD_MODES, REWARD_TRANSFORMS, get_mode, get_transform, step_rewards
 
 LOGITS = torch.tensor([[0.0, math.log(3.0), -math.log(3.0)]])  # p = 0.5, 0.75, 0.25
 

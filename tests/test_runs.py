@@ -1,4 +1,4 @@
-"""Tests for seqgan_env.runs: atomic files, state flattening, RNG state, RunDir."""
+"""Tests for seqgan_env.runs.rundir: atomic files, state flattening, RNG state, RunDir."""
 
 import json
 import math
@@ -10,8 +10,8 @@ import pytest
 import safetensors.torch
 import torch
 
-from seqgan_env import runs
-from seqgan_env.runs import (
+from seqgan_env.runs import rundir as runs
+from seqgan_env.runs.rundir import (
     RunDir,
     atomic_save_tensors,
     atomic_write_text,

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from seqgan_env.sampling import sample_categorical
+from seqgan_env.models.sampling import sample_categorical
 
 
 @pytest.mark.parametrize("log_probs", [False, True], ids=["logits", "log_probs"])

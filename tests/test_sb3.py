@@ -24,9 +24,9 @@ from seqgan_env import (  # noqa: E402
     TokenGenerationVectorEnv,
     make_env,
 )
-from seqgan_env.callbacks import DiscriminatorUpdateConfig  # noqa: E402
-from seqgan_env.config import PAD_ID  # noqa: E402
-from seqgan_env.sb3 import (  # noqa: E402
+from seqgan_env.rewards.callbacks import DiscriminatorUpdateConfig  # noqa: E402
+from seqgan_env.envs.spec import PAD_ID  # noqa: E402
+from seqgan_env.integrations.sb3 import (  # noqa: E402
     SB3DiscriminatorCallback,
     TokenEmbeddingExtractor,
     TokenGenerationVecEnv,

@@ -1,4 +1,4 @@
-"""Tests for seqgan_env.sweep: search-space files, resumable Optuna sweeps with a fake train_fn."""
+"""Tests for seqgan_env.runs.sweep: search-space files, resumable Optuna sweeps with a fake train_fn."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 import optuna
 import pytest
 
-from seqgan_env.sweep import (
+from seqgan_env.runs.sweep import (
     SweepConfig,
     best_trial_summary,
     load_space,
@@ -179,8 +179,8 @@ def test_space_keys_checked_against_config_class(key, match):
 
 
 def test_trial_configs_build_a_train_config():
-    from agents.trainer import TrainConfig, train_config_from_dict
-    from seqgan_env.configio import config_to_dict
+    from seqgan_agents.trainer import TrainConfig, train_config_from_dict
+    from seqgan_env.runs.configio import config_to_dict
 
     validate_space(SPACE, TrainConfig)
     base = config_to_dict(TrainConfig(name="sw"))

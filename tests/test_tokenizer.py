@@ -1,4 +1,4 @@
-"""Tests for seqgan_env.tokenizer.CharTokenizer."""
+"""Tests for seqgan_env.data.tokenizer.CharTokenizer."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from seqgan_env.tokenizer import (
+from seqgan_env.data.tokenizer import (
     BOS_ID,
     EOS_ID,
     PAD_ID,

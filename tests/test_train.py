@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from agents.trainer import TrainConfig, Trainer, new_run, resume_run, train_config_from_dict
+from seqgan_agents.trainer import TrainConfig, Trainer, new_run, resume_run, train_config_from_dict
 from seqgan_env.cli import main
-from seqgan_env.configio import apply_overrides, config_to_dict
+from seqgan_env.runs.configio import apply_overrides, config_to_dict
 
 TINY_MODEL = dict(hidden_size=16, intermediate_size=32, num_heads=2, num_layers=1, max_position_embeddings=16)
 
@@ -272,7 +272,7 @@ def test_second_trainer_on_same_run_is_refused(tmp_path):
     import subprocess
     import sys
 
-    code = f"from agents.trainer import resume_run; resume_run({str(trainer.run.path)!r})"
+    code = f"from seqgan_agents.trainer import resume_run; resume_run({str(trainer.run.path)!r})"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode != 0 and "in use by process" in out.stderr
     trainer.run.close()

@@ -9,8 +9,8 @@ import torch
 from gymnasium.vector import AutoresetMode, SyncVectorEnv
 
 from seqgan_env import TokenGenerationEnv, TokenGenerationVectorEnv
-from seqgan_env.config import PAD_ID
-from seqgan_env.wrappers import DiscriminatorReward, DiscriminatorRewardVector, RewardConfig
+from seqgan_env.envs.spec import PAD_ID
+from seqgan_env.rewards.wrappers import DiscriminatorReward, DiscriminatorRewardVector, RewardConfig
 
 from .conftest import CountScorer, tiny_discriminator
 

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from seqgan_env import TokenGenerationEnv, TokenGenerationVectorEnv
-from seqgan_env.config import EOS_ID
-from seqgan_env.wrappers import DiscriminatorReward, DiscriminatorRewardVector, RewardConfig
+from seqgan_env.envs.spec import EOS_ID
+from seqgan_env.rewards.wrappers import DiscriminatorReward, DiscriminatorRewardVector, RewardConfig
 
 from .conftest import tiny_discriminator
 
@@ -97,8 +97,8 @@ def test_single_wrapper_per_step_equals_prefix_recomputation(tokenizer):
 @pytest.mark.parametrize("vector", [False, True])
 def test_rewards_use_eval_mode_with_dropout(tokenizer, vector):
     """Attention dropout 0.5: identical sequences get identical rewards; D is in eval mode after updates."""
-    from seqgan_env.discriminator import Discriminator, DiscriminatorConfig
-    from seqgan_env.models import ModelConfig
+    from seqgan_env.models.discriminator import Discriminator, DiscriminatorConfig
+    from seqgan_env.models.networks import ModelConfig
 
     disc = Discriminator(
         tokenizer.vocab_size,

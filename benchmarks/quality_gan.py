@@ -1,0 +1,341 @@
+"""`seqgan-env benchmark gan`: does the discriminator make samples better than maximum likelihood?
+
+Arms, per seed, at equal generator steps (``pretrain_steps + updates`` of the
+adversarial config):
+
+* ``mle``: maximum likelihood only, early-stopped on the validation split (the best
+  of evaluations every ``mle_eval_every`` steps).
+* ``adversarial``: the adversarial config as ``seqgan-env train`` runs it (MLE
+  pretraining, then REINFORCE against the co-trained discriminator).
+* ``scratch``: the adversarial config with no pretraining and no MLE term.
+* ``d_filter``: the ``mle`` generator's samples filtered by a discriminator trained
+  against them (``seqgan_env.models.d_filter``, SIR with weights D/(1-D)).
+
+Data: a held-out test split (``test_fraction`` of the file, fixed split seed, the
+same for every seed) is never seen by any arm; the rest is what the trainer gets
+(it splits off its own validation rows for early stopping). Every number is
+computed against the test split, with an independent character n-gram model
+(``seqgan_env.eval.ngram``) fitted on the training rows:
+
+* ``quality``: the n-gram model's NLL per character of the samples (lower: more data-like);
+* ``coverage``: NLL per character of the test rows under an n-gram model fitted on the
+  samples (lower: the samples cover more of the data; a collapsed generator loses it);
+* bigram JS distance and length TV distance to the test rows, uniqueness, novelty, self-BLEU-3.
+
+The frontier: every arm sampled at each of ``temperatures``; an arm lies below
+MLE's frontier at temperature 1 when its quality is better than MLE's curve
+(linearly interpolated over MLE's temperatures) at the same coverage.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import random
+import statistics
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from seqgan_agents.trainer import TrainConfig, Trainer, new_run, train_config_from_dict
+from seqgan_env.utils.atomic import atomic_write_json
+from seqgan_env.runs.configio import apply_overrides, config_to_dict
+from seqgan_env.models.d_filter import DFilterConfig, d_filter
+from seqgan_env.data.text import DEFAULT_DATA_PATH, load_texts
+from seqgan_env.models.discriminator import Discriminator, DiscriminatorConfig
+from seqgan_env.eval.likelihood import generator_nll
+from seqgan_env.eval.metrics import length_distance, ngram_jsd, novelty, self_bleu, uniqueness
+from seqgan_env.eval.ngram import CharNgramModel
+
+ARMS = ("mle", "adversarial", "scratch", "d_filter")
+TEMPERATURES = (0.7, 0.8, 0.9, 1.0, 1.1, 1.2)
+METRICS = ("quality", "coverage", "bigram_js", "length_tv", "uniqueness", "novelty", "self_bleu3")
+LOWER_IS_BETTER = {"quality": True, "coverage": True, "bigram_js": True, "length_tv": True,
+                   "uniqueness": False, "novelty": False, "self_bleu3": True}
+
+
+@dataclass
+class GanBenchmarkConfig:
+    """Sizes of the benchmark.
+
+    data: a text file, one sequence per line. seeds: one full benchmark per seed.
+    arms: a subset of ``ARMS``. overrides: ``--set`` style ``key=value`` strings applied
+    to the default TrainConfig (the adversarial arm's config; the others derive from it).
+    samples: samples per arm and temperature. test_fraction: held-out test share.
+    mle_eval_every: validation NLL evaluations of the mle arm (early stopping).
+    d_filter_steps / d_filter_batch: training of the filter's discriminator against the
+    mle generator. ngram_order: order of the judge n-gram model.
+    """
+
+    data: str = str(DEFAULT_DATA_PATH)
+    seeds: tuple[int, ...] = (0, 1, 2)
+    arms: tuple[str, ...] = ARMS
+    overrides: tuple[str, ...] = ()
+    temperatures: tuple[float, ...] = TEMPERATURES
+    samples: int = 1000
+    test_fraction: float = 0.1
+    mle_eval_every: int = 100
+    d_filter_steps: int = 1000
+    d_filter_batch: int = 128
+    d_filter: DFilterConfig = field(default_factory=DFilterConfig)
+    ngram_order: int = 4
+    split_seed: int = 12345
+
+    def __post_init__(self) -> None:
+        self.seeds, self.arms = tuple(self.seeds), tuple(self.arms)
+        self.overrides, self.temperatures = tuple(self.overrides), tuple(float(t) for t in self.temperatures)
+        if not self.seeds or len(set(self.seeds)) != len(self.seeds):
+            raise ValueError(f"seeds={self.seeds!r} is invalid: give distinct ints, e.g. --seeds 0,1,2.")
+        unknown = [a for a in self.arms if a not in ARMS]
+        if unknown or not self.arms:
+            raise ValueError(f"arms={self.arms!r} is invalid: choose one or more of {list(ARMS)}.")
+        if "d_filter" in self.arms and "mle" not in self.arms:
+            raise ValueError("arm d_filter filters the mle arm's samples: add mle to --arms.")
+        if 1.0 not in self.temperatures or any(t <= 0 for t in self.temperatures):
+            raise ValueError(f"temperatures={self.temperatures!r} must be > 0 and include 1.0 (the verdicts' point).")
+        if not 0 < self.test_fraction < 0.5:
+            raise ValueError(f"test_fraction={self.test_fraction!r} is invalid: it must be in (0, 0.5).")
+        for name in ("samples", "mle_eval_every", "d_filter_steps", "d_filter_batch", "ngram_order"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"{name}={v!r} is invalid: it must be an int >= 1.")
+
+    def train_config(self, seed: int, out_dir: str) -> TrainConfig:
+        """The adversarial arm's TrainConfig: defaults <- overrides, on the benchmark's training file."""
+        data = apply_overrides(config_to_dict(TrainConfig()), list(self.overrides), TrainConfig)
+        data.update(seed=seed, out_dir=out_dir, name=f"gan-s{seed}")
+        data["data"]["path"] = str(Path(out_dir) / "train.txt")
+        return train_config_from_dict(data)
+
+
+def split_test(texts: list[str], fraction: float, seed: int) -> tuple[list[str], list[str]]:
+    """(rest, test): a fixed random ``fraction`` of ``texts`` held out; both keep file order."""
+    order = list(range(len(texts)))
+    random.Random(seed).shuffle(order)
+    test_idx = set(order[: max(1, round(fraction * len(texts)))])
+    return [t for i, t in enumerate(texts) if i not in test_idx], [t for i, t in enumerate(texts) if i in test_idx]
+
+
+def sample_metrics(samples: list[str], train: list[str], test: list[str], judge: CharNgramModel,
+                   order: int) -> dict[str, float]:
+    """The benchmark's numbers of one sample set against the test split (see module docstring)."""
+    nonempty = [s for s in samples if s] or [""]
+    return {
+        "quality": judge.nll_per_char(samples),
+        "coverage": CharNgramModel.fit(samples, order=order).nll_per_char(test),
+        "bigram_js": ngram_jsd(nonempty, test, 2) if any(len(s) >= 2 for s in samples) else 1.0,
+        "length_tv": length_distance(samples, test),
+        "uniqueness": uniqueness(samples),
+        "novelty": novelty(samples, train),
+        "self_bleu3": self_bleu(samples, max_n=3),
+    }
+
+
+def _train_mle(config: TrainConfig, eval_every: int, log: Callable[[str], None]) -> Trainer:
+    """MLE only for pretrain_steps + updates steps; the weights of the best validation NLL are kept."""
+    cfg = dataclasses.replace(config, schedule=dataclasses.replace(config.schedule, d_pretrain_steps=0))
+    trainer = new_run(cfg)
+    steps = config.schedule.pretrain_steps + config.schedule.updates
+    valid = trainer.data.valid.to(trainer.device)
+    best, best_state, best_step = float("inf"), None, 0
+    for step in range(1, steps + 1):
+        trainer.agent.mle_step(trainer._real_batch(config.reinforce.batch_size))
+        if step % eval_every == 0 or step == steps:
+            nll = generator_nll(trainer.agent.generator, valid)
+            if nll < best:
+                best, best_step = nll, step
+                best_state = copy.deepcopy(trainer.agent.generator.state_dict())
+    trainer.agent.generator.load_state_dict(best_state)
+    log(f"  mle: {steps} steps, best validation NLL {best:.4f} at step {best_step}")
+    trainer.mle_best_step = best_step
+    return trainer
+
+
+def _train_filter_d(trainer: Trainer, cfg: GanBenchmarkConfig, seed: int) -> Discriminator:
+    """A fresh discriminator trained on the trainer's real rows against its generator's samples."""
+    tc = trainer.config
+    disc = Discriminator(trainer.data.tokenizer.vocab_size, tc.discriminator_model,
+                         DiscriminatorConfig(**{**dataclasses.asdict(tc.discriminator), "prefix_loss": False}),
+                         device=trainer.device, seed=seed + 7)
+    for _ in range(cfg.d_filter_steps):
+        disc.update(trainer._real_batch(cfg.d_filter_batch), trainer.sample_tokens(cfg.d_filter_batch))
+    return disc
+
+
+def run_seed(cfg: GanBenchmarkConfig, seed: int, rest: list[str], test: list[str], workdir: Path,
+             log: Callable[[str], None] = print) -> dict[str, Any]:
+    """One seed: every arm trained, then sampled at every temperature; {arm: {temperature: metrics}}."""
+    out_dir = workdir / f"seed{seed}"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "train.txt").write_text("\n".join(rest) + "\n", encoding="utf-8")
+    base = cfg.train_config(seed, str(out_dir))
+    trainers: dict[str, Trainer] = {}
+    seconds: dict[str, float] = {}
+    judge = None
+    result: dict[str, Any] = {"seed": seed, "arms": {}, "seconds": seconds}
+    for arm in cfg.arms:
+        t0 = time.perf_counter()
+        if arm == "mle":
+            trainers[arm] = _train_mle(base, cfg.mle_eval_every, log)
+            result["mle_best_step"] = trainers[arm].mle_best_step
+        elif arm == "d_filter":
+            trainers["_filter_d"] = _train_filter_d(trainers["mle"], cfg, seed)  # type: ignore[assignment]
+        else:
+            arm_cfg = base
+            if arm == "scratch":
+                arm_cfg = dataclasses.replace(
+                    base, schedule=dataclasses.replace(base.schedule, pretrain_steps=0),
+                    reinforce=dataclasses.replace(base.reinforce, mle_coef=0.0),
+                )
+            trainer = new_run(dataclasses.replace(arm_cfg, name=f"{arm}-s{seed}"))
+            trainer.fit(progress=False)
+            trainers[arm] = trainer
+        seconds[arm] = time.perf_counter() - t0
+        log(f"  seed {seed}: {arm} trained in {seconds[arm]:.0f}s")
+    any_trainer = trainers["mle"] if "mle" in trainers else trainers[cfg.arms[0]]
+    train_texts = any_trainer.data.train_texts
+    judge = CharNgramModel.fit(train_texts, order=cfg.ngram_order)
+    tok = any_trainer.data.tokenizer
+    for arm in cfg.arms:
+        result["arms"][arm] = {}
+        for i, temp in enumerate(cfg.temperatures):
+            gen_seed = 10_000 * seed + 100 * i
+            if arm == "d_filter":
+                source, disc = trainers["mle"], trainers["_filter_d"]
+                draws = iter(range(10**6))
+                tokens = d_filter(
+                    lambda k: source.sample_tokens(k, temperature=temp, seed=gen_seed + next(draws)),
+                    disc.sequence_scores, cfg.samples, cfg.d_filter, generator=torch.Generator().manual_seed(gen_seed),
+                )
+            else:
+                tokens = trainers[arm].sample_tokens(cfg.samples, temperature=temp, seed=gen_seed)
+            samples = tok.decode_batch(tokens.cpu())
+            result["arms"][arm][str(temp)] = sample_metrics(samples, train_texts, test, judge, cfg.ngram_order)
+        m = result["arms"][arm]["1.0"]
+        log(f"  seed {seed}: {arm:11s} T=1 quality {m['quality']:.3f} coverage {m['coverage']:.3f} "
+            f"bigram_js {m['bigram_js']:.4f} uniq {m['uniqueness']:.3f}")
+    for trainer in trainers.values():
+        if isinstance(trainer, Trainer):
+            trainer.run.close()
+    return result
+
+
+def frontier_quality(mle_points: list[tuple[float, float]], coverage: float) -> float | None:
+    """MLE's quality at ``coverage``, linear between its temperatures; None outside their range."""
+    pts = sorted(mle_points)
+    for (c0, q0), (c1, q1) in zip(pts, pts[1:]):
+        if c0 <= coverage <= c1:
+            return q0 if c1 == c0 else q0 + (q1 - q0) * (coverage - c0) / (c1 - c0)
+    return None
+
+
+def summarize(cfg: GanBenchmarkConfig, per_seed: list[dict[str, Any]]) -> dict[str, Any]:
+    """Mean ± std per arm at T=1, paired differences against mle, and the verdicts."""
+    out: dict[str, Any] = {"arms": {}, "verdicts": {}}
+    for arm in cfg.arms:
+        vals = {k: [s["arms"][arm]["1.0"][k] for s in per_seed] for k in METRICS}
+        entry = {k: (statistics.fmean(v), statistics.pstdev(v)) for k, v in vals.items()}
+        out["arms"][arm] = {"t1": entry}
+        if arm == "mle" or "mle" not in cfg.arms:
+            continue
+        diffs = {k: [s["arms"][arm]["1.0"][k] - s["arms"]["mle"]["1.0"][k] for s in per_seed] for k in METRICS}
+        out["arms"][arm]["diff_vs_mle"] = {k: (statistics.fmean(v), statistics.pstdev(v)) for k, v in diffs.items()}
+        better_q = sum(d < 0 for d in diffs["quality"])
+        no_div_loss = sum(d <= 0 for d in diffs["coverage"])
+        below = []
+        for s in per_seed:
+            mle_pts = [(m["coverage"], m["quality"]) for m in s["arms"]["mle"].values()]
+            me = s["arms"][arm]["1.0"]
+            fq = frontier_quality(mle_pts, me["coverage"])
+            below.append(None if fq is None else me["quality"] < fq)
+        n = len(per_seed)
+        beats = better_q == n and no_div_loss == n
+        out["verdicts"][arm] = {
+            "beats_mle_at_t1": beats,
+            "seeds_better_quality": better_q,
+            "seeds_no_coverage_loss": no_div_loss,
+            "below_mle_frontier": below,
+            "text": (
+                f"{arm}: {'beats' if beats else 'does not beat'} MLE at temperature 1 (quality better on "
+                f"{better_q}/{n} seeds, coverage no worse on {no_div_loss}/{n}); below MLE's frontier on "
+                f"{sum(b is True for b in below)}/{n} seeds"
+                + (f" ({sum(b is None for b in below)} outside MLE's coverage range)" if any(b is None for b in below) else "")
+                + "."
+            ),
+        }
+    return out
+
+
+def format_table(cfg: GanBenchmarkConfig, summary: dict[str, Any], n: int) -> str:
+    """Markdown: per arm mean ± std at T=1 and the paired difference of quality and coverage against mle."""
+    head = "| arm | " + " | ".join(METRICS) + " | Δquality vs MLE | Δcoverage vs MLE |"
+    lines = [head, "|" + "---|" * (len(METRICS) + 3)]
+    for arm, entry in summary["arms"].items():
+        cells = [f"{entry['t1'][k][0]:.3f} ± {entry['t1'][k][1]:.3f}" for k in METRICS]
+        d = entry.get("diff_vs_mle")
+        dq = f"{d['quality'][0]:+.3f} ± {d['quality'][1]:.3f}" if d else ""
+        dc = f"{d['coverage'][0]:+.3f} ± {d['coverage'][1]:.3f}" if d else ""
+        lines.append(f"| {arm} | " + " | ".join(cells) + f" | {dq} | {dc} |")
+    return "\n".join(lines) + f"\n\n(T = 1, {n} seeds, mean ± population std; lower is better except uniqueness, novelty)"
+
+
+def plot_frontier(cfg: GanBenchmarkConfig, per_seed: list[dict[str, Any]], path: Path) -> None:
+    """PNG: quality against coverage over temperatures, mean over seeds; MLE's curve beside each arm."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.5, 5))
+    for arm in cfg.arms:
+        xs = [statistics.fmean(s["arms"][arm][str(t)]["coverage"] for s in per_seed) for t in cfg.temperatures]
+        ys = [statistics.fmean(s["arms"][arm][str(t)]["quality"] for s in per_seed) for t in cfg.temperatures]
+        ax.plot(xs, ys, marker="o", label=arm, linewidth=2.5 if arm == "mle" else 1.5)
+        for x, y, t in zip(xs, ys, cfg.temperatures):
+            ax.annotate(f"{t:g}", (x, y), fontsize=7, textcoords="offset points", xytext=(3, 3))
+    ax.set_xlabel("coverage: NLL/char of test rows under an n-gram fitted on samples (lower = more diverse)")
+    ax.set_ylabel("quality: NLL/char of samples under the training n-gram (lower = better)")
+    ax.set_title(f"quality-diversity over temperatures ({len(per_seed)} seeds)")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def run_benchmark(cfg: GanBenchmarkConfig, out_path: str | Path, log: Callable[[str], None] = print,
+                  workdir: str | Path | None = None) -> dict[str, Any]:
+    """All seeds; writes the JSON (atomically, after each seed), the frontier PNG beside it, and prints the table."""
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    texts = load_texts(cfg.data, None)
+    rest, test = split_test(texts, cfg.test_fraction, cfg.split_seed)
+    log(f"benchmark gan on {cfg.data}: {len(rest)} rows for training (and validation), {len(test)} held out")
+    per_seed: list[dict[str, Any]] = []
+    result: dict[str, Any] = {"config": dataclasses.asdict(cfg), "seeds": per_seed}
+    with tempfile.TemporaryDirectory(prefix="seqgan-benchmark-gan-", dir=workdir) as tmp:
+        for seed in cfg.seeds:
+            t0 = time.perf_counter()
+            per_seed.append(run_seed(cfg, seed, rest, test, Path(tmp), log))
+            per_seed[-1]["total_seconds"] = time.perf_counter() - t0
+            result["summary"] = summarize(cfg, per_seed)
+            atomic_write_json(out_path, result)
+    summary = summarize(cfg, per_seed)
+    png = out_path.with_suffix(".png")
+    plot_frontier(cfg, per_seed, png)
+    log("")
+    log(format_table(cfg, summary, len(per_seed)))
+    log("")
+    for v in summary["verdicts"].values():
+        log(v["text"])
+    log(f"frontier: {png}")
+    return result
+
+
+__all__ = ["ARMS", "GanBenchmarkConfig", "run_benchmark", "run_seed", "summarize", "sample_metrics", "split_test",
+           "frontier_quality", "format_table", "plot_frontier"]

@@ -1,0 +1,1 @@
+"""Environments: the episode spec (EnvConfig and the one token-validity rule), env, vector env."""

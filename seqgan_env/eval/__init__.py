@@ -1,0 +1,1 @@
+"""Evaluation: sample metrics, likelihood, n-gram judge, discriminator health, the SeqGAN oracle."""

@@ -1,0 +1,58 @@
+"""NLL-test: how well a generator explains held-out real sequences.
+
+The SeqGAN oracle benchmark reports NLL-oracle (the oracle's NLL of the
+generator's samples: quality) next to NLL-test (the generator's NLL of held-out
+real data: coverage). A generator that collapses onto a few good sequences wins
+NLL-oracle and loses NLL-test, so the two are read together.
+
+Contract of :func:`generator_nll`: teacher forcing with BOS prepended, the
+generator's raw distribution (temperature 1, no top-p, no action masking), mean
+over the real tokens only (PAD positions excluded; an EOS that ends a sequence is
+a real token), in nats per token. Pass held-out data, never the training set.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from seqgan_env.envs.spec import BOS_ID, PAD_ID
+
+
+@torch.no_grad()
+def generator_nll(generator: torch.nn.Module, sequences: torch.Tensor, batch_size: int = 512) -> float:
+    """Mean per-token negative log-likelihood (nats) of ``sequences`` (N, T) under ``generator``.
+
+    ``generator`` is a causal LM called as ``generator(input_ids=...)`` returning
+    ``.logits`` (N, T, V). Sequences are right-padded with PAD. The generator is put in
+    eval mode for the computation and its previous mode is restored.
+    """
+    seq = torch.as_tensor(sequences)
+    if seq.ndim != 2 or seq.is_floating_point() or len(seq) == 0:
+        raise ValueError(
+            f"sequences must be a non-empty (N, T) tensor of token ids, got shape {tuple(seq.shape)} "
+            f"and dtype {seq.dtype}; pass the held-out split (e.g. dataset.valid)."
+        )
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size={batch_size!r} is invalid: it must be an int >= 1; use e.g. 512.")
+    device = next(generator.parameters()).device
+    was_training = generator.training
+    generator.eval()
+    total, count = 0.0, 0
+    try:
+        for start in range(0, len(seq), batch_size):
+            real = seq[start : start + batch_size].to(device, torch.long)  # (n, T)
+            bos = torch.full_like(real[:, :1], BOS_ID)  # (n, 1)
+            inp = torch.cat([bos, real[:, :-1]], dim=1)  # (n, T)
+            logits = generator(input_ids=inp).logits.float()  # (n, T, V)
+            nll = F.cross_entropy(logits.flatten(0, 1), real.flatten(), ignore_index=PAD_ID, reduction="sum")
+            total += float(nll)
+            count += int((real != PAD_ID).sum())
+    finally:
+        generator.train(was_training)
+    if count == 0:
+        raise ValueError("sequences hold only PAD tokens: there is nothing to score.")
+    return total / count
+
+
+__all__ = ["generator_nll"]

@@ -1,0 +1,1 @@
+"""Integrations with RL libraries; the only modules that import them (sb3)."""

@@ -1,0 +1,1 @@
+"""Models: generator and discriminator networks, the fast decode/forward paths, sampling."""

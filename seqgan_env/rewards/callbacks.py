@@ -1,0 +1,178 @@
+"""The discriminator-update schedule of adversarial training, independent of any RL library.
+
+:class:`DiscriminatorUpdateCallback` is told about every generator update
+(:meth:`~DiscriminatorUpdateCallback.on_generator_update`) and, every
+``config.every`` of them, runs a discriminator *phase* of ``config.d_steps``
+updates, each on a fresh batch of ``config.batch_size`` generated sequences.
+
+Contract
+--------
+* ``reward_env.update_discriminator(fake)`` takes ``fake`` (N, T) long token ids
+  and returns a ``dict[str, float]`` of metrics (our reward wrappers
+  ``DiscriminatorReward`` / ``DiscriminatorRewardVector`` do; they pair ``fake``
+  with real sequences from ``trainer.real_data``).
+* ``sample_fake(n)`` returns ``n`` freshly generated, finished sequences (n, T);
+  it is called under ``torch.no_grad()``.
+* ``freeze=True`` never samples and never updates D (the exploit check: the
+  generator trains against a fixed discriminator).
+* The counters are the whole state: :meth:`state_dict` is JSON-able.
+
+SB3 adapter sketch (kept out of this module so it needs no SB3)::
+
+    class SB3DiscriminatorCallback(BaseCallback):
+        def __init__(self, core):
+            super().__init__(); self.core = core
+        def _on_step(self): return True
+        def _on_rollout_end(self):
+            metrics = self.core.on_generator_update()
+            for k, v in (metrics or {}).items(): self.logger.record(k, v)
+
+Subclasses may override the template hooks :meth:`_on_phase_start`,
+:meth:`_on_d_update` and :meth:`_on_phase_end` (no-ops here).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, Callable, Protocol
+
+import torch
+
+from seqgan_env.utils.validation import check_int
+
+PREFIX = "discriminator/"
+
+
+class SupportsDiscriminatorUpdate(Protocol):
+    def update_discriminator(self, fake: torch.Tensor) -> dict[str, float]: ...
+
+
+def _check_int(name: str, value: Any, minimum: int, hint: str) -> None:
+    check_int(name, value, minimum, hint)
+
+
+@dataclass
+class DiscriminatorUpdateConfig:
+    """When and how much the discriminator trains.
+
+    ``every``: generator updates between D phases (>= 1); ``d_steps``: D updates
+    per phase (>= 1); ``batch_size``: generated sequences per D update (>= 1);
+    ``freeze``: never update D.
+    """
+
+    every: int = 1
+    d_steps: int = 1
+    batch_size: int = 64
+    freeze: bool = False
+
+    def __post_init__(self) -> None:
+        _check_int("every", self.every, 1, "use 1 to train D after every generator update")
+        _check_int("d_steps", self.d_steps, 1, "use 1 D update per phase, or freeze=True to never train D")
+        _check_int("batch_size", self.batch_size, 1, "use e.g. batch_size=64")
+        if not isinstance(self.freeze, bool):
+            raise ValueError(f"freeze={self.freeze!r} is invalid: it must be True or False.")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class DiscriminatorUpdateCallback:
+    """Runs D phases on the schedule of a :class:`DiscriminatorUpdateConfig` (see module docstring).
+
+    Attributes: ``num_generator_updates``, ``num_discriminator_updates``,
+    ``last_metrics`` (the metrics of the latest phase, or None).
+    """
+
+    def __init__(self, reward_env: SupportsDiscriminatorUpdate, sample_fake: Callable[[int], torch.Tensor],
+                 config: DiscriminatorUpdateConfig | None = None) -> None:
+        if not callable(getattr(reward_env, "update_discriminator", None)):
+            raise TypeError(f"reward_env ({type(reward_env).__name__}) has no update_discriminator(fake); wrap the "
+                            f"env in DiscriminatorReward / DiscriminatorRewardVector.")
+        if not callable(sample_fake):
+            raise TypeError("sample_fake must be a callable n -> (n, T) tensor of generated token ids.")
+        self.reward_env = reward_env
+        self.sample_fake = sample_fake
+        self.config = config if config is not None else DiscriminatorUpdateConfig()
+        self.num_generator_updates = 0
+        self.num_discriminator_updates = 0
+        self.last_metrics: dict[str, float] | None = None
+
+    # -- template hooks ---------------------------------------------------------
+
+    def _on_phase_start(self) -> None:
+        """Called before the first D update of a phase."""
+
+    def _on_d_update(self, metrics: dict[str, float]) -> None:
+        """Called after every D update with that update's raw (unprefixed) metrics."""
+
+    def _on_phase_end(self, metrics: dict[str, float]) -> None:
+        """Called after a phase with its averaged, prefixed metrics."""
+
+    # -- schedule ---------------------------------------------------------------
+
+    def is_phase_due(self) -> bool:
+        """Whether the generator update just counted triggers a D phase."""
+        return not self.config.freeze and self.num_generator_updates > 0 \
+            and self.num_generator_updates % self.config.every == 0
+
+    def _sample(self) -> torch.Tensor:
+        n = self.config.batch_size
+        with torch.no_grad():
+            fake = self.sample_fake(n)
+        fake = torch.as_tensor(fake)
+        if fake.dim() != 2 or fake.shape[0] != n:
+            raise ValueError(f"sample_fake({n}) returned shape {tuple(fake.shape)}; it must return ({n}, T) token "
+                             f"ids (one finished generated sequence per row).")
+        return fake.detach().long()
+
+    def on_generator_update(self) -> dict[str, float] | None:
+        """Count one generator update; run a D phase when due.
+
+        Returns the phase's metrics averaged over its ``d_steps`` updates, keys
+        prefixed ``discriminator/`` (e.g. ``discriminator/loss``,
+        ``discriminator/acc_real``, ``discriminator/acc_fake``) plus
+        ``discriminator/updates`` (total D updates so far); None when no phase ran.
+        """
+        self.num_generator_updates += 1
+        if not self.is_phase_due():
+            return None
+        self._on_phase_start()
+        sums: dict[str, float] = {}
+        counts: dict[str, int] = {}
+        for _ in range(self.config.d_steps):
+            metrics = self.reward_env.update_discriminator(self._sample())
+            self.num_discriminator_updates += 1
+            metrics = dict(metrics or {})
+            self._on_d_update(metrics)
+            for k, v in metrics.items():
+                try:
+                    x = float(v)
+                except (TypeError, ValueError):
+                    continue  # non-numeric extras are not averaged
+                sums[k] = sums.get(k, 0.0) + x
+                counts[k] = counts.get(k, 0) + 1
+        out = {PREFIX + k: sums[k] / counts[k] for k in sums}
+        out[PREFIX + "updates"] = self.num_discriminator_updates
+        self.last_metrics = out
+        self._on_phase_end(out)
+        return out
+
+    # -- resume -------------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, int]:
+        """JSON-able counters for resuming."""
+        return {"num_generator_updates": self.num_generator_updates,
+                "num_discriminator_updates": self.num_discriminator_updates}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore counters from :meth:`state_dict` (ValueError on missing or negative values)."""
+        for key in ("num_generator_updates", "num_discriminator_updates"):
+            v = state.get(key) if isinstance(state, dict) else None
+            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                raise ValueError(f"callback state {key}={v!r} is invalid: it must be an int >= 0; pass the dict "
+                                 f"from DiscriminatorUpdateCallback.state_dict().")
+        self.num_generator_updates = state["num_generator_updates"]
+        self.num_discriminator_updates = state["num_discriminator_updates"]
+
+
+__all__ = ["DiscriminatorUpdateCallback", "DiscriminatorUpdateConfig", "PREFIX"]

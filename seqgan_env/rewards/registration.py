@@ -1,0 +1,140 @@
+"""Factories behind ``gymnasium.make("seqgan_env:SeqGAN-v0")`` and ``make_vec``.
+
+Each builds a complete environment: the real data (the embedded census first
+names unless ``data_path`` is given), the tokenizer built from it, a freshly
+initialised discriminator (seeded by ``seed``) and the token-generation env
+wrapped in the discriminator reward.
+"""
+
+from __future__ import annotations
+
+from dataclasses import fields, replace
+from typing import Any
+
+import torch
+
+from seqgan_env.data.text import DEFAULT_DATA_PATH, load_dataset
+from seqgan_env.models.discriminator import Discriminator, DiscriminatorConfig
+from seqgan_env.envs.env import TokenGenerationEnv
+from seqgan_env.models.networks import ModelConfig
+from seqgan_env.envs.vector_env import TokenGenerationVectorEnv
+from seqgan_env.rewards.wrappers import DiscriminatorReward, DiscriminatorRewardVector, RewardConfig
+
+
+def _as_config(cls, value: Any, name: str):
+    if value is None:
+        return cls()
+    if isinstance(value, cls):
+        return value
+    if isinstance(value, dict):
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(value) - known)
+        if unknown:
+            raise ValueError(f"{name} has unknown keys {unknown}: valid keys are {sorted(known)}.")
+        return cls(**value)
+    raise ValueError(f"{name} must be a {cls.__name__} or a dict, got {type(value).__name__}.")
+
+
+def _components(data_path, max_length, allow_eos, valid_fraction, seed, discriminator_model, discriminator_config,
+                device):
+    """The data set and a fresh discriminator; with ``max_length`` None the data decides the length.
+
+    A length chosen by the data also raises the discriminator's position table to fit it
+    (max_length + 1 positions, BOS included); an explicit one is checked, not changed.
+    """
+    dataset = load_dataset(
+        data_path or DEFAULT_DATA_PATH, max_length=max_length, valid_fraction=valid_fraction, seed=seed,
+        allow_eos=allow_eos,
+    )
+    model_config = _as_config(ModelConfig, discriminator_model, "discriminator_model")
+    if max_length is None and model_config.max_position_embeddings < dataset.max_length + 1:
+        model_config = replace(model_config, max_position_embeddings=dataset.max_length + 1)
+    disc = Discriminator(
+        dataset.tokenizer.vocab_size,
+        model_config=model_config,
+        config=_as_config(DiscriminatorConfig, discriminator_config, "discriminator_config"),
+        device=device,
+        seed=seed,
+    )
+    return dataset, disc
+
+
+def make_env(
+    data_path: str | None = None,
+    max_length: int | None = None,
+    min_length: int = 1,
+    allow_eos: bool = True,
+    invalid_action_reward: float = -1.0,
+    reward_mode: str = "per_step",
+    reward_transform: str = "prob",
+    potential_baseline: float = 0.0,
+    update_every: int | None = None,
+    update_batch_size: int = 64,
+    valid_fraction: float = 0.1,
+    discriminator_model: ModelConfig | dict | None = None,
+    discriminator_config: DiscriminatorConfig | dict | None = None,
+    seed: int = 0,
+    render_mode: str | None = None,
+) -> DiscriminatorReward:
+    """A ``TokenGenerationEnv`` paid by a discriminator; see ``DiscriminatorReward``.
+
+    ``max_length`` None: what the data needs (its longest line, plus one slot for EOS
+    when ``allow_eos``); an explicit length shorter than a line raises ``DataError``.
+    """
+    dataset, disc = _components(
+        data_path, max_length, allow_eos, valid_fraction, seed, discriminator_model, discriminator_config, "cpu"
+    )
+    env = TokenGenerationEnv(
+        tokenizer=dataset.tokenizer,
+        max_length=dataset.max_length,
+        min_length=min_length,
+        allow_eos=allow_eos,
+        invalid_action_reward=invalid_action_reward,
+        render_mode=render_mode,
+    )
+    reward = RewardConfig(reward_mode, reward_transform, potential_baseline, update_every, update_batch_size)
+    return DiscriminatorReward(env, disc, reward, real_data=dataset.train, seed=seed)
+
+
+def make_vector_env(
+    num_envs: int,
+    data_path: str | None = None,
+    max_length: int | None = None,
+    min_length: int = 1,
+    allow_eos: bool = True,
+    invalid_action_reward: float = -1.0,
+    reward_mode: str = "per_step",
+    reward_transform: str = "prob",
+    potential_baseline: float = 0.0,
+    update_every: int | None = None,
+    update_batch_size: int = 64,
+    valid_fraction: float = 0.1,
+    discriminator_model: ModelConfig | dict | None = None,
+    discriminator_config: DiscriminatorConfig | dict | None = None,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+    return_torch: bool = False,
+    decode_text: bool = True,
+    render_mode: str | None = None,
+) -> DiscriminatorRewardVector:
+    """A ``TokenGenerationVectorEnv`` paid by a discriminator; see ``DiscriminatorRewardVector``.
+
+    ``max_length`` None: what the data needs, as in ``make_env``.
+    """
+    dataset, disc = _components(
+        data_path, max_length, allow_eos, valid_fraction, seed, discriminator_model, discriminator_config, device
+    )
+    env = TokenGenerationVectorEnv(
+        num_envs,
+        tokenizer=dataset.tokenizer,
+        max_length=dataset.max_length,
+        min_length=min_length,
+        allow_eos=allow_eos,
+        invalid_action_reward=invalid_action_reward,
+        device=device,
+        return_torch=return_torch,
+        decode_text=decode_text,
+        render_mode=render_mode,
+    )
+    reward = RewardConfig(reward_mode, reward_transform, potential_baseline, update_every, update_batch_size)
+    return DiscriminatorRewardVector(env, disc, reward, real_data=dataset.train.to(device), seed=seed)

@@ -1,0 +1,334 @@
+"""DiscriminatorReward: pay the generator with a discriminator's score (single and vector).
+
+The wrapped env writes tokens; this wrapper replaces the reward of every valid
+step with a score computed from the discriminator's per-prefix realness logits
+(see ``seqgan_env.rewards.modes`` for the modes and transforms). Masked actions keep
+the env's ``invalid_action_reward``. The discriminator scores in eval mode with
+no gradient; it trains only inside ``update_discriminator``.
+
+Adversarial training without a callback: given ``real_data`` and
+``update_every=K``, the wrapper keeps a buffer of finished generated sequences and
+runs ``update_discriminator()`` every K finished episodes. With a callback, leave
+``update_every=None`` and call ``update_discriminator()`` between rollouts.
+``load_discriminator_state`` replaces the weights (to sync subprocess copies).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import asdict, dataclass
+from typing import Any, Protocol
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from seqgan_env.envs.spec import PAD_ID, complete_rows
+from seqgan_env.rewards.modes import get_mode, get_transform, step_rewards
+from seqgan_env.rewards.scoring import IncrementalPrefixScorer
+
+
+class PrefixScorer(Protocol):
+    """Anything that scores every prefix: (B, T) token ids -> (B, T) realness logits."""
+
+    def score_logits(self, tokens: torch.Tensor) -> torch.Tensor: ...
+
+
+@dataclass(frozen=True)
+class RewardConfig:
+    """How discriminator scores become rewards, and when the wrapper trains D itself.
+
+    mode: ``final`` | ``per_step`` | ``potential``; transform: ``prob`` | ``centered``
+    | ``log`` | ``logit``; potential_baseline: s_{-1} of ``potential``;
+    update_every: finished episodes between self-run D updates (None: never);
+    update_batch_size: real and fake sequences per D update; buffer_size: finished
+    generated sequences kept for D updates.
+    """
+
+    mode: str = "per_step"
+    transform: str = "prob"
+    potential_baseline: float = 0.0
+    update_every: int | None = None
+    update_batch_size: int = 64
+    buffer_size: int = 1024
+
+    def __post_init__(self) -> None:
+        get_mode(self.mode)
+        get_transform(self.transform)
+        if not np.isfinite(self.potential_baseline):
+            raise ValueError(f"potential_baseline={self.potential_baseline!r} must be a finite number.")
+        if self.update_every is not None and (not isinstance(self.update_every, int) or self.update_every < 1):
+            raise ValueError(
+                f"update_every={self.update_every!r} is invalid: use an int >= 1 (finished episodes "
+                f"between D updates) or None to leave D updates to a callback."
+            )
+        if not isinstance(self.update_batch_size, int) or self.update_batch_size < 1:
+            raise ValueError(f"update_batch_size={self.update_batch_size!r} is invalid: use an int >= 1.")
+        if not isinstance(self.buffer_size, int) or self.buffer_size < self.update_batch_size:
+            raise ValueError(
+                f"buffer_size={self.buffer_size!r} is invalid: it must be an int >= "
+                f"update_batch_size={self.update_batch_size}."
+            )
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class _DiscriminatorTrainer:
+    """The buffer of generated sequences and the D update shared by both wrappers."""
+
+    def __init__(self, scorer: Any, config: RewardConfig, real_data: torch.Tensor | None, seed: int):
+        self.scorer = scorer
+        self.config = config
+        if real_data is not None:
+            real_data = torch.as_tensor(real_data, dtype=torch.long)
+            if real_data.ndim != 2 or len(real_data) == 0:
+                raise ValueError(
+                    f"real_data must be a non-empty (N, max_length) tensor of token ids, got shape "
+                    f"{tuple(real_data.shape)}."
+                )
+        if config.update_every is not None and real_data is None:
+            raise ValueError("update_every is set but real_data is None: pass the real sequences D trains on.")
+        self.real_data = real_data  # (N, T)
+        self.fake_buffer: deque[torch.Tensor] = deque(maxlen=config.buffer_size)  # each (T,)
+        self.generator = torch.Generator().manual_seed(seed)
+        self.finished_episodes = 0
+        self.num_updates = 0
+        self.last_metrics: dict[str, float] = {}
+
+    def add_finished(self, sequences: torch.Tensor) -> bool:
+        """Count (K, T) finished sequences and buffer the complete ones; True when an update is due.
+
+        Only ``complete_rows`` are buffered: an episode cut short by a masked action or
+        with nothing written has a shape no real row has (see ``complete_rows``).
+        """
+        due = False
+        sequences = sequences.cpu()
+        keep = complete_rows(sequences)  # (K,)
+        for row, complete in zip(sequences, keep.tolist()):
+            if complete:
+                self.fake_buffer.append(row.clone())
+            self.finished_episodes += 1
+            every = self.config.update_every
+            if every is not None and self.finished_episodes % every == 0:
+                due = True
+        return due
+
+    def update(self, fake: torch.Tensor | None = None) -> dict[str, float]:
+        if not hasattr(self.scorer, "update"):
+            raise TypeError(f"{type(self.scorer).__name__} has no update(real, fake): it cannot be trained.")
+        if self.real_data is None:
+            raise ValueError("update_discriminator needs real_data: pass it to the wrapper.")
+        n = self.config.update_batch_size
+        if fake is None:
+            if len(self.fake_buffer) == 0:
+                raise ValueError(
+                    "no complete generated sequence yet (ended by EOS or filling max_length; episodes ended by a "
+                    "masked action are not used): step the env further before updating D."
+                )
+            fake = torch.stack(list(self.fake_buffer)[-n:])  # (n, T) most recent
+        idx = torch.randint(len(self.real_data), (len(fake),), generator=self.generator)
+        real = self.real_data[idx]  # (n, T)
+        if real.shape[1] != fake.shape[1]:
+            raise ValueError(
+                f"real sequences have length {real.shape[1]} but generated ones {fake.shape[1]}: "
+                f"encode the real data with the env's max_length."
+            )
+        self.last_metrics = self.scorer.update(real, fake)
+        self.num_updates += 1
+        return self.last_metrics
+
+
+class DiscriminatorReward(gym.Wrapper):
+    """Single-env discriminator reward: one causal pass over the current prefix per step.
+
+    ``info["disc_score"]`` at the end of an episode is the probability D assigns to
+    the whole sequence. See the module docstring for modes and self-training.
+    """
+
+    def __init__(
+        self,
+        env: gym.Env,
+        scorer: PrefixScorer,
+        config: RewardConfig | None = None,
+        real_data: torch.Tensor | None = None,
+        seed: int = 0,
+        **overrides: Any,
+    ) -> None:
+        super().__init__(env)
+        self.reward_config = RewardConfig(**{**(config.to_dict() if config else {}), **overrides})
+        self.scorer = scorer
+        self.trainer = _DiscriminatorTrainer(scorer, self.reward_config, real_data, seed)
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        if not info.get("invalid_action", False):
+            tokens = torch.as_tensor(obs, dtype=torch.long).unsqueeze(0)  # (1, T)
+            length = int((tokens != PAD_ID).sum())
+            cfg = self.reward_config
+            if cfg.mode != "final" or terminated:
+                logits = self.scorer.score_logits(tokens[:, :length])  # (1, length)
+                pos = torch.tensor([length - 1])
+                done = torch.tensor([bool(terminated)])
+                reward = float(step_rewards(logits, pos, done, cfg.mode, cfg.transform, cfg.potential_baseline)[0])
+                if terminated:
+                    info["disc_score"] = float(torch.sigmoid(logits[0, -1]))
+            else:
+                reward = 0.0
+        if terminated or truncated:
+            if self.trainer.add_finished(torch.as_tensor(obs, dtype=torch.long).unsqueeze(0)):
+                self.update_discriminator()
+        return obs, float(reward), terminated, truncated, info
+
+    def update_discriminator(self, fake: torch.Tensor | None = None) -> dict[str, float]:
+        """One D update on real data vs ``fake`` (default: the newest buffered sequences)."""
+        return self.trainer.update(fake)
+
+    @property
+    def discriminator(self) -> PrefixScorer:
+        """The scorer that pays the rewards (the discriminator, or an MC-rollout scorer around one)."""
+        return self.scorer
+
+    def load_discriminator_state(self, state_dict: dict[str, torch.Tensor]) -> None:
+        """Replace the discriminator's weights (e.g. broadcast from a trainer process)."""
+        self.scorer.load_state_dict(state_dict)
+
+    def discriminator_state(self) -> dict[str, torch.Tensor]:
+        return self.scorer.state_dict()
+
+    def action_masks(self) -> np.ndarray:
+        return self.env.unwrapped.action_masks()
+
+
+class DiscriminatorRewardVector(gym.vector.VectorWrapper):
+    """Vector discriminator reward: one batched discriminator call per step for all sub-envs.
+
+    Wraps ``TokenGenerationVectorEnv``. With a ``Discriminator`` (one that has a
+    ``net``) the prefixes are scored incrementally with its KV cache
+    (``seqgan_env.rewards.scoring``); any other ``PrefixScorer`` gets one causal pass over the
+    current tokens; a scorer with ``score_last(tokens, lengths) -> (B,)`` (e.g.
+    ``MCRolloutScorer``) scores only each row's newest prefix per step. Rewards equal
+    those of ``DiscriminatorReward`` on the single env (to float rounding; not for
+    the random Monte-Carlo scorer). ``info["disc_score"]`` carries D's probability
+    of each finished sequence.
+    """
+
+    def __init__(
+        self,
+        env: gym.vector.VectorEnv,
+        scorer: PrefixScorer,
+        config: RewardConfig | None = None,
+        real_data: torch.Tensor | None = None,
+        seed: int = 0,
+        incremental: bool | None = None,
+        **overrides: Any,
+    ) -> None:
+        super().__init__(env)
+        base = env.unwrapped
+        for attr in ("tokens", "lengths", "last_written", "last_invalid"):
+            if not hasattr(base, attr):
+                raise TypeError(f"DiscriminatorRewardVector needs a TokenGenerationVectorEnv, got {type(base).__name__}.")
+        self.reward_config = RewardConfig(**{**(config.to_dict() if config else {}), **overrides})
+        self.scorer = scorer
+        self.trainer = _DiscriminatorTrainer(scorer, self.reward_config, real_data, seed)
+        b, t = base.num_envs, base.config.max_length
+        can_cache = hasattr(scorer, "net") and not hasattr(scorer, "score_last")
+        if incremental and not can_cache:
+            raise ValueError("incremental=True needs a Discriminator with a `net`; this scorer has none.")
+        use_cache = can_cache if incremental is None else incremental
+        self._incremental = (
+            IncrementalPrefixScorer(scorer, b, t, base.device) if use_cache and self.reward_config.mode != "final" else None
+        )
+        self._logits = torch.zeros(b, t, device=base.device)  # (B, T) logit of every prefix of the current episodes
+        self._prev_done = torch.zeros(b, dtype=torch.bool, device=base.device)  # (B,)
+
+    def reset(self, *, seed=None, options=None):
+        """Reset like the wrapped env; with ``options["reset_mask"]`` only those rows start over.
+
+        Rows that keep running keep their cached prefix scores (a ``score_last`` scorer
+        such as mc_rollout cannot recompute them, and ``potential`` needs s_{t-1}).
+        """
+        obs, info = self.env.reset(seed=seed, options=options)
+        base = self.env.unwrapped
+        mask_in = (options or {}).get("reset_mask")
+        if mask_in is None:
+            rows = torch.ones(base.num_envs, dtype=torch.bool, device=base.device)  # (B,)
+        else:  # the env has validated its shape and dtype
+            rows = torch.as_tensor(mask_in if torch.is_tensor(mask_in) else np.asarray(mask_in), device=base.device)
+        self._logits[rows] = 0.0
+        self._prev_done &= ~rows
+        if self._incremental is not None:
+            self._incremental.invalidate()  # the next step rescores every row from its tokens
+        return obs, info
+
+    def step(self, actions):
+        obs, rewards, terminated, truncated, infos = self.env.step(actions)
+        base = self.env.unwrapped
+        tokens, lengths = base.tokens, base.lengths  # (B, T), (B,)
+        written, invalid = base.last_written, base.last_invalid  # (B,)
+        restarted = self._prev_done  # rows that autoreset on this step
+        done = torch.as_tensor(terminated, device=base.device) | torch.as_tensor(truncated, device=base.device)
+        env_rewards = torch.as_tensor(rewards, device=base.device, dtype=torch.float32)
+        pos = (lengths - 1).clamp(min=0)  # (B,)
+        cfg = self.reward_config
+        if cfg.mode == "final":
+            scored = written & done
+            new = torch.zeros(base.num_envs, device=base.device)
+            if bool(scored.any()):
+                idx = scored.nonzero().squeeze(1)
+                m = int(lengths[idx].max())
+                logits = self.scorer.score_logits(tokens[idx, :m])  # (K, m)
+                new[idx] = logits.gather(1, pos[idx].unsqueeze(1)).squeeze(1)
+        elif hasattr(self.scorer, "score_last"):  # e.g. MCRolloutScorer: score only each row's newest prefix
+            new = torch.zeros(base.num_envs, device=base.device)  # (B,)
+            if bool(written.any()):
+                idx = written.nonzero().squeeze(1)
+                new[idx] = self.scorer.score_last(tokens[idx], lengths[idx]).to(new.device, new.dtype)  # (N,)
+        elif self._incremental is not None:
+            new = self._incremental.step(tokens, lengths, written, restarted)  # (B,)
+            if self._incremental.refreshed is not None:  # rebuilt: every prefix rescored by the current D
+                m = self._incremental.refreshed.shape[1]
+                self._logits[:, :m] = self._incremental.refreshed
+        else:
+            m = max(int(lengths.max()), 1)
+            full = self.scorer.score_logits(tokens[:, :m])  # (B, m) every prefix, current D
+            self._logits[:, :m] = full
+            new = full.gather(1, pos.unsqueeze(1)).squeeze(1)  # (B,)
+        keep = self._logits.gather(1, pos.unsqueeze(1)).squeeze(1)  # (B,)
+        self._logits.scatter_(1, pos.unsqueeze(1), torch.where(written, new, keep).unsqueeze(1))
+        d_rewards = step_rewards(self._logits, pos, done, cfg.mode, cfg.transform, cfg.potential_baseline)  # (B,)
+        out = torch.where(written, d_rewards, torch.where(invalid, env_rewards, torch.zeros_like(env_rewards)))
+        finished = written & done
+        if bool(finished.any()):
+            infos = dict(infos)
+            score = np.zeros(base.num_envs, dtype=np.float32)
+            score[finished.cpu().numpy()] = torch.sigmoid(new[finished]).cpu().numpy()
+            infos["disc_score"], infos["_disc_score"] = score, finished.cpu().numpy()
+        self._prev_done = done.clone()
+        if bool(done.any()) and self.trainer.add_finished(tokens[done]):
+            self.update_discriminator()
+        return obs, (out if base.return_torch else out.cpu().numpy()), terminated, truncated, infos
+
+    def update_discriminator(self, fake: torch.Tensor | None = None) -> dict[str, float]:
+        """One D update on real data vs ``fake`` (default: the newest buffered sequences)."""
+        metrics = self.trainer.update(fake)
+        if self._incremental is not None:
+            self._incremental.invalidate()
+        return metrics
+
+    @property
+    def discriminator(self) -> PrefixScorer:
+        """The scorer that pays the rewards (the discriminator, or an MC-rollout scorer around one)."""
+        return self.scorer
+
+    def load_discriminator_state(self, state_dict: dict[str, torch.Tensor]) -> None:
+        """Replace the discriminator's weights (e.g. broadcast from a trainer process)."""
+        self.scorer.load_state_dict(state_dict)
+        if self._incremental is not None:
+            self._incremental.invalidate()
+
+    def discriminator_state(self) -> dict[str, torch.Tensor]:
+        return self.scorer.state_dict()
+
+    def action_masks(self):
+        return self.env.unwrapped.action_masks()

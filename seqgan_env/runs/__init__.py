@@ -1,0 +1,1 @@
+"""Runs: run directory, list/diff, sweeps, plots, alarms, config io."""

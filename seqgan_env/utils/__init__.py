@@ -1,0 +1,1 @@
+"""Utilities every layer may use: validation, atomic writes."""
