@@ -1,0 +1,75 @@
+"""benchmark gan: the verdict logic by hand, and one tiny end-to-end run (JSON, table, frontier PNG)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from benchmarks.quality_gan import GanBenchmarkConfig, frontier_quality, run_benchmark, split_test, summarize
+
+TEMPS = (0.8, 1.0, 1.2)
+
+
+def _seed(mle, arm):
+    """One seed's result: {arm: {temperature: metrics}} from (coverage, quality) per temperature."""
+    def metrics(cov, q):
+        return {"quality": q, "coverage": cov, "bigram_js": 0.1, "length_tv": 0.1, "uniqueness": 1.0,
+                "novelty": 1.0, "self_bleu3": 0.3}
+    return {"arms": {"mle": {str(t): metrics(*p) for t, p in zip(TEMPS, mle)},
+                     "adversarial": {str(t): metrics(*p) for t, p in zip(TEMPS, arm)}}}
+
+
+def test_frontier_quality_interpolates_and_refuses_outside():
+    pts = [(2.0, 3.0), (3.0, 2.0), (4.0, 1.5)]
+    assert frontier_quality(pts, 2.5) == pytest.approx(2.5)
+    assert frontier_quality(pts, 3.5) == pytest.approx(1.75)
+    assert frontier_quality(pts, 5.0) is None
+
+
+@pytest.mark.parametrize(
+    "arm_t1,beats,below",
+    [
+        ((3.0, 1.9), True, True),  # better quality at the same coverage: beats, below the frontier
+        ((3.5, 1.9), False, False),  # better quality bought with coverage, on MLE's curve
+        ((2.9, 2.5), False, False),  # worse quality
+    ],
+)
+def test_verdicts_by_hand(arm_t1, beats, below):
+    mle = [(4.0, 1.5), (3.0, 2.0), (2.0, 3.0)]  # (coverage, quality) at T 0.8, 1.0, 1.2: hotter, more diverse, worse
+    arm = [(4.0, 1.5), arm_t1, (2.0, 3.0)]
+    cfg = GanBenchmarkConfig(arms=("mle", "adversarial"), temperatures=TEMPS)
+    verdict = summarize(cfg, [_seed(mle, arm)] * 3)["verdicts"]["adversarial"]
+    assert verdict["beats_mle_at_t1"] is beats
+    assert verdict["below_mle_frontier"] == [below] * 3
+
+
+def test_split_test_is_fixed_and_disjoint():
+    texts = [f"t{i}" for i in range(100)]
+    rest, test = split_test(texts, 0.1, 5)
+    assert len(test) == 10 and not set(rest) & set(test) and split_test(texts, 0.1, 5) == (rest, test)
+
+
+@pytest.mark.parametrize("kwargs,match", [({"arms": ("d_filter",)}, "add mle"), ({"temperatures": (0.8,)}, "1.0"),
+                                          ({"seeds": (0, 0)}, "distinct"), ({"samples": 0}, "samples=0")])
+def test_bad_config_is_named(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        GanBenchmarkConfig(**kwargs)
+
+
+def test_tiny_end_to_end(tmp_path):
+    tiny = ("generator.hidden_size=16", "generator.intermediate_size=32", "generator.num_layers=1",
+            "discriminator_model.hidden_size=16", "discriminator_model.intermediate_size=32",
+            "discriminator_model.num_layers=1", "schedule.updates=2", "schedule.pretrain_steps=2",
+            "schedule.d_pretrain_steps=1", "schedule.eval_every=2", "schedule.eval_samples=10",
+            "reinforce.batch_size=8", "d_updates.batch_size=8")
+    cfg = GanBenchmarkConfig(seeds=(0,), overrides=tiny, temperatures=(0.9, 1.0), samples=30, mle_eval_every=2,
+                             d_filter_steps=2, d_filter_batch=8)
+    out = tmp_path / "gan.json"
+    result = run_benchmark(cfg, out, log=lambda m: None, workdir=tmp_path)
+    saved = json.loads(out.read_text())
+    assert set(saved["seeds"][0]["arms"]) == {"mle", "adversarial", "scratch", "d_filter"}
+    assert set(saved["seeds"][0]["arms"]["mle"]) == {"0.9", "1.0"}
+    assert set(saved["summary"]["verdicts"]) == {"adversarial", "scratch", "d_filter"}
+    assert out.with_suffix(".png").stat().st_size > 1000
+    assert json.loads(json.dumps(result["summary"])) == saved["summary"]
