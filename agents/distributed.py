@@ -34,6 +34,8 @@ from typing import Any, Mapping
 import torch
 import torch.distributed as dist
 
+from seqgan_env.utils.validation import check_int
+
 SEED_STRIDE = 1_000_003  # rank r draws from seed + r * SEED_STRIDE (a prime far above the +1, +2 offsets in use)
 BACKENDS = ("nccl", "gloo")
 
@@ -54,9 +56,7 @@ class DistContext:
     def __post_init__(self) -> None:
         for name, value, minimum in (("WORLD_SIZE", self.world_size, 1), ("RANK", self.rank, 0),
                                      ("LOCAL_RANK", self.local_rank, 0)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-                raise ValueError(f"{name}={value!r} is invalid: it must be an int >= {minimum}; launch with "
-                                 f"torchrun, which sets it, or unset it for a single process.")
+            check_int(name, value, minimum, "launch with torchrun, which sets it, or unset it for a single process")
         if self.rank >= self.world_size:
             raise ValueError(f"RANK={self.rank} is invalid for WORLD_SIZE={self.world_size}: it must be in "
                              f"[0, {self.world_size}); launch with torchrun, which sets both.")
@@ -237,7 +237,8 @@ def gather_state(tensors: dict[str, torch.Tensor], meta: dict[str, Any], ctx: Di
     """
     if not ctx.is_distributed:
         return [(tensors, meta)]
-    from safetensors.torch import load as tensors_from_bytes, save as tensors_to_bytes
+    from safetensors.torch import load as tensors_from_bytes
+    from safetensors.torch import save as tensors_to_bytes
 
     blob = tensors_to_bytes({k: v.detach().cpu().contiguous() for k, v in tensors.items()},
                             metadata={"meta": json.dumps(meta, allow_nan=False)})

@@ -24,11 +24,13 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from seqgan_env.runs.configio import config_to_dict
 from seqgan_env.data.text import load_dataset
-from seqgan_env.models.discriminator import Discriminator
 from seqgan_env.eval.metrics import BigramModel, sample_report
-from seqgan_env.runs.rundir import RunDir, atomic_write_text, flatten_optimizer_state
+from seqgan_env.models.discriminator import Discriminator
+from seqgan_env.runs.configio import config_to_dict
+from seqgan_env.runs.rundir import RunDir
+from seqgan_env.utils.atomic import atomic_write_text
+from seqgan_env.utils.codec import flatten_optimizer_state
 from seqgan_env.utils.validation import check_ints
 
 ALGOS = ("ppo", "maskable_ppo")
@@ -75,12 +77,12 @@ class PPOTrainer:
     """Builds the SB3 env, model and callbacks from a ``TrainConfig`` and runs ``learn``."""
 
     def __init__(self, config: Any, run: RunDir, data: Any = None, log: Callable[[str], None] | None = None):
+        from seqgan_env.envs.vector_env import TokenGenerationVectorEnv
         from seqgan_env.integrations.sb3 import (
             SB3DiscriminatorCallback,
             TokenGenerationVecEnv,
             sb3_policy_kwargs,
         )
-        from seqgan_env.envs.vector_env import TokenGenerationVectorEnv
         from seqgan_env.rewards.wrappers import DiscriminatorRewardVector
 
         self.config = config

@@ -22,8 +22,6 @@ The pure functions (``discounted_returns``, ``apply_baseline``, ``normalize``,
 from __future__ import annotations
 
 import contextlib
-import math
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -31,13 +29,13 @@ import torch
 import torch.nn.functional as F
 
 from seqgan_agents.distributed import SINGLE, DistContext, all_reduce_sum, any_flag
-from seqgan_env.envs.spec import BOS_ID, EOS_ID, PAD_ID
-from seqgan_env.models.fastllama import LlamaStepDecoder
-from seqgan_env.models.fastllama import supports as supports_fast_decode
+from seqgan_env.envs.spec import BOS_ID, EOS_ID, PAD_ID, EnvConfig
+from seqgan_env.models.fastllama import make_step_decoder
 from seqgan_env.models.fastllama_train import supports as supports_lean_forward
 from seqgan_env.models.fastllama_train import teacher_forced_logits
 from seqgan_env.models.sampling import sample_categorical
 from seqgan_env.rewards.scoring import preallocated_cache
+from seqgan_env.utils.validation import check_int, check_number, is_number
 
 BASELINES = ("none", "batch_mean", "ewma")
 DEVICES = ("auto", "cpu", "cuda")
@@ -46,10 +44,6 @@ DEVICES = ("auto", "cpu", "cuda")
 # ---------------------------------------------------------------------------------------
 # Config
 # ---------------------------------------------------------------------------------------
-def _is_number(x: Any) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
-
-
 @dataclass
 class ReinforceConfig:
     """All REINFORCE hyper-parameters; the single source of defaults.
@@ -84,50 +78,33 @@ class ReinforceConfig:
     bf16: bool = True
 
     def __post_init__(self) -> None:
-        if not _is_number(self.gamma) or not 0.0 <= self.gamma <= 1.0:
-            raise ValueError(f"gamma={self.gamma!r} is invalid: it must be a number in [0, 1]; "
-                             f"use 1.0 (undiscounted) or e.g. 0.99.")
+        check_number("gamma", self.gamma, 0, 1, "use 1.0 (undiscounted) or e.g. 0.99")
         if self.baseline not in BASELINES:
             raise ValueError(f"baseline={self.baseline!r} is invalid: it must be one of "
                              f"{list(BASELINES)}; use 'ewma' (the default) or 'batch_mean'.")
-        if not _is_number(self.ewma_decay) or not 0.0 <= self.ewma_decay < 1.0:
-            raise ValueError(f"ewma_decay={self.ewma_decay!r} is invalid: it must be a number in "
-                             f"[0, 1); use e.g. 0.9.")
+        check_number("ewma_decay", self.ewma_decay, 0, 1, "use e.g. 0.9", high_open=True)
         for name in ("normalize_advantages", "bf16"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name}={getattr(self, name)!r} is invalid: it must be True or False.")
-        if not _is_number(self.entropy_coef) or self.entropy_coef < 0:
-            raise ValueError(f"entropy_coef={self.entropy_coef!r} is invalid: it must be a number >= 0; "
-                             f"use 0.0 to disable the entropy bonus.")
-        if not _is_number(self.temperature) or self.temperature <= 0:
-            raise ValueError(f"temperature={self.temperature!r} is invalid: it must be a number > 0; "
-                             f"use 1.0 to sample from the model's distribution.")
-        if not _is_number(self.top_p) or not 0.0 < self.top_p <= 1.0:
-            raise ValueError(f"top_p={self.top_p!r} is invalid: it must be a number in (0, 1]; "
-                             f"use 1.0 to disable nucleus sampling, or e.g. 0.9.")
-        if self.max_grad_norm is not None and (not _is_number(self.max_grad_norm) or self.max_grad_norm <= 0):
-            raise ValueError(f"max_grad_norm={self.max_grad_norm!r} is invalid: it must be a number > 0 "
-                             f"or None (no clipping); use e.g. 1.0.")
-        if not _is_number(self.lr) or self.lr <= 0:
-            raise ValueError(f"lr={self.lr!r} is invalid: it must be a number > 0; use e.g. 1e-3.")
+        check_number("entropy_coef", self.entropy_coef, 0, fix="use 0.0 to disable the entropy bonus")
+        check_number("temperature", self.temperature, 0, fix="use 1.0 to sample from the model's distribution",
+                     low_open=True)
+        check_number("top_p", self.top_p, 0, 1, "use 1.0 to disable nucleus sampling, or e.g. 0.9", low_open=True)
+        if self.max_grad_norm is not None:
+            check_number("max_grad_norm", self.max_grad_norm, 0, fix="None disables clipping; use e.g. 1.0",
+                         low_open=True)
+        check_number("lr", self.lr, 0, fix="use e.g. 1e-3", low_open=True)
         betas = tuple(self.betas) if isinstance(self.betas, (tuple, list)) else None
-        if betas is None or len(betas) != 2 or not all(_is_number(b) and 0.0 <= b < 1.0 for b in betas):
+        if betas is None or len(betas) != 2 or not all(is_number(b) and 0.0 <= b < 1.0 for b in betas):
             raise ValueError(f"betas={self.betas!r} is invalid: it must be two numbers in [0, 1); "
                              f"use (0.9, 0.999).")
         self.betas = (float(betas[0]), float(betas[1]))
-        if not _is_number(self.weight_decay) or self.weight_decay < 0:
-            raise ValueError(f"weight_decay={self.weight_decay!r} is invalid: it must be a number >= 0; "
-                             f"use 0.0 for none.")
-        steps = self.onecycle_total_steps
-        if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
-            raise ValueError(f"onecycle_total_steps={steps!r} is invalid: it must be an int >= 1 (the "
-                             f"number of updates) or None for a constant learning rate.")
-        if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 1:
-            raise ValueError(f"batch_size={self.batch_size!r} is invalid: it must be an int >= 1; "
-                             f"use e.g. 256.")
-        if not _is_number(self.mle_coef) or self.mle_coef < 0:
-            raise ValueError(f"mle_coef={self.mle_coef!r} is invalid: it must be a number >= 0; "
-                             f"use 0.0 for pure policy gradient.")
+        check_number("weight_decay", self.weight_decay, 0, fix="use 0.0 for none")
+        if self.onecycle_total_steps is not None:
+            check_int("onecycle_total_steps", self.onecycle_total_steps, 1,
+                      "the number of updates, or None for a constant learning rate")
+        check_int("batch_size", self.batch_size, 1, "use e.g. 256")
+        check_number("mle_coef", self.mle_coef, 0, fix="use 0.0 for pure policy gradient")
         resolve_device(self.device)  # validates the name and CUDA availability
 
 
@@ -458,50 +435,14 @@ class ReinforceAgent:
     #: calls) when it supports the generator; False always uses the transformers forward.
     fast_decode: bool = True
 
-    #: While the vector env steps (and scores the new tokens with its discriminator), compute
-    #: the generator's next logits in parallel: the env step runs in a worker thread and each
-    #: of the two threads uses half of torch's intra-op threads. Used on a CPU with >= 2 torch
-    #: threads; results are those of the sequential loop (same calls in the same order).
-    #: Off by default: on an idle 2-core CPU it is 0-10% slower than one thread stepping with
-    #: two intra-op threads; on a CPU shared with other busy processes it avoids OpenMP's
-    #: spin-waits and was 2-20x faster (``seqgan-env bench agent`` prints both).
-    overlap_env: bool = False
-
-    @contextlib.contextmanager
-    def _env_stepper(self, venv):
-        """Yields ``env_step(actions) -> get_result()``, the result being ``venv.step(actions)``
-        followed by ``venv.action_masks()`` for the next step; in a worker thread, or inline."""
-        threads = torch.get_num_threads()
-
-        def run(actions):
-            with torch.no_grad():  # grad mode is per thread
-                return *venv.step(actions), venv.action_masks()
-
-        if not (self.overlap_env and self.device.type == "cpu" and threads >= 2):
-            def inline(actions):
-                result = run(actions)
-                return lambda: result
-
-            yield inline
-            return
-
-        torch.set_num_threads(max(1, threads // 2))
-        try:
-            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="seqgan-env-step") as pool:
-                yield lambda actions: pool.submit(run, actions).result
-        finally:
-            torch.set_num_threads(threads)
-
     def _stepper(self, batch: int, capacity: int) -> Callable[[torch.Tensor, int], torch.Tensor]:
         """A fresh KV-cached decoder: ``next_logits(input_ids (B, 1), t) -> (B, V)`` logits of token t+1.
 
         Call it with t = 0, 1, ... (position t holds BOS for t = 0); ``capacity`` >= steps.
         """
         gen = self.generator
-        if self.fast_decode and supports_fast_decode(gen):
-            dec = getattr(self, "_step_decoder", None)
-            if dec is None or dec.model is not gen:
-                dec = self._step_decoder = LlamaStepDecoder(gen)
+        dec = self._step_decoder = make_step_decoder(gen, getattr(self, "_step_decoder", None), self.fast_decode)
+        if dec is not None:
             keys, values = dec.new_cache(batch, capacity)
 
             def next_logits(inp: torch.Tensor, t: int) -> torch.Tensor:
@@ -539,37 +480,36 @@ class ReinforceAgent:
         steps = 0
         logits = next_logits(inp, 0)  # (B, V)
         next_amask = venv.action_masks()
-        with self._env_stepper(venv) as env_step:
-            for t in range(T):
-                amask = torch.as_tensor(next_amask, device=dev)  # (B, V)
-                x = logits.float() if cfg.temperature == 1.0 else logits.float() / cfg.temperature
-                x = torch.where(amask, x, float("-inf"))  # == sampling_logits(..., top_p=1)
-                if cfg.top_p < 1.0:
-                    keep = top_p_keep_mask(x, cfg.top_p)  # (B, V)
-                    x = x.masked_fill(~keep, float("-inf"))
-                    keeps.append(keep)
-                logp_all = torch.log_softmax(x, -1)  # (B, V) the sampling distribution, also for sample_logp
-                action = sample_categorical(logp_all, self.rng, log_probs=True)  # (B,)
-                sample_logp[:, t] = logp_all.gather(1, action[:, None]).squeeze(1)
-                stepped = env_step(action.to(env_dev))
-                if t + 1 < T:  # the next token's logits depend only on this action: overlap them with the env step
-                    logits = next_logits(action[:, None], t + 1)  # (B, V)
-                obs, r, term, trunc, infos, next_amask = stepped()
-                r = torch.as_tensor(r, device=dev, dtype=torch.float32)  # (B,)
-                done = torch.as_tensor(term, device=dev) | torch.as_tensor(trunc, device=dev)  # (B,)
-                tokens[:, t] = action
-                rewards[:, t] = r  # steps after a row's first episode are zeroed below
-                mask[:, t] = active
-                amasks.append(amask)
-                if "text" in infos:
-                    finished = active & done  # (B,) rows whose first episode ends on this step
-                    if bool(finished.any()):
-                        for i in finished.nonzero().squeeze(1).tolist():
-                            texts[i] = infos["text"][i]
-                active = active & ~done
-                steps = t + 1
-                if not bool(active.any()):
-                    break
+        for t in range(T):
+            amask = torch.as_tensor(next_amask, device=dev)  # (B, V)
+            x = logits.float() if cfg.temperature == 1.0 else logits.float() / cfg.temperature
+            x = torch.where(amask, x, float("-inf"))  # == sampling_logits(..., top_p=1)
+            if cfg.top_p < 1.0:
+                keep = top_p_keep_mask(x, cfg.top_p)  # (B, V)
+                x = x.masked_fill(~keep, float("-inf"))
+                keeps.append(keep)
+            logp_all = torch.log_softmax(x, -1)  # (B, V) the sampling distribution, also for sample_logp
+            action = sample_categorical(logp_all, self.rng, log_probs=True)  # (B,)
+            sample_logp[:, t] = logp_all.gather(1, action[:, None]).squeeze(1)
+            obs, r, term, trunc, infos = venv.step(action.to(env_dev))
+            next_amask = venv.action_masks()
+            if t + 1 < T:
+                logits = next_logits(action[:, None], t + 1)  # (B, V)
+            r = torch.as_tensor(r, device=dev, dtype=torch.float32)  # (B,)
+            done = torch.as_tensor(term, device=dev) | torch.as_tensor(trunc, device=dev)  # (B,)
+            tokens[:, t] = action
+            rewards[:, t] = r  # steps after a row's first episode are zeroed below
+            mask[:, t] = active
+            amasks.append(amask)
+            if "text" in infos:
+                finished = active & done  # (B,) rows whose first episode ends on this step
+                if bool(finished.any()):
+                    for i in finished.nonzero().squeeze(1).tolist():
+                        texts[i] = infos["text"][i]
+            active = active & ~done
+            steps = t + 1
+            if not bool(active.any()):
+                break
         rewards.masked_fill_(~mask, 0.0)  # only the first episode of each row counts
         # Steps never taken (all rows finished early) keep mask False; pad the masks with True.
         V = amasks[0].shape[1]
@@ -728,7 +668,7 @@ class ReinforceAgent:
         min_length: int = 1,
         allow_eos: bool = True,
     ) -> torch.Tensor:
-        """(n, max_length) long: sequences sampled with the env's masking rules, no env.
+        """(n, max_length) long: sequences sampled under the env's token rule (``EnvConfig.valid_tokens``), no env.
 
         PAD and BOS are never sampled; EOS only once >= ``min_length`` symbols are
         written (never if ``allow_eos`` is False). A row stops after EOS (PAD after).
@@ -744,22 +684,19 @@ class ReinforceAgent:
             gen = torch.Generator(device=dev) if dev.type == "cuda" else torch.Generator()
             gen.manual_seed(seed)
         V = self.generator.config.vocab_size
+        spec = EnvConfig(vocab_size=V, max_length=max_length, min_length=min_length, allow_eos=allow_eos)
         out = torch.full((n, max_length), PAD_ID, dtype=torch.long, device=dev)  # (n, L)
         done = torch.zeros(n, dtype=torch.bool, device=dev)  # (n,)
         seq = torch.full((n, 1), BOS_ID, dtype=torch.long, device=dev)  # (n, 1+t) BOS + prefix
         next_logits = self._stepper(n, max_length + 1) if use_cache else None
-        base_mask = torch.ones(V, dtype=torch.bool, device=dev)
-        base_mask[PAD_ID] = False
-        base_mask[BOS_ID] = False
         for t in range(max_length):
             if use_cache:
                 logits = next_logits(seq[:, -1:], t)  # (n, V)
             else:
                 with self._autocast():
                     logits = self.generator(input_ids=seq, use_cache=False, logits_to_keep=1).logits[:, -1]
-            amask = base_mask.clone()
-            amask[EOS_ID] = allow_eos and t >= min_length
-            x = sampling_logits(logits, amask.expand(n, V), temperature, top_p)  # (n, V)
+            valid = spec.valid_tokens(torch.tensor(t, device=dev))  # (V,) after t symbols
+            x = sampling_logits(logits, valid.expand(n, V), temperature, top_p)  # (n, V)
             action = sample_categorical(x, gen)  # (n,)
             out[:, t] = torch.where(done, torch.full_like(action, PAD_ID), action)
             done = done | (action == EOS_ID)

@@ -1,197 +1,44 @@
 """Adversarial training: a REINFORCE generator against a co-trained discriminator.
 
-One readable loop (CleanRL style): ``TrainConfig`` is the single source of
-defaults, the vector env with its discriminator reward is the single source of
-rewards, ``DiscriminatorUpdateCallback`` decides when D trains, and ``RunDir``
-records everything needed to redo or resume the run.
+One readable loop (CleanRL style, ``Trainer.train_step``): ``trainer_config.TrainConfig`` is
+the single source of defaults, the vector env with its discriminator reward is the single
+source of rewards, ``DiscriminatorUpdateCallback`` decides when D trains, and ``RunDir``
+records everything needed to redo or resume the run. Starting, resuming and loading runs
+for sampling: ``lifecycle``.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
-import shutil
 import signal
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 import torch
 
 from seqgan_agents import distributed
-from seqgan_agents.distributed import DistContext, FollowerRun
-from seqgan_agents.ppo import PPOConfig
-from seqgan_agents.reinforce import ReinforceAgent, ReinforceConfig, resolve_device
-from seqgan_env.runs.alarms import (
-    SAMPLE_ALARMS,
-    UPDATE_ALARMS,
-    AlarmConfig,
-    AlarmMonitor,
-    alarm_metrics,
-)
-from seqgan_env.rewards.callbacks import DiscriminatorUpdateCallback, DiscriminatorUpdateConfig
-from seqgan_env.runs.configio import config_from_dict, config_to_dict
-from seqgan_env.data.text import DEFAULT_DATA_PATH, TextDataset, file_sha256, load_dataset
-from seqgan_env.models.discriminator import Discriminator, DiscriminatorConfig
-from seqgan_env.rewards.mc_rollout import MCRolloutConfig, make_mc_rollout_scorer
+from seqgan_agents.distributed import DistContext
+from seqgan_agents.reinforce import ReinforceAgent
+from seqgan_agents.trainer_config import TrainConfig, with_data_length
+from seqgan_env.data.text import TextDataset
+from seqgan_env.envs.vector_env import TokenGenerationVectorEnv
 from seqgan_env.eval.metrics import CHARACTER_METRICS, BigramModel, sample_report
-from seqgan_env.models.networks import ModelConfig, build_generator
-from seqgan_env.eval.oracle import DEFAULT_ORACLE_PATH, SEQ_LEN as ORACLE_LENGTH
-from seqgan_env.runs.rundir import (
-    RunDir,
+from seqgan_env.models.discriminator import Discriminator
+from seqgan_env.models.networks import build_generator
+from seqgan_env.rewards.callbacks import DiscriminatorUpdateCallback
+from seqgan_env.rewards.mc_rollout import make_mc_rollout_scorer
+from seqgan_env.rewards.wrappers import DiscriminatorRewardVector
+from seqgan_env.runs.alarms import SAMPLE_ALARMS, UPDATE_ALARMS, AlarmMonitor, alarm_metrics
+from seqgan_env.runs.rundir import RunDir, rng_state, save_generator_export, set_rng_state
+from seqgan_env.utils.codec import (
     flatten_optimizer_state,
     flatten_scheduler_state,
-    rng_state,
-    set_rng_state,
     unflatten_optimizer_state,
     unflatten_scheduler_state,
 )
-from seqgan_env.data.tokenizer import CharTokenizer
-from seqgan_env.utils.validation import check_int, check_ints
-from seqgan_env.envs.vector_env import TokenGenerationVectorEnv
-from seqgan_env.rewards.wrappers import DiscriminatorRewardVector, RewardConfig
-
-AGENTS = ("reinforce", "ppo", "maskable_ppo")
-REWARD_SCORERS = ("discriminator", "mc_rollout")
-
-
-ORACLE = "oracle"
-
-
-@dataclass
-class DataConfig:
-    """Real data: a text file with one sequence per line (default: census first names), or ``oracle``.
-
-    ``path="oracle"`` is the SeqGAN synthetic task: ``oracle_train`` + ``oracle_valid``
-    sequences of 20 tokens (vocabulary 5,000, no EOS) sampled from the oracle LSTM
-    with the run's seed; max_length must then be 20. ``max_length`` None means: what
-    the data needs (a text file's longest line, plus one slot for EOS when EOS is
-    allowed; 20 for the oracle), resolved when the run starts and recorded in its
-    config.json. ``allow_eos`` None means: True for text files, False for the oracle.
-    """
-
-    path: str = str(DEFAULT_DATA_PATH)
-    max_length: int | None = None
-    min_length: int = 1
-    valid_fraction: float = 0.1
-    skip_blank: bool = False
-    allow_eos: bool | None = None
-    oracle_train: int = 10_000
-    oracle_valid: int = 2_000
-
-    @property
-    def is_oracle(self) -> bool:
-        return self.path == ORACLE
-
-    @property
-    def eos(self) -> bool:
-        """Whether sequences may end early with EOS."""
-        return (not self.is_oracle) if self.allow_eos is None else self.allow_eos
-
-    def __post_init__(self) -> None:
-        if self.max_length is not None:
-            check_int("data.max_length", self.max_length)
-        check_int("data.min_length", self.min_length, 0)
-        if self.max_length is not None and self.min_length > self.max_length:
-            raise ValueError(
-                f"data.min_length={self.min_length!r} is invalid: it must be an int in [0, data.max_length="
-                f"{self.max_length}]; lower it or raise data.max_length."
-            )
-        if not isinstance(self.valid_fraction, (int, float)) or not 0 <= self.valid_fraction < 1:
-            raise ValueError(f"data.valid_fraction={self.valid_fraction!r} is invalid: it must be in [0, 1).")
-        check_ints(self, ("oracle_train", "oracle_valid"), 1, "data.")
-        if self.is_oracle and self.max_length not in (None, ORACLE_LENGTH):
-            raise ValueError(
-                f"data.max_length={self.max_length} does not fit data.path=oracle, whose sequences have "
-                f"{ORACLE_LENGTH} tokens; fix: --set data.max_length={ORACLE_LENGTH}."
-            )
-        if self.is_oracle and self.allow_eos:
-            raise ValueError("data.allow_eos=true does not fit data.path=oracle (fixed-length sequences, no EOS).")
-
-
-@dataclass
-class ScheduleConfig:
-    """How long to train and how often to evaluate, sample and checkpoint."""
-
-    updates: int = 600
-    pretrain_steps: int = 300
-    d_pretrain_steps: int = 50
-    eval_every: int = 100
-    eval_samples: int = 1000
-    checkpoint_every: int = 100
-    max_nonfinite: int = 5  # consecutive skipped updates (NaN/inf loss or gradient) before the run stops
-
-    def __post_init__(self) -> None:
-        check_ints(self, ("updates", "eval_every", "eval_samples", "checkpoint_every", "max_nonfinite"), 1, "schedule.")
-        check_ints(self, ("pretrain_steps", "d_pretrain_steps"), 0, "schedule.")
-
-
-@dataclass
-class TrainConfig:
-    """Everything `seqgan-env train` needs; every field is a CLI option (``--section.field``)."""
-
-    name: str = "seqgan"
-    out_dir: str = "runs"
-    seed: int = 0
-    agent: str = "reinforce"  # reinforce | ppo | maskable_ppo (SB3, for comparison)
-    note: str = ""  # free text shown by `seqgan-env runs list` and `runs diff`
-    data: DataConfig = field(default_factory=DataConfig)
-    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
-    reinforce: ReinforceConfig = field(default_factory=lambda: ReinforceConfig(batch_size=128, lr=2e-3, mle_coef=0.5))
-    # potential/prob: per-prefix credit without a length bias (per_step/prob grows names to max_length,
-    # per_step/log shrinks them to one letter; README has the measured table).
-    reward: RewardConfig = field(default_factory=lambda: RewardConfig(mode="potential", transform="prob"))
-    # discriminator: D scores each prefix directly (one token per step with its KV cache);
-    # mc_rollout: SeqGAN's Q, D's mean score of mc_rollout.num_rollouts completions of each prefix.
-    reward_scorer: str = "discriminator"
-    mc_rollout: MCRolloutConfig = field(default_factory=MCRolloutConfig)  # K, rate, temperature of reward_scorer=mc_rollout
-    d_updates: DiscriminatorUpdateConfig = field(default_factory=lambda: DiscriminatorUpdateConfig(every=1, d_steps=1, batch_size=128))
-    # The default tiny Llama (hidden 32, 2 layers), as the discriminator: the same sample quality as hidden 64
-    # on the census names (README) in two thirds of the training time.
-    generator: ModelConfig = field(default_factory=ModelConfig)
-    discriminator_model: ModelConfig = field(default_factory=ModelConfig)
-    discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
-    ppo: PPOConfig = field(default_factory=PPOConfig)
-    alarms: AlarmConfig = field(default_factory=AlarmConfig)
-
-    def __post_init__(self) -> None:
-        if self.agent not in AGENTS:
-            raise ValueError(f"agent={self.agent!r} is unknown: choose one of {list(AGENTS)}.")
-        if self.reward_scorer not in REWARD_SCORERS:
-            raise ValueError(f"reward_scorer={self.reward_scorer!r} is unknown: choose one of {list(REWARD_SCORERS)}.")
-        if self.reward_scorer == "mc_rollout" and self.agent != "reinforce":
-            raise ValueError(f"reward_scorer=mc_rollout needs agent=reinforce (its rollout policy is a copy of the "
-                             f"Llama generator), not agent={self.agent}.")
-        if self.reward_scorer == "mc_rollout" and self.reward.mode == "final":
-            raise ValueError("reward_scorer=mc_rollout with reward.mode=final would score only finished sequences "
-                             "(no rollouts); fix: --set reward.mode=per_step --set reinforce.gamma=0 (SeqGAN) or potential.")
-        if self.reward_scorer == "mc_rollout" and self.reward.mode == "per_step" and self.reinforce.gamma != 0:
-            raise ValueError(
-                f"reward_scorer=mc_rollout with reward.mode=per_step pays Q_t, the expected final discriminator "
-                f"score of the prefix y_1..t, which is already the return of step t (SeqGAN weights grad log "
-                f"G(y_t) by Q_t); reinforce.gamma={self.reinforce.gamma} would weight it by the sum of all later "
-                f"Q values instead (about {ORACLE_LENGTH - 1}x Q_t for the first of {ORACLE_LENGTH} tokens); "
-                f"fix: --set reinforce.gamma=0."
-            )
-        if self.reward.update_every is not None:
-            raise ValueError(
-                f"reward.update_every={self.reward.update_every} must be None in the trainer: the "
-                f"discriminator schedule is d_updates.every (generator updates between D updates)."
-            )
-        for name in ("generator", "discriminator_model"):
-            cfg = getattr(self, name)
-            if self.data.max_length is not None and cfg.max_position_embeddings < self.data.max_length + 1:
-                raise ValueError(
-                    f"{name}.max_position_embeddings={cfg.max_position_embeddings} is smaller than "
-                    f"data.max_length + 1 = {self.data.max_length + 1}: raise it."
-                )
-
-
-def train_config_from_dict(data: dict) -> TrainConfig:
-    return config_from_dict(TrainConfig, data)
 
 
 class Trainer:
@@ -205,7 +52,7 @@ class Trainer:
     """
 
     def __init__(
-        self, config: TrainConfig, run: RunDir, data: TextDataset | None = None, log: Callable[[str], None] | None = None,
+        self, config: TrainConfig, run: RunDir, data: TextDataset, log: Callable[[str], None] | None = None,
         dist: DistContext | None = None,
     ):
         self.config = config
@@ -216,7 +63,7 @@ class Trainer:
             self.log = lambda msg: None  # rank 0 speaks for all ranks
         cfg = config
         torch.manual_seed(cfg.seed)  # model initialisation: identical on every rank
-        self.data: TextDataset = data if data is not None else load_run_data(cfg)
+        self.data: TextDataset = data
         cfg = self.config = with_data_length(config, self.data.max_length)
         tok = self.data.tokenizer
         if self.dist.is_main and not (run.path / "tokenizer.json").is_file():
@@ -322,42 +169,54 @@ class Trainer:
         self.pretrained = True
 
     def train_step(self) -> dict[str, Any]:
-        """One generator update (collect + REINFORCE), then the D schedule."""
+        """One generator update, then the discriminator's schedule; the metrics are means over ranks."""
         t0 = time.perf_counter()
-        rollout = self.agent.collect(self.venv)
+        # 1. collect: one episode per env row, sampled from the generator with the KV cache
+        # 2. reward: paid inside the env, step by step, by the discriminator reward wrapper
+        rollout = self.agent.collect(self.venv)  # tokens, rewards, masks: (B, T)
+        # 3. update: REINFORCE (+ MLE on real rows when mixing); a non-finite step is skipped
         real = self._real_batch(self.config.reinforce.batch_size) if self.config.reinforce.mle_coef > 0 else None
         try:
             metrics: dict[str, Any] = dict(self.agent.update(rollout, real))
         except FloatingPointError as exc:
-            self.nonfinite_in_a_row += 1
-            self.nonfinite_total += 1
-            self.log(f"warning: {exc} ({self.nonfinite_in_a_row} in a row, {self.nonfinite_total} in total)")
-            if self.nonfinite_in_a_row >= self.config.schedule.max_nonfinite:
-                raise FloatingPointError(
-                    f"{self.nonfinite_in_a_row} updates in a row had a non-finite loss or gradient; the run "
-                    f"stopped at update {self.step} and its last checkpoint is intact. Fix: lower reinforce.lr "
-                    f"or raise reinforce.max_grad_norm clipping, then --resume {self.run.path}."
-                ) from None
-            return {"skipped_nonfinite": 1, "nonfinite_total": self.nonfinite_total}
+            return self._skip_update(exc)
         self.nonfinite_in_a_row = 0
         if self.mc_scorer is not None:  # delayed copy: θ_rollout <- rate θ_rollout + (1 - rate) θ
             self.mc_scorer.update_rollout_policy(self.agent.generator)
-        try:
-            d_metrics = self.callback.on_generator_update() or {}
-        except FloatingPointError as exc:  # the discriminator refused a non-finite step and changed nothing
-            self.nonfinite_total += 1
-            self.log(f"warning: discriminator update skipped: {exc} ({self.nonfinite_total} non-finite in total)")
-            d_metrics = {"discriminator/skipped_nonfinite": 1}
-        metrics.update(d_metrics)
+        # 4. D phase: every d_updates.every generator updates, d_updates.d_steps discriminator updates
+        metrics.update(self._discriminator_phase())
+        # 5. log: bookkeeping, the mean over ranks, alarms
         metrics["d_lr"] = self.discriminator.optimizer.param_groups[0]["lr"]
         metrics["update_seconds"] = time.perf_counter() - t0
         metrics["tokens"] = int(rollout.mask.sum())
         metrics["nonfinite_total"] = self.nonfinite_total
         self.local_metrics = dict(metrics)
-        metrics = distributed.mean_metrics(metrics, self.dist)  # mean over ranks (a no-op for one process)
+        metrics = distributed.mean_metrics(metrics, self.dist)  # a no-op for one process
         self._note_alarms(self.alarms.check_update(metrics), UPDATE_ALARMS, metrics)
         self.step += 1
         return metrics
+
+    def _skip_update(self, exc: FloatingPointError) -> dict[str, Any]:
+        """Count a refused non-finite generator update; stop the run after schedule.max_nonfinite in a row."""
+        self.nonfinite_in_a_row += 1
+        self.nonfinite_total += 1
+        self.log(f"warning: {exc} ({self.nonfinite_in_a_row} in a row, {self.nonfinite_total} in total)")
+        if self.nonfinite_in_a_row >= self.config.schedule.max_nonfinite:
+            raise FloatingPointError(
+                f"{self.nonfinite_in_a_row} updates in a row had a non-finite loss or gradient; the run "
+                f"stopped at update {self.step} and its last checkpoint is intact. Fix: lower reinforce.lr "
+                f"or raise reinforce.max_grad_norm clipping, then --resume {self.run.path}."
+            ) from None
+        return {"skipped_nonfinite": 1, "nonfinite_total": self.nonfinite_total}
+
+    def _discriminator_phase(self) -> dict[str, Any]:
+        """The D-update callback's turn; a non-finite D step changes nothing and is counted."""
+        try:
+            return self.callback.on_generator_update() or {}
+        except FloatingPointError as exc:
+            self.nonfinite_total += 1
+            self.log(f"warning: discriminator update skipped: {exc} ({self.nonfinite_total} non-finite in total)")
+            return {"discriminator/skipped_nonfinite": 1}
 
     def _note_alarms(self, alarms: list, checked: tuple, metrics: dict[str, Any]) -> None:
         """Alarms go to metrics (alarm/<name> = 0 or 1), stderr (once when raised) and the progress bar."""
@@ -457,8 +316,6 @@ class Trainer:
     def export_generator(self) -> Path:
         """``save_pretrained`` + tokenizer JSON, loadable by ``LlamaForCausalLM.from_pretrained(dir)``."""
         out = self.run.path / "generator"
-        from seqgan_env.runs.rundir import save_generator_export  # save_pretrained without its progress bar
-
         save_generator_export(self.agent.generator, out)
         self.data.tokenizer.save(out / "tokenizer.json")
         return out
@@ -551,208 +408,4 @@ class Trainer:
         )
 
 
-def load_tokenizer(path: Path):
-    """A run's tokenizer.json: the char tokenizer, or the oracle's integer tokenizer (by its "type")."""
-    from seqgan_env.eval.oracle_data import IntTokenizer
-    from seqgan_env.data.tokenizer import read_tokenizer_json
-
-    kind = read_tokenizer_json(Path(path), "CharTokenizer")
-    return IntTokenizer.load(path) if isinstance(kind, dict) and kind.get("type") == "int" else CharTokenizer.load(path)
-
-
-def load_run_data(config: TrainConfig, tokenizer: CharTokenizer | None = None) -> TextDataset:
-    """The run's data, validated; with ``tokenizer`` (a resumed run's) every symbol must be in its vocabulary.
-
-    With ``data.max_length`` None the data decides it (``data.max_length`` of the result);
-    ``with_data_length`` writes it into the config.
-    """
-    if config.data.is_oracle:
-        from seqgan_env.eval.oracle_data import load_oracle_dataset
-
-        return load_oracle_dataset(config.data.oracle_train, config.data.oracle_valid, seed=config.seed)
-    data = load_dataset(
-        config.data.path,
-        max_length=config.data.max_length,
-        valid_fraction=config.data.valid_fraction,
-        seed=config.seed,
-        tokenizer=tokenizer,
-        skip_blank=config.data.skip_blank,
-        allow_eos=config.data.eos,
-    )
-    if config.data.valid_fraction > 0 and len(data.valid_texts) == 0:
-        raise ValueError(
-            f"data file '{config.data.path}' has {len(data.train_texts)} usable line(s): at least 2 are needed, one "
-            f"held out for evaluation; fix: add lines or set data.valid_fraction=0."
-        )
-    return data
-
-
-def with_data_length(config: TrainConfig, max_length: int) -> TrainConfig:
-    """``config`` with ``data.max_length`` resolved to ``max_length`` (what the data needs).
-
-    When the length came from the data (``data.max_length`` None), the models' position
-    tables follow it (``max_position_embeddings`` >= max_length + 1, BOS included); an
-    explicit length keeps TrainConfig's check of the tables.
-    """
-    if config.data.max_length is not None:
-        return config
-    models = {
-        name: dataclasses.replace(cfg, max_position_embeddings=max(cfg.max_position_embeddings, max_length + 1))
-        for name, cfg in (("generator", config.generator), ("discriminator_model", config.discriminator_model))
-    }
-    return dataclasses.replace(config, data=dataclasses.replace(config.data, max_length=max_length), **models)
-
-
-def new_run(config: TrainConfig) -> Trainer:
-    """A new run directory and the trainer of ``config.agent`` (REINFORCE, or SB3 PPO for comparison).
-
-    The data is loaded and validated before the directory exists, and a directory
-    whose trainer cannot be built is removed: a failed start leaves nothing behind.
-    Under torchrun (WORLD_SIZE > 1) this joins the process group; rank 0 creates the
-    directory (config.json gets a ``distributed`` block: world_size, backend, per-rank
-    and global batch size) and the other ranks get a read-only :class:`FollowerRun`.
-    """
-    ctx = _join(config)
-    data = load_run_data(config)
-    config = with_data_length(config, data.max_length)
-    data_file = str(DEFAULT_ORACLE_PATH) if config.data.is_oracle else config.data.path
-    run, error = None, None
-    if ctx.is_main:
-        try:
-            extra = {"distributed": ctx.record(config.reinforce.batch_size)} if config.agent == "reinforce" else None
-            run = RunDir.create(config.out_dir, config.name, config_to_dict(config), data_path=data_file, extra=extra)
-            run.acquire_lock()
-        except BaseException as exc:  # tell the other ranks before raising, or they wait forever
-            error = exc
-    path = distributed.broadcast_text(str(run.path) if run is not None else "", ctx)
-    if error is not None:
-        raise error
-    if not path:
-        raise RuntimeError(f"rank 0 could not create the run directory (its error is in its log); rank {ctx.rank} stops.")
-    if run is None:
-        run = FollowerRun(path, {"config": config_to_dict(config)})
-    try:
-        if config.agent != "reinforce":
-            from seqgan_agents.ppo import PPOTrainer
-
-            return PPOTrainer(config, run, data)
-        return Trainer(config, run, data, dist=ctx)
-    except BaseException:
-        run.close()
-        if ctx.is_main:
-            shutil.rmtree(run.path, ignore_errors=True)
-        raise
-
-
-def _join(config: TrainConfig) -> DistContext:
-    """This process's place in a torchrun launch, joining its process group (``SINGLE`` without torchrun)."""
-    ctx = DistContext.from_env()
-    if not ctx.is_distributed:
-        return ctx
-    if config.agent != "reinforce":
-        raise ValueError(
-            f"agent={config.agent} cannot train data-parallel (this launch has WORLD_SIZE={ctx.world_size}): only "
-            f"the REINFORCE trainer runs under torchrun; fix: run PPO in one process (seqgan-env train --agent "
-            f"{config.agent}, without torchrun) or use --agent reinforce."
-        )
-    return distributed.init(resolve_device(config.reinforce.device))
-
-
-def check_world_size(run: RunDir | FollowerRun, ctx: DistContext) -> None:
-    """Refuse to resume ``run`` with a world size other than the one it was trained with."""
-    saved = (run.info.get("distributed") or {}).get("world_size", 1)
-    if saved == ctx.world_size:
-        return
-    if saved > 1:
-        fix = (f"relaunch with {saved} ranks: torchrun --nproc_per_node={saved} -m seqgan_env.cli train --resume "
-               f"{run.path} (multi-node: --nnodes x --nproc_per_node = {saved})")
-    else:
-        fix = f"resume in one process, without torchrun: seqgan-env train --resume {run.path}"
-    raise ValueError(
-        f"run '{run.path}' was trained with world_size={saved} but this launch has world_size={ctx.world_size}; a run "
-        f"resumes only with its own world size (every rank's batch and random streams are in the checkpoint, and "
-        f"the global batch is per-rank batch x world size); fix: {fix}."
-    )
-
-
-def resume_run(path: str | Path) -> Trainer:
-    """Continue a run from its latest checkpoint, with the world size it was trained with.
-
-    Under torchrun every rank reads the checkpoint (multi-node: the run directory must
-    be on a filesystem all nodes see); only rank 0 locks and writes the directory.
-    """
-    ctx = DistContext.from_env()
-    run: RunDir | FollowerRun = RunDir.open(path, tensorboard=ctx.is_main)
-    if not ctx.is_main:
-        run = FollowerRun(run.path, run.info, reader=run)
-    try:
-        check_world_size(run, ctx)
-        ctx = _join(train_config_from_dict(run.config))
-        run.acquire_lock()
-        return _resume(run, ctx)
-    except BaseException:
-        run.close()
-        raise
-
-
-def _resume(run: RunDir | FollowerRun, ctx: DistContext | None = None) -> Trainer:
-    config = train_config_from_dict(run.config)
-    if config.agent != "reinforce":
-        raise ValueError(f"run '{run.path}' was trained with agent={config.agent}; only REINFORCE runs can be resumed.")
-    recorded = (run.info.get("data") or {}).get("sha256")
-    if recorded and Path(config.data.path).is_file() and file_sha256(config.data.path) != recorded:
-        raise ValueError(
-            f"data file '{config.data.path}' changed since run '{run.path}' started (sha256 differs); "
-            f"fix: restore the original file or start a new run."
-        )
-    tok_path = run.path / "tokenizer.json"
-    if not tok_path.is_file():
-        raise ValueError(f"run '{run.path}' has no tokenizer.json; fix: resume a run made by `seqgan-env train`.")
-    trainer = Trainer(config, run, load_run_data(config, load_tokenizer(tok_path)), dist=ctx)
-    if run.latest_checkpoint() is None:
-        raise ValueError(f"run '{run.path}' has no checkpoint to resume from; fix: start a new run with `seqgan-env train`.")
-    trainer.load_checkpoint()
-    run.truncate_metrics_after(trainer.step)
-    return trainer
-
-
-def load_generator_for_sampling(run_path: str | Path):
-    """(generator, tokenizer, config) of a finished or interrupted run, for `seqgan-env sample`."""
-    from seqgan_env.runs.rundir import load_generator_export
-
-    run = RunDir.open(run_path, tensorboard=False)
-    config = train_config_from_dict(run.config)
-    if config.agent != "reinforce":
-        run.close()
-        raise ValueError(
-            f"run '{run.path}' was trained with agent={config.agent}, whose policy is not a Llama generator; "
-            f"its samples are in {run.path / 'samples'}."
-        )
-    export = run.path / "generator"
-    tok_path = run.path / "tokenizer.json"
-    if not tok_path.is_file():
-        raise ValueError(f"run '{run.path}' has no tokenizer.json; fix: pass a run directory made by `seqgan-env train`.")
-    tokenizer = load_tokenizer(tok_path)
-    if (export / "config.json").is_file():
-        generator = load_generator_export(export)  # loud on a corrupt file, no progress bar
-        if generator.config.vocab_size != tokenizer.vocab_size:
-            raise ValueError(
-                f"'{tok_path}' has vocab_size {tokenizer.vocab_size} but the generator in '{export}' has "
-                f"{generator.config.vocab_size}; fix: restore the run's own tokenizer.json."
-            )
-    else:
-        ckpt = run.latest_checkpoint()
-        if ckpt is None:
-            raise ValueError(f"run '{run.path}' has neither an exported generator nor a checkpoint; fix: train it first.")
-        tensors, _ = run.load_checkpoint(ckpt)
-        generator = build_generator(config.generator, tokenizer.vocab_size)
-        sd = {k[len("generator."):]: v for k, v in tensors["agent"].items() if k.startswith("generator.")}
-        try:
-            generator.load_state_dict(sd)
-        except RuntimeError as exc:
-            raise ValueError(f"checkpoint {ckpt} does not match the run's generator config: {exc}") from None
-    run.close()
-    return generator, tokenizer, config
-
-
-__all__ = ["DataConfig", "ScheduleConfig", "TrainConfig", "Trainer", "new_run", "resume_run"]
+__all__ = ["Trainer"]

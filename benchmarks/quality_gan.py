@@ -41,15 +41,18 @@ from typing import Any, Callable
 
 import torch
 
-from seqgan_agents.trainer import TrainConfig, Trainer, new_run, train_config_from_dict
-from seqgan_env.utils.atomic import atomic_write_json
-from seqgan_env.runs.configio import apply_overrides, config_to_dict
-from seqgan_env.models.d_filter import DFilterConfig, d_filter
+from seqgan_agents.lifecycle import new_run
+from seqgan_agents.trainer import Trainer
+from seqgan_agents.trainer_config import TrainConfig, train_config_from_dict
 from seqgan_env.data.text import DEFAULT_DATA_PATH, load_texts
-from seqgan_env.models.discriminator import Discriminator, DiscriminatorConfig
 from seqgan_env.eval.likelihood import generator_nll
 from seqgan_env.eval.metrics import length_distance, ngram_jsd, novelty, self_bleu, uniqueness
 from seqgan_env.eval.ngram import CharNgramModel
+from seqgan_env.models.d_filter import DFilterConfig, d_filter
+from seqgan_env.models.discriminator import Discriminator, DiscriminatorConfig
+from seqgan_env.runs.configio import apply_overrides, config_to_dict
+from seqgan_env.utils.atomic import atomic_write_json
+from seqgan_env.utils.validation import check_int
 
 ARMS = ("mle", "adversarial", "scratch", "d_filter")
 TEMPERATURES = (0.7, 0.8, 0.9, 1.0, 1.1, 1.2)
@@ -100,9 +103,7 @@ class GanBenchmarkConfig:
         if not 0 < self.test_fraction < 0.5:
             raise ValueError(f"test_fraction={self.test_fraction!r} is invalid: it must be in (0, 0.5).")
         for name in ("samples", "mle_eval_every", "d_filter_steps", "d_filter_batch", "ngram_order"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"{name}={v!r} is invalid: it must be an int >= 1.")
+            check_int(name, getattr(self, name), 1)
 
     def train_config(self, seed: int, out_dir: str) -> TrainConfig:
         """The adversarial arm's TrainConfig: defaults <- overrides, on the benchmark's training file."""

@@ -40,16 +40,16 @@ from typing import Any, Callable
 import torch
 
 from seqgan_agents.reinforce import ReinforceAgent, ReinforceConfig, resolve_device
-from seqgan_env.utils.atomic import atomic_write_json
-from seqgan_env.rewards.callbacks import DiscriminatorUpdateCallback, DiscriminatorUpdateConfig
-from seqgan_env.models.discriminator import Discriminator, DiscriminatorConfig
-from seqgan_env.rewards.mc_rollout import make_mc_rollout_scorer
-from seqgan_env.models.networks import ModelConfig, build_generator
+from seqgan_env.envs.vector_env import TokenGenerationVectorEnv
 from seqgan_env.eval.oracle import SEQ_LEN
 from seqgan_env.eval.oracle_data import OracleDataset, load_oracle_dataset
-from seqgan_env.utils.validation import check_ints
-from seqgan_env.envs.vector_env import TokenGenerationVectorEnv
+from seqgan_env.models.discriminator import Discriminator, DiscriminatorConfig
+from seqgan_env.models.networks import ModelConfig, build_generator
+from seqgan_env.rewards.callbacks import DiscriminatorUpdateCallback, DiscriminatorUpdateConfig
+from seqgan_env.rewards.mc_rollout import make_mc_rollout_scorer
 from seqgan_env.rewards.wrappers import DiscriminatorRewardVector, RewardConfig
+from seqgan_env.utils.atomic import atomic_write_json
+from seqgan_env.utils.validation import check_ints, check_number, is_int
 
 ROWS = ("mle", "seqgan", "per_step", "potential", "constant")
 ROW_LABELS = {
@@ -108,27 +108,21 @@ class OracleBenchmarkConfig:
     def __post_init__(self) -> None:
         self.seeds = tuple(self.seeds)
         self.rows = tuple(self.rows)
-        if not self.seeds or any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in self.seeds):
+        if not self.seeds or not all(is_int(s) and s >= 0 for s in self.seeds):
             raise ValueError(f"seeds={self.seeds!r} is invalid: give one or more ints >= 0, e.g. --seeds 0,1,2.")
         if len(set(self.seeds)) != len(self.seeds):
             raise ValueError(f"seeds={self.seeds!r} repeats a seed: each seed is one independent run.")
         unknown = [r for r in self.rows if r not in ROWS]
         if unknown or not self.rows:
             raise ValueError(f"rows={self.rows!r} is invalid: choose one or more of {list(ROWS)}.")
-        if isinstance(self.budget, bool) or not isinstance(self.budget, (int, float)) \
-                or not math.isfinite(self.budget) or self.budget <= 0:
-            raise ValueError(f"budget={self.budget!r} is invalid: it must be a number > 0 (1.0 = the default "
-                             f"hour on a 2-core CPU; e.g. 10 on a GPU).")
+        check_number("budget", self.budget, 0, fix="1.0 is the default hour on a 2-core CPU; e.g. 10 on a GPU",
+                     low_open=True)
         check_ints(self, ("batch_size", "num_rollouts", "updates", "d_steps", "eval_samples",
                           "oracle_train", "oracle_valid"), 1)
         check_ints(self, ("pretrain_steps", "d_pretrain_steps"), 0)
         for name in ("lr", "pretrain_lr"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
-                raise ValueError(f"{name}={v!r} is invalid: it must be a number > 0, e.g. 1e-3.")
-        if isinstance(self.rollout_rate, bool) or not isinstance(self.rollout_rate, (int, float)) \
-                or not 0.0 <= self.rollout_rate <= 1.0:
-            raise ValueError(f"rollout_rate={self.rollout_rate!r} is invalid: it must be in [0, 1]; SeqGAN uses 0.8.")
+            check_number(name, getattr(self, name), 0, fix="e.g. 1e-3", low_open=True)
+        check_number("rollout_rate", self.rollout_rate, 0, 1, "SeqGAN uses 0.8")
         for name in ("generator", "discriminator_model"):
             if getattr(self, name).max_position_embeddings < SEQ_LEN + 1:
                 raise ValueError(f"{name}.max_position_embeddings must be >= {SEQ_LEN + 1} (BOS + {SEQ_LEN} tokens).")

@@ -10,8 +10,7 @@ ratios to it: with
 the transformers forward instead of the lean one-token decoder
 (``seqgan_env.models.fastllama``, generator and discriminator), with the transformers
 teacher-forced forward instead of the lean one (``seqgan_env.models.fastllama_train``),
-with both, and with the option ``ReinforceAgent.overlap_env`` (the env step in a
-worker thread) switched on.
+and with both.
 """
 
 from __future__ import annotations
@@ -25,19 +24,19 @@ import torch
 import torch.nn.functional as F
 
 from seqgan_agents.reinforce import ReinforceAgent, ReinforceConfig
-from seqgan_agents.trainer import TrainConfig
+from seqgan_agents.trainer_config import TrainConfig
 from seqgan_benchmarks.speed_env import machine_description
 from seqgan_env.data.text import DEFAULT_DATA_PATH, load_dataset
+from seqgan_env.data.tokenizer import BOS_ID, EOS_ID, PAD_ID
+from seqgan_env.envs.vector_env import TokenGenerationVectorEnv
 from seqgan_env.models.discriminator import Discriminator
 from seqgan_env.models.networks import build_generator
-from seqgan_env.data.tokenizer import BOS_ID, EOS_ID, PAD_ID
-from seqgan_env.utils.validation import check_ints
-from seqgan_env.envs.vector_env import TokenGenerationVectorEnv
 from seqgan_env.rewards.wrappers import DiscriminatorRewardVector
+from seqgan_env.utils.validation import check_ints
 
 
 class PrototypeLoop:
-    """The baseline the issue names: a plain REINFORCE loop with the transformers KV cache.
+    """The baseline: a plain REINFORCE loop with the transformers KV cache.
 
     A reconstruction, for side-by-side timing only: the same generator and discriminator
     models, but none of the product's machinery. Sampling feeds one token per step
@@ -86,7 +85,7 @@ class PrototypeLoop:
         self.optimizer.step()
 
 
-PROTOTYPE = "prototype loop (issue 4's baseline)"
+PROTOTYPE = "prototype loop (issue 4's baseline)"  # a metric key that results and tests read
 
 
 @dataclass(frozen=True)
@@ -140,19 +139,17 @@ def bench_agent(cfg: AgentBenchConfig = AgentBenchConfig(), log: Callable[[str],
             torch.cuda.synchronize()
 
     scorer = venv._incremental
-    variants = {  # name: (lean decoder, lean training forward, env step overlapped)
-        "default": (True, True, False),
-        "transformers decode (G and D)": (False, True, False),
-        "transformers training forward": (True, False, False),
-        "transformers decode + training forward": (False, False, False),
-        "lean decoder + overlap_env": (True, True, True),
+    variants = {  # name: (lean decoder, lean training forward)
+        "default": (True, True),
+        "transformers decode (G and D)": (False, True),
+        "transformers training forward": (True, False),
+        "transformers decode + training forward": (False, False),
     }
     if not cfg.ablations:
         variants = {"default": variants["default"]}
 
-    def configure(fast: bool, lean_train: bool, overlap: bool) -> None:
+    def configure(fast: bool, lean_train: bool) -> None:
         agent.fast_decode = fast
-        agent.overlap_env = overlap
         agent.train_module.lean = lean_train  # this agent only
         if scorer is not None:
             scorer.fast_decode = fast
@@ -180,7 +177,7 @@ def bench_agent(cfg: AgentBenchConfig = AgentBenchConfig(), log: Callable[[str],
     total = t_collect + t_update
     median_s = statistics.median(c + u for c, u, _ in alone)
 
-    # The prototype the issue names, with a copy of the generator's initial weights.
+    # The prototype loop, with a copy of the generator's initial weights.
     proto_gen = build_generator(gen_cfg, tok.vocab_size).to(dev).eval()
     proto_gen.load_state_dict(initial_state)
     proto = PrototypeLoop(proto_gen, disc, lr=defaults.reinforce.lr)

@@ -65,7 +65,9 @@ def _worker(out: Path, batch_size: int, updates: int, warmup: int, device: str) 
     """One rank: build the default trainer (no run directory writes), time ``updates`` train steps."""
     from seqgan_agents import distributed
     from seqgan_agents.distributed import FollowerRun
-    from seqgan_agents.trainer import TrainConfig, Trainer, train_config_from_dict
+    from seqgan_agents.lifecycle import load_run_data
+    from seqgan_agents.trainer import Trainer
+    from seqgan_agents.trainer_config import TrainConfig, train_config_from_dict
     from seqgan_env.runs.configio import config_to_dict
 
     data = config_to_dict(TrainConfig())
@@ -74,7 +76,7 @@ def _worker(out: Path, batch_size: int, updates: int, warmup: int, device: str) 
     ctx = distributed.init(device)
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            trainer = Trainer(cfg, FollowerRun(tmp), dist=ctx)
+            trainer = Trainer(cfg, FollowerRun(tmp), load_run_data(cfg), dist=ctx)
             for _ in range(warmup):
                 trainer.train_step()
             distributed.any_flag(False, ctx)  # a barrier: every rank starts the clock together

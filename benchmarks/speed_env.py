@@ -16,11 +16,11 @@ import numpy as np
 import torch
 
 from seqgan_env.data.text import DEFAULT_DATA_PATH, load_dataset
-from seqgan_env.models.discriminator import Discriminator
 from seqgan_env.envs.env import TokenGenerationEnv
-from seqgan_env.utils.validation import check_ints
 from seqgan_env.envs.vector_env import TokenGenerationVectorEnv
+from seqgan_env.models.discriminator import Discriminator
 from seqgan_env.rewards.wrappers import DiscriminatorReward, DiscriminatorRewardVector, RewardConfig
+from seqgan_env.utils.validation import check_ints
 
 
 @dataclass(frozen=True)
@@ -150,8 +150,8 @@ def bench_reward(cfg: RewardBenchConfig = RewardBenchConfig(), log: Callable[[st
     Returns ``{"per_step_ms", "mc_rollout_ms", "mc_vs_per_step"}``; the ratio is the
     cost of SeqGAN's credit assignment relative to a plain per-prefix score.
     """
-    from seqgan_env.rewards.mc_rollout import make_mc_rollout_scorer
     from seqgan_env.models.networks import ModelConfig, build_generator
+    from seqgan_env.rewards.mc_rollout import make_mc_rollout_scorer
 
     b, t, v = cfg.batch_size, cfg.max_length, cfg.vocab_size
     with torch.random.fork_rng(devices=[]):

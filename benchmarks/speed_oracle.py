@@ -1,6 +1,6 @@
 """`seqgan-env bench oracle`: adversarial generator tokens/s on the SeqGAN oracle task, vs a peer's numbers.
 
-The peer anchor (issue 6) is a widely used PyTorch SeqGAN implementation measured on
+The peer anchor is a widely used PyTorch SeqGAN implementation measured on
 the same 2-core CPU with the same task sizes: LSTM generator (emb/hidden 32), CNN
 discriminator, B=64, K=16 rollouts, V=5,000, T=20. One adversarial generator step
 took about 29 s (about 45 generator tokens/s); an MLE epoch over 10,000 sequences
@@ -28,19 +28,19 @@ import torch
 
 from seqgan_agents.reinforce import ReinforceAgent, ReinforceConfig
 from seqgan_benchmarks.speed_env import machine_description
-from seqgan_env.models.discriminator import Discriminator
-from seqgan_env.rewards.mc_rollout import make_mc_rollout_scorer
-from seqgan_env.models.networks import ModelConfig, build_generator
+from seqgan_env.envs.vector_env import TokenGenerationVectorEnv
 from seqgan_env.eval.oracle import SEQ_LEN
 from seqgan_env.eval.oracle_data import load_oracle_dataset
-from seqgan_env.utils.validation import check_ints
-from seqgan_env.envs.vector_env import TokenGenerationVectorEnv
+from seqgan_env.models.discriminator import Discriminator
+from seqgan_env.models.networks import ModelConfig, build_generator
+from seqgan_env.rewards.mc_rollout import make_mc_rollout_scorer
 from seqgan_env.rewards.wrappers import DiscriminatorRewardVector, RewardConfig
+from seqgan_env.utils.validation import check_ints
 
 PEER_STEP_SECONDS = 29.0  # one adversarial generator step of the peer (B=64, K=16, V=5000, T=20)
-PEER_TOKENS_PER_S = 45.0  # its generator tokens/s, as measured with the issue
+PEER_TOKENS_PER_S = 45.0  # its generator tokens/s
 PEER_MLE_EPOCH_SECONDS = 3.6  # its MLE epoch over 10,000 sequences
-GOALS = {"mc_rollout": 20.0, "per_step": 1000.0}  # issue 6: ours / peer tokens/s
+GOALS = {"mc_rollout": 20.0, "per_step": 1000.0}  # the targets: ours / peer tokens/s
 
 
 @dataclass(frozen=True)

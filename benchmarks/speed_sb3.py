@@ -44,18 +44,18 @@ from stable_baselines3.common.callbacks import BaseCallback
 
 from seqgan_agents.reinforce import ReinforceAgent, ReinforceConfig
 from seqgan_benchmarks.speed_env import machine_description
-from seqgan_env.rewards.callbacks import DiscriminatorUpdateConfig
-from seqgan_env.models.networks import ModelConfig, build_generator
+from seqgan_env.data.tokenizer import CharTokenizer
+from seqgan_env.envs.vector_env import TokenGenerationVectorEnv
 from seqgan_env.integrations.sb3 import (
     SB3DiscriminatorCallback,
     TokenGenerationVecEnv,
     make_sb3_env,
     sb3_policy_kwargs,
 )
-from seqgan_env.data.tokenizer import CharTokenizer
-from seqgan_env.utils.validation import check_ints
-from seqgan_env.envs.vector_env import TokenGenerationVectorEnv
+from seqgan_env.models.networks import ModelConfig, build_generator
+from seqgan_env.rewards.callbacks import DiscriminatorUpdateConfig
 from seqgan_env.rewards.wrappers import DiscriminatorRewardVector, RewardConfig
+from seqgan_env.utils.validation import check_ints
 
 __all__ = ["LetterScorer", "SB3BenchConfig", "bench_agents"]
 

@@ -13,8 +13,8 @@ import numpy as np
 import torch
 from stable_baselines3 import PPO
 
-from seqgan_env.rewards.callbacks import DiscriminatorUpdateConfig
 from seqgan_env.integrations.sb3 import SB3DiscriminatorCallback, make_sb3_env, sb3_policy_kwargs
+from seqgan_env.rewards.callbacks import DiscriminatorUpdateConfig
 
 torch.set_num_threads(1)  # tiny models: one thread beats two that wait on each other (and on other jobs)
 

@@ -21,8 +21,8 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")  # tiny models: one torch thread p
 import torch  # noqa: E402
 from stable_baselines3 import PPO  # noqa: E402
 
-from seqgan_env.rewards.callbacks import DiscriminatorUpdateConfig  # noqa: E402
 from seqgan_env.integrations.sb3 import SB3DiscriminatorCallback, make_sb3_env, sb3_policy_kwargs  # noqa: E402
+from seqgan_env.rewards.callbacks import DiscriminatorUpdateConfig  # noqa: E402
 
 
 def state_hash(state: dict[str, torch.Tensor]) -> str:

@@ -5,10 +5,10 @@ Runs in well under a minute on a CPU: python examples/train_reinforce.py
 
 from seqgan_agents.reinforce import ReinforceAgent, ReinforceConfig
 from seqgan_env import DiscriminatorRewardVector, RewardConfig, TokenGenerationVectorEnv
-from seqgan_env.rewards.callbacks import DiscriminatorUpdateCallback, DiscriminatorUpdateConfig
 from seqgan_env.data.text import load_dataset
 from seqgan_env.models.discriminator import Discriminator
 from seqgan_env.models.networks import ModelConfig, build_generator
+from seqgan_env.rewards.callbacks import DiscriminatorUpdateCallback, DiscriminatorUpdateConfig
 
 data = load_dataset(max_length=12)  # the embedded census first names
 tok = data.tokenizer

@@ -8,8 +8,8 @@ vectorization_mode="vector_entry_point")`` gives the natively batched version.
 from gymnasium.envs.registration import register, registry
 
 from seqgan_env.envs.env import TokenGenerationEnv
-from seqgan_env.rewards.registration import make_env, make_vector_env
 from seqgan_env.envs.vector_env import TokenGenerationVectorEnv
+from seqgan_env.rewards.registration import make_env, make_vector_env
 from seqgan_env.rewards.wrappers import DiscriminatorReward, DiscriminatorRewardVector, RewardConfig
 
 __version__ = "0.1.0"

@@ -21,8 +21,6 @@ def _err(msg: str) -> None:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """Step the vector env with random valid actions; print finished sequences and their rewards."""
-    import torch
-
     from seqgan_env.rewards.registration import make_vector_env
 
     venv = make_vector_env(
@@ -47,7 +45,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
                 print(f"{infos['text'][i]:<16} {returns[i]:8.3f} {infos['disc_score'][i]:8.3f}")
                 shown += 1
             returns[i] = 0.0
-    del torch
     return 0
 
 
@@ -106,14 +103,14 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace, rest: list[str]) -> int:
-    """Train (or resume) a generator; options come from ``seqgan_agents.trainer.TrainConfig``.
+    """Train (or resume) a generator; options come from ``seqgan_agents.trainer_config.TrainConfig``.
 
     Under ``torchrun --nproc_per_node=K -m seqgan_env.cli train ...`` the same command
     trains data-parallel on K ranks (agents/distributed.py); the process group is
     destroyed when the command ends.
     """
     from seqgan_agents import distributed
-    from seqgan_agents.trainer import new_run, resume_run
+    from seqgan_agents.lifecycle import new_run, resume_run
 
     if _wants_help(rest):
         return _config_help(args, rest, "seqgan-env train")
@@ -154,8 +151,7 @@ def _train_config(args: argparse.Namespace, rest: list[str], prog: str = "seqgan
     """TrainConfig from defaults <- --config file <- --set / shortcuts <- generated --section.field flags."""
     import tyro
 
-    from seqgan_agents.trainer import TrainConfig, train_config_from_dict
-
+    from seqgan_agents.trainer_config import TrainConfig, train_config_from_dict
     from seqgan_env.runs.configio import apply_overrides, config_to_dict, load_config_file
 
     data = load_config_file(args.config) if args.config else config_to_dict(TrainConfig())
@@ -215,8 +211,7 @@ def _train_seeds(config, seeds: list[int], args: argparse.Namespace) -> int:
     import time
     from pathlib import Path
 
-    from seqgan_agents.trainer import new_run
-
+    from seqgan_agents.lifecycle import new_run
     from seqgan_env.runs.experiments import (
         DEFAULT_SEED_METRICS,
         ORACLE_SEED_METRICS,
@@ -271,11 +266,11 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
 def cmd_sweep(args: argparse.Namespace, rest: list[str]) -> int:
     """Optuna TPE over a search space file; each trial is a normal run; resumable."""
-    from seqgan_agents.trainer import TrainConfig, new_run
-
+    from seqgan_agents.lifecycle import new_run
+    from seqgan_agents.trainer_config import TrainConfig
+    from seqgan_env.eval.metrics import CHARACTER_METRICS
     from seqgan_env.runs.configio import config_to_dict
     from seqgan_env.runs.experiments import final_metric
-    from seqgan_env.eval.metrics import CHARACTER_METRICS
     from seqgan_env.runs.sweep import SweepConfig, best_trial_summary, load_space, run_sweep
 
     if _wants_help(rest):
@@ -291,7 +286,7 @@ def cmd_sweep(args: argparse.Namespace, rest: list[str]) -> int:
     sweep_cfg = SweepConfig(trials=args.trials, metric=args.metric, direction=args.direction, seed=base.seed)
 
     def train_fn(cfg_dict: dict, number: int) -> float | None:
-        from seqgan_agents.trainer import train_config_from_dict
+        from seqgan_agents.trainer_config import train_config_from_dict
 
         trainer = new_run(train_config_from_dict(cfg_dict))
         try:
@@ -307,8 +302,8 @@ def cmd_sweep(args: argparse.Namespace, rest: list[str]) -> int:
 
 def cmd_sample(args: argparse.Namespace) -> int:
     """Print samples of a trained run to stdout, one per line, nothing else."""
+    from seqgan_agents.lifecycle import load_generator_for_sampling
     from seqgan_agents.reinforce import ReinforceAgent, ReinforceConfig
-    from seqgan_agents.trainer import load_generator_for_sampling
 
     if args.n < 1:
         raise ValueError(f"-n {args.n} is invalid: ask for at least 1 sample.")
@@ -327,9 +322,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     """Sample-quality numbers of a run's generator next to its untrained start; writes eval.json."""
     import json
 
+    from seqgan_agents.lifecycle import load_generator_for_sampling, load_run_data
     from seqgan_agents.reinforce import ReinforceAgent, ReinforceConfig
-    from seqgan_agents.trainer import load_generator_for_sampling, load_run_data
-
     from seqgan_env.eval.metrics import (
         BLEU_SMOOTHING,
         CHARACTER_METRICS,
@@ -340,7 +334,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         sample_report,
         self_bleu,
     )
-    from seqgan_env.runs.rundir import RunDir, atomic_write_text
+    from seqgan_env.runs.rundir import RunDir
+    from seqgan_env.utils.atomic import atomic_write_text
 
     if args.n < 1:
         raise ValueError(f"-n {args.n} is invalid: ask for at least 1 sample.")

@@ -109,7 +109,7 @@ def digest(module: torch.nn.Module) -> str:
 
 
 def tiny_train_config(out_dir: Path, updates: int):
-    from seqgan_agents.trainer import TrainConfig, train_config_from_dict
+    from seqgan_agents.trainer_config import TrainConfig, train_config_from_dict
     from seqgan_env.runs.configio import config_to_dict
 
     data = config_to_dict(TrainConfig())
@@ -139,7 +139,7 @@ def _recorded(trainer, records: list) -> None:
 def scenario_train(out: Path, rank: int) -> None:
     import torch.distributed as dist
 
-    from seqgan_agents.trainer import new_run, resume_run
+    from seqgan_agents.lifecycle import new_run, resume_run
 
     result: dict = {}
     full = new_run(tiny_train_config(out / "runs_full", 4))

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+from seqgan_env.data.tokenizer import CharTokenizer
 from seqgan_env.models.discriminator import Discriminator, DiscriminatorConfig
 from seqgan_env.models.networks import ModelConfig
-from seqgan_env.data.tokenizer import CharTokenizer
 
 TINY = ModelConfig(hidden_size=16, intermediate_size=32, num_heads=2, num_layers=1, max_position_embeddings=32)
 

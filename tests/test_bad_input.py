@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from seqgan_agents.trainer import new_run
+from seqgan_agents.lifecycle import new_run
 from seqgan_env.cli import main
 
 from .test_train import tiny_config

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from benchmarks.quality_gan import GanBenchmarkConfig, frontier_quality, run_benchmark, split_test, summarize
+from seqgan_benchmarks.quality_gan import GanBenchmarkConfig, frontier_quality, run_benchmark, split_test, summarize
 
 TEMPS = (0.8, 1.0, 1.2)
 

@@ -5,7 +5,6 @@ import json
 import pytest
 import torch
 
-from seqgan_benchmarks.speed_oracle import OracleBenchConfig, bench_oracle
 from seqgan_benchmarks.quality_oracle import (
     ROWS,
     ConstantScorer,
@@ -15,6 +14,7 @@ from seqgan_benchmarks.quality_oracle import (
     summarize,
     verdict,
 )
+from seqgan_benchmarks.speed_oracle import OracleBenchConfig, bench_oracle
 from seqgan_env.cli import main
 
 

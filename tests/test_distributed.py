@@ -29,7 +29,7 @@ import torch
 
 from seqgan_agents import distributed
 from seqgan_agents.distributed import DistContext
-from seqgan_agents.trainer import resume_run
+from seqgan_agents.lifecycle import resume_run
 from seqgan_env.cli import main
 from tests._ddp_worker import (
     AGENT_SETTINGS,

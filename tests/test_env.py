@@ -14,8 +14,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
-from seqgan_env.envs.spec import BOS_ID, EOS_ID, PAD_ID
 from seqgan_env.envs.env import TokenGenerationEnv
+from seqgan_env.envs.spec import BOS_ID, EOS_ID, PAD_ID
 
 MODES = ["final", "per_step", "potential"]
 

@@ -8,19 +8,17 @@ weights changed in place or replaced after the decoder was built.
 
 from __future__ import annotations
 
-import threading
-
 import pytest
 import torch
 import transformers
 
 from seqgan_agents.reinforce import ReinforceAgent, ReinforceConfig
 from seqgan_env import TokenGenerationVectorEnv
+from seqgan_env.data.tokenizer import CharTokenizer
 from seqgan_env.models.discriminator import Discriminator, DiscriminatorConfig
 from seqgan_env.models.fastllama import LlamaStepDecoder, supports
 from seqgan_env.models.networks import DiscriminatorNet, ModelConfig, build_generator, to_llama_config
 from seqgan_env.rewards.scoring import IncrementalPrefixScorer
-from seqgan_env.data.tokenizer import CharTokenizer
 from seqgan_env.rewards.wrappers import DiscriminatorRewardVector, RewardConfig
 from tests._tiny_llamas import CONFIGS, TOL
 from tests._tiny_llamas import randomize as _randomize
@@ -200,13 +198,12 @@ def test_unsupported_configs_fall_back(change):
 
 
 # ----------------------------------------------------------------------------- the agent
-def _agent_env(overlap: bool, fast: bool, seed=0, b=12, t=7, allow_eos=True):
+def _agent_env(fast: bool, seed=0, b=12, t=7, allow_eos=True):
     tok = CharTokenizer.from_texts(["abcdef", "fed", "bad"])
     gcfg = ModelConfig(hidden_size=32, intermediate_size=64, num_heads=4, num_layers=2, max_position_embeddings=16)
     torch.manual_seed(seed)
     agent = ReinforceAgent(build_generator(gcfg, tok.vocab_size), ReinforceConfig(device="cpu"), seed=seed)
     agent.fast_decode = fast
-    agent.overlap_env = overlap
     dcfg = ModelConfig(hidden_size=16, intermediate_size=32, num_heads=2, num_layers=2, max_position_embeddings=16)
     disc = Discriminator(tok.vocab_size, model_config=dcfg, seed=seed)
     base = TokenGenerationVectorEnv(b, tokenizer=tok, max_length=t, return_torch=True, allow_eos=allow_eos)
@@ -216,10 +213,9 @@ def _agent_env(overlap: bool, fast: bool, seed=0, b=12, t=7, allow_eos=True):
 
 
 @pytest.mark.parametrize("allow_eos", [True, False])
-@pytest.mark.parametrize("overlap", [False, True])
-def test_collect_same_rollout_fast_or_not_overlapped_or_not(overlap, allow_eos):
-    ref_agent, ref_env = _agent_env(overlap=False, fast=False, allow_eos=allow_eos)
-    agent, venv = _agent_env(overlap=overlap, fast=True, allow_eos=allow_eos)
+def test_collect_same_rollout_fast_or_not(allow_eos):
+    ref_agent, ref_env = _agent_env(fast=False, allow_eos=allow_eos)
+    agent, venv = _agent_env(fast=True, allow_eos=allow_eos)
     for _ in range(2):  # the second rollout after an update: weights changed in place
         ref, got = ref_agent.collect(ref_env), agent.collect(venv)
         assert torch.equal(got.tokens, ref.tokens)
@@ -232,34 +228,10 @@ def test_collect_same_rollout_fast_or_not_overlapped_or_not(overlap, allow_eos):
         agent.update(got)
 
 
-def test_overlap_restores_threads_and_propagates_env_errors():
-    agent, venv = _agent_env(overlap=True, fast=True)
-    before = torch.get_num_threads()
-    seen = []
-
-    class Boom(Exception):
-        pass
-
-    real_step = venv.step
-
-    def step(actions):
-        seen.append(threading.current_thread().name)
-        if len(seen) == 3:
-            raise Boom("env failed")
-        return real_step(actions)
-
-    venv.step = step
-    with pytest.raises(Boom):
-        agent.collect(venv)
-    assert torch.get_num_threads() == before
-    if before >= 2:
-        assert seen[0].startswith("seqgan-env-step")
-
-
 @pytest.mark.parametrize("use_cache", [True])
 def test_sample_same_with_fast_decode(use_cache):
-    a, _ = _agent_env(overlap=False, fast=False)
-    b, _ = _agent_env(overlap=False, fast=True)
+    a, _ = _agent_env(fast=False)
+    b, _ = _agent_env(fast=True)
     for kwargs in ({}, {"temperature": 0.7, "top_p": 0.8}, {"allow_eos": False}):
         assert torch.equal(a.sample(9, 7, seed=4, use_cache=use_cache, **kwargs),
                            b.sample(9, 7, seed=4, use_cache=use_cache, **kwargs))

@@ -50,8 +50,12 @@ def _imports(path: Path) -> set[str]:
     return found
 
 
+FOLDERS = {"seqgan_agents": "agents", "seqgan_benchmarks": "benchmarks"}  # installed name -> folder
+
+
 def _path_of(module: str) -> Path | None:
-    rel = Path(*module.split("."))
+    top, *rest = module.split(".")
+    rel = Path(FOLDERS.get(top, top), *rest)
     for path in (ROOT / rel.with_suffix(".py"), ROOT / rel / "__init__.py"):
         if path.exists():
             return path
@@ -137,3 +141,31 @@ def test_the_graph_sees_imports():
     """Guards the checks above against a parser that finds nothing."""
     assert "seqgan_env.data.tokenizer" in GRAPH["seqgan_env.envs.spec"]
     assert any(m.startswith("seqgan_benchmarks") for m in GRAPH["seqgan_env.cli"])
+
+
+def test_no_module_import_cycle():
+    """No two modules of the library or the agents import each other, directly or around a loop."""
+    graph = dict(GRAPH)
+    for path in sorted((ROOT / "agents").glob("*.py")):
+        name = "seqgan_agents" + ("" if path.stem == "__init__" else f".{path.stem}")
+        graph[name] = {m for m in _imports(path) if m.startswith(("seqgan_env", "seqgan_agents"))}
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+
+    def visit(node: str, path: list[str]) -> list[str] | None:
+        state[node] = 1
+        for nxt in sorted(graph.get(node, ())):
+            if nxt == node or nxt not in graph:
+                continue
+            if state.get(nxt) == 1:
+                return path + [node, nxt]
+            if nxt not in state:
+                found = visit(nxt, path + [node])
+                if found:
+                    return found
+        state[node] = 2
+        return None
+
+    for start in sorted(graph):
+        if start not in state:
+            cycle = visit(start, [])
+            assert cycle is None, "import cycle: " + " -> ".join(cycle[cycle.index(cycle[-1]):])

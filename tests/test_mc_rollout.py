@@ -8,13 +8,13 @@ import torch
 
 from seqgan_env import TokenGenerationVectorEnv
 from seqgan_env.envs.spec import BOS_ID, EOS_ID, PAD_ID
+from seqgan_env.models.networks import build_generator
 from seqgan_env.rewards.mc_rollout import (
     PROB_EPS,
     MCRolloutScorer,
     make_mc_rollout_scorer,
     prob_to_logit,
 )
-from seqgan_env.models.networks import build_generator
 from seqgan_env.rewards.wrappers import DiscriminatorRewardVector, RewardConfig
 
 from .conftest import TINY, tiny_discriminator
@@ -210,7 +210,7 @@ def test_lean_decoder_completions_equal_transformers_completions(monkeypatch):
     runs = {}
     for fast in (True, False):
         if not fast:
-            monkeypatch.setattr(mc, "supports_fast_decode", lambda model: False)
+            monkeypatch.setattr(mc, "make_step_decoder", lambda model, reuse=None, enabled=True: None)
         scorer = MCRolloutScorer(tiny_discriminator(V, seed=2), _generator(0), num_rollouts=4, max_length=L,
                                  min_length=1, seed=11)
         runs[fast] = scorer.sample_rollouts(x)[0]  # (B, T, K, L)

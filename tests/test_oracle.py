@@ -16,7 +16,6 @@ import pytest
 import torch
 
 from seqgan_env.eval.likelihood import generator_nll
-from seqgan_env.models.networks import ModelConfig, build_generator
 from seqgan_env.eval.oracle import (
     DEFAULT_ORACLE_PATH,
     PARAM_SHAPES,
@@ -24,6 +23,7 @@ from seqgan_env.eval.oracle import (
     load_oracle_arrays,
 )
 from seqgan_env.eval.oracle_data import IntTokenizer, load_oracle_dataset
+from seqgan_env.models.networks import ModelConfig, build_generator
 
 ORACLE_SELF_NLL = 5.744
 UNIFORM_NLL = 11.435

@@ -16,12 +16,13 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from seqgan_env.envs.spec import EOS_ID, PAD_ID
-from seqgan_env.models.discriminator import Discriminator
-from seqgan_env.runs.rundir import RunDir, load_tensors
 from seqgan_env.data.tokenizer import CharTokenizer
+from seqgan_env.envs.spec import EOS_ID, PAD_ID
 from seqgan_env.envs.vector_env import TokenGenerationVectorEnv
+from seqgan_env.models.discriminator import Discriminator
 from seqgan_env.rewards.wrappers import DiscriminatorRewardVector
+from seqgan_env.runs.rundir import RunDir
+from seqgan_env.utils.codec import load_tensors
 
 from .conftest import CountScorer
 

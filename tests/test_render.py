@@ -16,11 +16,11 @@ from stable_baselines3 import A2C, DQN, PPO
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 from stable_baselines3.common.env_util import make_vec_env
 
-from seqgan_env.envs.spec import EOS_ID
 from seqgan_env.envs.env import TokenGenerationEnv
 from seqgan_env.envs.render import CHAR_WIDTH, FRAME_HEIGHT, MARGIN, text_frame
-from seqgan_env.integrations.sb3 import make_sb3_env
+from seqgan_env.envs.spec import EOS_ID
 from seqgan_env.envs.vector_env import TokenGenerationVectorEnv
+from seqgan_env.integrations.sb3 import make_sb3_env
 
 WHITE = 255
 

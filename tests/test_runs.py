@@ -11,16 +11,12 @@ import safetensors.torch
 import torch
 
 from seqgan_env.runs import rundir as runs
-from seqgan_env.runs.rundir import (
-    RunDir,
-    atomic_save_tensors,
-    atomic_write_text,
-    environment_info,
+from seqgan_env.runs.rundir import RunDir, environment_info, rng_state, set_rng_state
+from seqgan_env.utils.atomic import atomic_save_tensors, atomic_write_text
+from seqgan_env.utils.codec import (
     flatten_optimizer_state,
     flatten_scheduler_state,
     load_tensors,
-    rng_state,
-    set_rng_state,
     unflatten_optimizer_state,
     unflatten_scheduler_state,
 )

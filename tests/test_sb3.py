@@ -24,7 +24,6 @@ from seqgan_env import (  # noqa: E402
     TokenGenerationVectorEnv,
     make_env,
 )
-from seqgan_env.rewards.callbacks import DiscriminatorUpdateConfig  # noqa: E402
 from seqgan_env.envs.spec import PAD_ID  # noqa: E402
 from seqgan_env.integrations.sb3 import (  # noqa: E402
     SB3DiscriminatorCallback,
@@ -33,6 +32,7 @@ from seqgan_env.integrations.sb3 import (  # noqa: E402
     make_sb3_env,
     sb3_policy_kwargs,
 )
+from seqgan_env.rewards.callbacks import DiscriminatorUpdateConfig  # noqa: E402
 
 from .conftest import TINY, CountScorer, tiny_discriminator  # noqa: E402
 

@@ -179,7 +179,7 @@ def test_space_keys_checked_against_config_class(key, match):
 
 
 def test_trial_configs_build_a_train_config():
-    from seqgan_agents.trainer import TrainConfig, train_config_from_dict
+    from seqgan_agents.trainer_config import TrainConfig, train_config_from_dict
     from seqgan_env.runs.configio import config_to_dict
 
     validate_space(SPACE, TrainConfig)

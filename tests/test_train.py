@@ -9,7 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from seqgan_agents.trainer import TrainConfig, Trainer, new_run, resume_run, train_config_from_dict
+from seqgan_agents.lifecycle import new_run, resume_run
+from seqgan_agents.trainer import Trainer
+from seqgan_agents.trainer_config import TrainConfig, train_config_from_dict
 from seqgan_env.cli import main
 from seqgan_env.runs.configio import apply_overrides, config_to_dict
 
@@ -272,7 +274,7 @@ def test_second_trainer_on_same_run_is_refused(tmp_path):
     import subprocess
     import sys
 
-    code = f"from seqgan_agents.trainer import resume_run; resume_run({str(trainer.run.path)!r})"
+    code = f"from seqgan_agents.lifecycle import resume_run; resume_run({str(trainer.run.path)!r})"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode != 0 and "in use by process" in out.stderr
     trainer.run.close()

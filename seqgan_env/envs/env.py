@@ -8,8 +8,8 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from seqgan_env.envs.spec import BOS_ID, EOS_ID, PAD_ID, EnvConfig
 from seqgan_env.envs.render import text_columns, text_frame
+from seqgan_env.envs.spec import BOS_ID, EOS_ID, PAD_ID, EnvConfig
 
 
 def default_decode(ids: np.ndarray) -> str:
@@ -168,8 +168,4 @@ class TokenGenerationEnv(gym.Env):
 
     def action_masks(self) -> np.ndarray:
         """Valid actions for the next step, (vocab_size,) bool; the protocol MaskablePPO reads."""
-        mask = np.ones(self.config.vocab_size, dtype=bool)
-        mask[PAD_ID] = False
-        mask[BOS_ID] = False
-        mask[EOS_ID] = self.config.allow_eos and self._length >= self.config.min_length
-        return mask
+        return self.config.valid_tokens(self._length).numpy()

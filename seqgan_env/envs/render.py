@@ -21,6 +21,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from seqgan_env.envs.spec import EOS_ID
+from seqgan_env.utils.validation import check_int
 
 CHAR_WIDTH = 6  # pixels per character of Pillow's bitmap font
 MARGIN = 4  # pixels of white left, right and above the text
@@ -34,8 +35,7 @@ def _font() -> ImageFont.ImageFont:
 
 def frame_width(columns: int) -> int:
     """Width in pixels of a frame that holds ``columns`` characters."""
-    if not isinstance(columns, int) or isinstance(columns, bool) or columns < 1:
-        raise ValueError(f"columns={columns!r} is invalid: it must be an int >= 1 (characters per frame).")
+    check_int("columns", columns, 1, "the characters per frame")
     return 2 * MARGIN + CHAR_WIDTH * columns
 
 

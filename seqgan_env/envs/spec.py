@@ -1,4 +1,10 @@
-"""Validated configuration shared by the single and the vector token-generation env."""
+"""The episode spec: EnvConfig, the one token-validity rule, and the shape of a finished row.
+
+Every component that decides which tokens are valid (env, vector env, agent sampling, MC
+rollout completions) asks ``EnvConfig.valid_tokens`` / ``EnvConfig.mask_logits_``; every
+component that decides whether a generated row may train the discriminator asks
+``complete_rows``.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +15,7 @@ from typing import Any
 import torch
 
 from seqgan_env.data.tokenizer import BOS_ID, EOS_ID, PAD_ID, SPECIAL_TOKENS
+from seqgan_env.utils.validation import check_int
 
 NUM_SPECIAL = len(SPECIAL_TOKENS)
 
@@ -33,18 +40,10 @@ class EnvConfig:
     invalid_action_reward: float = -1.0
 
     def __post_init__(self) -> None:
-        if not isinstance(self.vocab_size, int) or isinstance(self.vocab_size, bool) or self.vocab_size <= NUM_SPECIAL:
-            raise ValueError(
-                f"vocab_size={self.vocab_size!r} is invalid: it must be an int > {NUM_SPECIAL} "
-                f"(PAD, BOS, EOS plus at least one symbol); build it from a tokenizer's vocab_size."
-            )
-        if not isinstance(self.max_length, int) or isinstance(self.max_length, bool) or self.max_length < 1:
-            raise ValueError(
-                f"max_length={self.max_length!r} is invalid: it must be an int >= 1; "
-                f"set it to the longest sequence length you want to generate."
-            )
-        if not isinstance(self.min_length, int) or isinstance(self.min_length, bool) or self.min_length < 0:
-            raise ValueError(f"min_length={self.min_length!r} is invalid: it must be an int >= 0.")
+        check_int("vocab_size", self.vocab_size, NUM_SPECIAL + 1,
+                  "PAD, BOS, EOS plus at least one symbol; build it from a tokenizer's vocab_size")
+        check_int("max_length", self.max_length, 1, "set it to the longest sequence length you want to generate")
+        check_int("min_length", self.min_length, 0)
         if self.allow_eos and self.min_length > self.max_length:
             raise ValueError(
                 f"min_length={self.min_length} is greater than max_length={self.max_length}: "
@@ -58,6 +57,39 @@ class EnvConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    # -- the token-validity rule -------------------------------------------------------
+    def eos_valid(self, lengths: torch.Tensor) -> torch.Tensor:
+        """(*S,) bool: whether EOS may follow ``lengths`` written symbols: only when ``allow_eos``,
+        and only once ``min_length`` symbols are written."""
+        return (lengths >= self.min_length) & self.allow_eos
+
+    def is_valid(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """The rule: whether each token may be written after ``lengths`` symbols (broadcast, bool).
+
+        PAD (fills unwritten slots) and BOS (starts every sequence) never; EOS per
+        :meth:`eos_valid`; every symbol always.
+        """
+        tokens = torch.as_tensor(tokens)
+        lengths = torch.as_tensor(lengths, device=tokens.device)
+        return (tokens != PAD_ID) & (tokens != BOS_ID) & ((tokens != EOS_ID) | self.eos_valid(lengths))
+
+    def valid_tokens(self, lengths: int | torch.Tensor) -> torch.Tensor:
+        """(*S, V) bool: :meth:`is_valid` for every token id after ``lengths`` (int or (*S,) long)."""
+        lengths = torch.as_tensor(lengths)
+        ids = torch.arange(self.vocab_size, device=lengths.device)  # (V,)
+        return self.is_valid(ids, lengths.unsqueeze(-1))  # (*S, V)
+
+    def mask_logits_(self, logits: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """In place: -inf where :meth:`is_valid` is False, for (N, V) ``logits`` after (N,) ``lengths``.
+
+        Column by column (PAD, BOS, EOS are the only tokens the rule can refuse), so no (N, V)
+        mask is built: rollout batches are large. Returns ``logits``.
+        """
+        logits[:, [PAD_ID, BOS_ID]] = float("-inf")
+        eos = logits[:, EOS_ID]  # (N,)
+        logits[:, EOS_ID] = torch.where(self.eos_valid(lengths), eos, torch.full_like(eos, float("-inf")))
+        return logits
 
     @classmethod
     def from_env_args(

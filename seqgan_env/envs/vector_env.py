@@ -11,9 +11,10 @@ from gymnasium import spaces
 from gymnasium.vector import AutoresetMode
 from gymnasium.vector.utils import batch_space
 
-from seqgan_env.envs.spec import BOS_ID, EOS_ID, PAD_ID, EnvConfig
 from seqgan_env.envs.env import default_decode
 from seqgan_env.envs.render import text_columns, text_frame
+from seqgan_env.envs.spec import EOS_ID, PAD_ID, EnvConfig
+from seqgan_env.utils.validation import check_int
 
 
 class TokenGenerationVectorEnv(gym.vector.VectorEnv):
@@ -70,8 +71,7 @@ class TokenGenerationVectorEnv(gym.vector.VectorEnv):
         decode_text: bool = True,
         render_mode: str | None = None,
     ) -> None:
-        if not isinstance(num_envs, int) or isinstance(num_envs, bool) or num_envs < 1:
-            raise ValueError(f"num_envs={num_envs!r} is invalid: it must be an int >= 1.")
+        check_int("num_envs", num_envs, 1)
         self.config = EnvConfig.from_env_args(
             "TokenGenerationVectorEnv", vocab_size, tokenizer, max_length, min_length, allow_eos,
             invalid_action_reward, render_mode, self.metadata["render_modes"],
@@ -97,12 +97,6 @@ class TokenGenerationVectorEnv(gym.vector.VectorEnv):
         self.last_written = torch.zeros(b, dtype=torch.bool, device=self.device)  # (B,) wrote a token last step
         self.last_invalid = torch.zeros(b, dtype=torch.bool, device=self.device)  # (B,) masked action last step
         self._arange_b = torch.arange(b, device=self.device)
-        # Which tokens may be written, by whether EOS is allowed at the slot: one lookup per step.
-        ok = torch.ones(v, dtype=torch.bool, device=self.device)  # (V,)
-        ok[PAD_ID] = ok[BOS_ID] = False
-        self._ok_with_eos = ok.clone()  # (V,)
-        ok[EOS_ID] = False
-        self._ok_without_eos = ok  # (V,)
         self._started = False
         self._render_columns = text_columns(self._decode, v, t) if render_mode == "rgb_array" else 0
 
@@ -144,7 +138,7 @@ class TokenGenerationVectorEnv(gym.vector.VectorEnv):
         t_max = self.config.max_length
         active = ~self.autoreset  # (B,) sub-envs that take this action
         pos = self.lengths  # (B,) slot the token goes to
-        valid = self._valid(a, pos)  # (B,)
+        valid = self.config.is_valid(a, pos)  # (B,) the spec's token rule
         write = active & valid
         slot = pos.clamp(max=t_max - 1).unsqueeze(1)  # (B, 1)
         current = self.tokens.gather(1, slot).squeeze(1)  # (B,)
@@ -176,26 +170,14 @@ class TokenGenerationVectorEnv(gym.vector.VectorEnv):
     # -- extras ---------------------------------------------------------------
     def action_masks(self) -> np.ndarray | torch.Tensor:
         """Valid actions of every sub-env for the next step, (num_envs, vocab_size) bool."""
-        b, v = self.num_envs, self.config.vocab_size
-        mask = torch.ones(b, v, dtype=torch.bool, device=self.device)
-        mask[:, PAD_ID] = False
-        mask[:, BOS_ID] = False
         # A sub-env about to autoreset starts from length 0 on its next step.
-        next_len = torch.where(self.autoreset, torch.zeros_like(self.lengths), self.lengths)
-        mask[:, EOS_ID] = self.config.allow_eos & (next_len >= self.config.min_length)
-        return self._out(mask)
+        next_len = torch.where(self.autoreset, torch.zeros_like(self.lengths), self.lengths)  # (B,)
+        return self._out(self.config.valid_tokens(next_len))  # (B, V)
 
     def texts(self) -> list[str]:
         """Decoded text of every sub-env's current sequence."""
         rows = self.tokens.cpu().numpy()
         return [self._decode(rows[i, : int(n)]) for i, n in enumerate(self.lengths.cpu().tolist())]
-
-    def _valid(self, a: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
-        """(B,) whether token ``a`` may be written at slot ``pos``; mirrors ``TokenGenerationEnv.action_masks``."""
-        without = self._ok_without_eos.index_select(0, a)  # (B,) PAD, BOS and EOS refused
-        if not self.config.allow_eos:
-            return without
-        return torch.where(pos >= self.config.min_length, self._ok_with_eos.index_select(0, a), without)
 
     def _check_actions(self, actions) -> torch.Tensor:
         if torch.is_tensor(actions):

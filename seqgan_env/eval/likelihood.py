@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from seqgan_env.envs.spec import BOS_ID, PAD_ID
+from seqgan_env.utils.validation import check_int
 
 
 @torch.no_grad()
@@ -33,8 +34,7 @@ def generator_nll(generator: torch.nn.Module, sequences: torch.Tensor, batch_siz
             f"sequences must be a non-empty (N, T) tensor of token ids, got shape {tuple(seq.shape)} "
             f"and dtype {seq.dtype}; pass the held-out split (e.g. dataset.valid)."
         )
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size={batch_size!r} is invalid: it must be an int >= 1; use e.g. 512.")
+    check_int("batch_size", batch_size, 1, "use e.g. 512")
     device = next(generator.parameters()).device
     was_training = generator.training
     generator.eval()

@@ -28,6 +28,8 @@ from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from seqgan_env.utils.validation import check_int
+
 START, END = "\x02", "\x03"
 
 
@@ -130,15 +132,13 @@ def ngram_counts(tokens: Sequence[Token], n: int) -> Counter:
 
     ``ngram_counts("abab", 2) == Counter({("a", "b"): 2, ("b", "a"): 1})``.
     """
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"n must be an int >= 1, got {n!r}")
+    check_int("n", n, 1)
     tokens = _as_seq(tokens, "tokens")
     return Counter(tuple(tokens[i : i + n]) for i in range(len(tokens) - n + 1))
 
 
 def _check_bleu_args(max_n: int, smoothing: str) -> None:
-    if isinstance(max_n, bool) or not isinstance(max_n, int) or max_n < 1:
-        raise ValueError(f"max_n must be an int >= 1, got {max_n!r}")
+    check_int("max_n", max_n, 1)
     if smoothing != "epsilon":
         raise ValueError(
             f"smoothing={smoothing!r} is not supported: BLEU here uses one fixed method so "

@@ -18,6 +18,8 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from seqgan_env.utils.validation import check_int
+
 START, END = "\x02", "\x03"  # padding symbol of the first histories, end-of-text symbol
 
 
@@ -35,8 +37,7 @@ class CharNgramModel:
     @classmethod
     def fit(cls, texts: Iterable[str], order: int = 4, discount: float = 0.75) -> "CharNgramModel":
         """Count every history of length 0..order-1 in ``texts`` (each padded with START, ended by END)."""
-        if isinstance(order, bool) or not isinstance(order, int) or order < 1:
-            raise ValueError(f"order={order!r} is invalid: it must be an int >= 1 (4: a 4-gram model).")
+        check_int("order", order, 1, "4 is a 4-gram model")
         if not 0 < discount < 1:
             raise ValueError(f"discount={discount!r} is invalid: it must be in (0, 1), e.g. 0.75.")
         counts: dict[str, Counter] = defaultdict(Counter)

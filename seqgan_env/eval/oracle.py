@@ -35,6 +35,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from seqgan_env.utils.validation import check_int
+
 DEFAULT_ORACLE_PATH = Path(__file__).resolve().parents[2] / "data" / "seqgan_oracle_lstm.npz"
 
 VOCAB_SIZE = 5000
@@ -270,5 +272,4 @@ def _inverse_cdf(logits: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
 
 def _check_positive_int(name: str, value: int, allow_zero: bool = False) -> None:
     lo = 0 if allow_zero else 1
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < lo:
-        raise ValueError(f"{name} must be an int >= {lo}, got {value!r}")
+    check_int(name, value, lo, numpy=True)

@@ -30,9 +30,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from seqgan_env.utils.atomic import atomic_write_text
-from seqgan_env.eval.likelihood import generator_nll
-from seqgan_env.eval.oracle import SEQ_LEN, VOCAB_SIZE, OracleLSTM
 from seqgan_env.data.tokenizer import (
     BOS_ID,
     EOS_ID,
@@ -40,6 +37,10 @@ from seqgan_env.data.tokenizer import (
     SPECIAL_TOKENS,
     read_tokenizer_json,
 )
+from seqgan_env.eval.likelihood import generator_nll
+from seqgan_env.eval.oracle import SEQ_LEN, VOCAB_SIZE, OracleLSTM
+from seqgan_env.utils.atomic import atomic_write_text
+from seqgan_env.utils.validation import check_int
 
 TOKENIZER_TYPE = "int"
 FORMAT_VERSION = 1
@@ -54,11 +55,8 @@ class IntTokenizer:
 
     def __post_init__(self) -> None:
         for name, value, lo in (("num_symbols", self.num_symbols, 1), ("offset", self.offset, len(SPECIAL_TOKENS))):
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < lo:
-                raise ValueError(
-                    f"IntTokenizer.{name} must be an int >= {lo}, got {value!r}; fix: use the "
-                    f"defaults IntTokenizer(num_symbols=5000, offset=3)"
-                )
+            check_int(f"IntTokenizer.{name}", value, lo, "fix: use the defaults IntTokenizer(num_symbols=5000, offset=3)",
+                      numpy=True)
             object.__setattr__(self, name, int(value))
 
     @property
@@ -115,8 +113,7 @@ class IntTokenizer:
 
     def encode_batch(self, sequences: Sequence[Iterable[int]], max_length: int) -> torch.Tensor:
         """(N, max_length) LongTensor: ids, then EOS if shorter than ``max_length``, then PAD."""
-        if isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 1:
-            raise ValueError(f"max_length must be an int >= 1, got {max_length!r}")
+        check_int("max_length", max_length, 1)
         out = torch.full((len(sequences), max_length), PAD_ID, dtype=torch.long)  # (N, T)
         for i, seq in enumerate(sequences):
             ids = self.encode(seq)
@@ -275,8 +272,7 @@ def load_oracle_dataset(
     ``n_valid`` rows; the tensors are on CPU whatever the oracle's device.
     """
     for name, value, lo in (("n_train", n_train, 1), ("n_valid", n_valid, 0)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < lo:
-            raise ValueError(f"{name} must be an int >= {lo}, got {value!r}")
+        check_int(name, value, lo)
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise TypeError(f"seed must be an int, got {seed!r}")
     oracle = oracle if oracle is not None else OracleLSTM.from_npz()

@@ -48,11 +48,11 @@ from stable_baselines3.common.vec_env.base_vec_env import (
 )
 from torch import nn
 
-from seqgan_env.rewards.callbacks import DiscriminatorUpdateCallback, DiscriminatorUpdateConfig
 from seqgan_env.envs.spec import BOS_ID, PAD_ID, complete_rows
+from seqgan_env.envs.vector_env import TokenGenerationVectorEnv
+from seqgan_env.rewards.callbacks import DiscriminatorUpdateCallback, DiscriminatorUpdateConfig
 from seqgan_env.rewards.registration import make_env, make_vector_env
 from seqgan_env.utils.validation import check_int
-from seqgan_env.envs.vector_env import TokenGenerationVectorEnv
 
 __all__ = [
     "SB3DiscriminatorCallback",

@@ -24,6 +24,8 @@ from typing import Callable, Literal
 
 import torch
 
+from seqgan_env.utils.validation import check_int, check_number
+
 METHODS = ("sir", "rejection")
 
 
@@ -45,15 +47,10 @@ class DFilterConfig:
     def __post_init__(self) -> None:
         if self.method not in METHODS:
             raise ValueError(f"method={self.method!r} is unknown: choose one of {list(METHODS)}.")
-        for name, lo in (("oversample", 1), ("max_rounds", 1)):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < lo:
-                raise ValueError(f"{name}={v!r} is invalid: it must be an int >= {lo}.")
-        if isinstance(self.beta, bool) or not isinstance(self.beta, (int, float)) or not 0 <= self.beta < float("inf"):
-            raise ValueError(f"beta={self.beta!r} is invalid: it must be a finite number >= 0 (1: the D/(1-D) ratio).")
-        if isinstance(self.max_log_weight, bool) or not isinstance(self.max_log_weight, (int, float)) \
-                or not 0 < self.max_log_weight < float("inf"):
-            raise ValueError(f"max_log_weight={self.max_log_weight!r} is invalid: it must be a finite number > 0.")
+        check_int("oversample", self.oversample, 1)
+        check_int("max_rounds", self.max_rounds, 1)
+        check_number("beta", self.beta, 0, fix="1 is the D/(1-D) ratio")
+        check_number("max_log_weight", self.max_log_weight, 0, low_open=True)
 
 
 def log_weights(probs: torch.Tensor, beta: float = 1.0, max_log_weight: float = 10.0) -> torch.Tensor:
@@ -76,8 +73,7 @@ def d_filter(
     resampling draws (the sampler's own randomness is its business).
     """
     cfg = config or DFilterConfig()
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"n={n!r} is invalid: it must be an int >= 1.")
+    check_int("n", n, 1)
     if cfg.method == "sir":
         cand = sample(cfg.oversample * n)  # (k, T)
         logw = log_weights(sequence_probs(cand).cpu(), cfg.beta, cfg.max_log_weight)  # (k,)

@@ -25,12 +25,13 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
-import safetensors.torch
 import torch
 import torch.nn.functional as F
 
-from seqgan_env.utils.atomic import atomic_save_tensors, atomic_write_json
 from seqgan_env.models.networks import DiscriminatorNet, ModelConfig, last_token_index
+from seqgan_env.utils.atomic import atomic_save_tensors, atomic_write_json
+from seqgan_env.utils.codec import load_tensors, read_json
+from seqgan_env.utils.validation import check_int, check_number, is_number
 
 WEIGHTS_FILE = "discriminator.safetensors"
 OPTIM_FILE = "discriminator_optim.safetensors"
@@ -98,10 +99,6 @@ def num_outputs_for(loss_name: str) -> int:
 # config
 
 
-def _is_number(x: Any) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
-
-
 @dataclass
 class DiscriminatorConfig:
     """Training hyper-parameters of the discriminator.
@@ -129,15 +126,9 @@ class DiscriminatorConfig:
                 f"loss={self.loss!r} is unknown: it must be one of {sorted(LOSSES)}; "
                 f"pass e.g. loss='bce'."
             )
-        if not _is_number(self.real_label) or not (0.0 < self.real_label <= 1.0):
-            raise ValueError(
-                f"real_label={self.real_label!r} is invalid: it must be in (0, 1]; "
-                f"use 1.0 (hard) or 0.9 (one-sided label smoothing)."
-            )
-        if not _is_number(self.fake_label) or not (0.0 <= self.fake_label < 1.0):
-            raise ValueError(
-                f"fake_label={self.fake_label!r} is invalid: it must be in [0, 1); use 0.0."
-            )
+        check_number("real_label", self.real_label, 0, 1, "use 1.0 (hard) or 0.9 (one-sided label smoothing)",
+                     low_open=True)
+        check_number("fake_label", self.fake_label, 0, 1, "use 0.0", high_open=True)
         if self.fake_label >= self.real_label:
             raise ValueError(
                 f"fake_label={self.fake_label} must be < real_label={self.real_label}; "
@@ -145,82 +136,29 @@ class DiscriminatorConfig:
             )
         self.real_label = float(self.real_label)
         self.fake_label = float(self.fake_label)
-        if not _is_number(self.lr) or self.lr <= 0:
-            raise ValueError(f"lr={self.lr!r} is invalid: it must be a finite number > 0; "
-                             f"pass e.g. lr=1e-3.")
-        self.lr = float(self.lr)
+        self.lr = check_number("lr", self.lr, 0, fix="pass e.g. lr=1e-3", low_open=True)
         betas = tuple(self.betas) if isinstance(self.betas, (tuple, list)) else None
-        if betas is None or len(betas) != 2 or not all(_is_number(b) and 0.0 <= b < 1.0
+        if betas is None or len(betas) != 2 or not all(is_number(b) and 0.0 <= b < 1.0
                                                        for b in betas):
             raise ValueError(
                 f"betas={self.betas!r} is invalid: it must be two numbers, each in [0, 1); "
                 f"pass e.g. betas=(0.9, 0.999)."
             )
         self.betas = (float(betas[0]), float(betas[1]))
-        if not _is_number(self.weight_decay) or self.weight_decay < 0:
-            raise ValueError(f"weight_decay={self.weight_decay!r} is invalid: it must be a "
-                             f"finite number >= 0; use 0.0 to disable it.")
-        self.weight_decay = float(self.weight_decay)
-        if isinstance(self.grad_accum_steps, bool) or not isinstance(self.grad_accum_steps, int) \
-                or self.grad_accum_steps < 1:
-            raise ValueError(f"grad_accum_steps={self.grad_accum_steps!r} is invalid: it must "
-                             f"be an int >= 1; use 1 for no accumulation.")
+        self.weight_decay = check_number("weight_decay", self.weight_decay, 0, fix="use 0.0 to disable it")
+        check_int("grad_accum_steps", self.grad_accum_steps, 1, "use 1 for no accumulation")
         if self.max_grad_norm is not None:
-            if not _is_number(self.max_grad_norm) or self.max_grad_norm <= 0:
-                raise ValueError(f"max_grad_norm={self.max_grad_norm!r} is invalid: it must "
-                                 f"be a finite number > 0, or None to disable clipping.")
-            self.max_grad_norm = float(self.max_grad_norm)
+            self.max_grad_norm = check_number("max_grad_norm", self.max_grad_norm, 0,
+                                              fix="None disables clipping", low_open=True)
         if self.onecycle_total_steps is not None:
-            if isinstance(self.onecycle_total_steps, bool) \
-                    or not isinstance(self.onecycle_total_steps, int) \
-                    or self.onecycle_total_steps < 2:
-                raise ValueError(
-                    f"onecycle_total_steps={self.onecycle_total_steps!r} is invalid: it must "
-                    f"be an int >= 2 (the number of updates of the schedule), or None for a "
-                    f"constant lr."
-                )
+            check_int("onecycle_total_steps", self.onecycle_total_steps, 2,
+                      "the number of updates of the schedule, or None for a constant lr")
         if not isinstance(self.prefix_loss, bool):
             raise ValueError(f"prefix_loss={self.prefix_loss!r} is invalid: it must be "
                              f"True or False.")
 
 
-# ----------------------------------------------------------------------------
-# file helpers (atomic writes, loud loads)
-
-
-def _write_json(path: str, obj: Any) -> None:
-    atomic_write_json(path, obj)
-
-
-def _write_tensors(path: str, tensors: dict[str, torch.Tensor]) -> None:
-    atomic_save_tensors(path, tensors)
-
-
-def _read_tensors(path: str) -> dict[str, torch.Tensor]:
-    if not os.path.isfile(path):
-        raise ValueError(f"missing checkpoint file {path}; re-create the checkpoint with "
-                         f"Discriminator.save(directory).")
-    try:
-        return safetensors.torch.load_file(path)
-    except Exception as e:  # safetensors raises its own error types
-        raise ValueError(f"corrupt or unreadable safetensors file {path} ({e}); re-create "
-                         f"the checkpoint with Discriminator.save(directory).") from e
-
-
-def _read_json(path: str) -> dict[str, Any]:
-    if not os.path.isfile(path):
-        raise ValueError(f"missing checkpoint file {path}; re-create the checkpoint with "
-                         f"Discriminator.save(directory).")
-    try:
-        with open(path, encoding="utf-8") as f:
-            obj = json.load(f)
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ValueError(f"corrupt or unreadable JSON file {path} ({e}); re-create the "
-                         f"checkpoint with Discriminator.save(directory).") from e
-    if not isinstance(obj, dict):
-        raise ValueError(f"corrupt JSON file {path}: expected an object at top level; "
-                         f"re-create the checkpoint with Discriminator.save(directory).")
-    return obj
+_FIX = "fix: re-create the checkpoint with Discriminator.save(directory)"
 
 
 def _jsonable(obj: Any) -> bool:
@@ -296,8 +234,7 @@ class Discriminator:
         the full (all-rank) batch loss. Scoring keeps the plain ``net``. ``world_size``
         1 changes nothing.
         """
-        if isinstance(world_size, bool) or not isinstance(world_size, int) or world_size < 1:
-            raise ValueError(f"world_size={world_size!r} is invalid: it must be an int >= 1.")
+        check_int("world_size", world_size, 1)
         if world_size == 1:
             return
         from torch.nn.parallel import DistributedDataParallel
@@ -523,12 +460,12 @@ class Discriminator:
         """Write weights, optimizer state and JSON metadata into ``directory`` (atomically)."""
         directory = os.fspath(directory)
         os.makedirs(directory, exist_ok=True)
-        _write_tensors(os.path.join(directory, WEIGHTS_FILE), self.net.state_dict())
+        atomic_save_tensors(os.path.join(directory, WEIGHTS_FILE), self.net.state_dict())
         osd = self.optimizer.state_dict()
         flat = {f"state.{idx}.{name}": v
                 for idx, st in osd["state"].items() for name, v in st.items()
                 if torch.is_tensor(v)}
-        _write_tensors(os.path.join(directory, OPTIM_FILE), flat)
+        atomic_save_tensors(os.path.join(directory, OPTIM_FILE), flat)
         groups = []
         for g in osd["param_groups"]:
             groups.append({k: (list(v) if isinstance(v, tuple) else v) for k, v in g.items()
@@ -544,7 +481,7 @@ class Discriminator:
             "param_groups": groups,
             "scheduler": sched if sched is not None and _jsonable(sched) else None,
         }
-        _write_json(os.path.join(directory, META_FILE), meta)
+        atomic_write_json(os.path.join(directory, META_FILE), meta)
 
     @classmethod
     def load(cls, directory: str | os.PathLike, device: str | torch.device = "cpu"
@@ -552,7 +489,7 @@ class Discriminator:
         """Restore a discriminator written by :meth:`save` (ValueError on bad files)."""
         directory = os.fspath(directory)
         meta_path = os.path.join(directory, META_FILE)
-        meta = _read_json(meta_path)
+        meta = read_json(meta_path, _FIX)
         try:
             model_config = ModelConfig(**meta["model_config"])
             config = DiscriminatorConfig(**meta["config"])
@@ -566,10 +503,10 @@ class Discriminator:
         disc = cls(vocab_size, model_config, config, device=device, seed=0)
 
         weights_path = os.path.join(directory, WEIGHTS_FILE)
-        disc.load_state_dict(_read_tensors(weights_path), source=weights_path)
+        disc.load_state_dict(load_tensors(weights_path, _FIX), source=weights_path)
 
         optim_path = os.path.join(directory, OPTIM_FILE)
-        flat = _read_tensors(optim_path)
+        flat = load_tensors(optim_path, _FIX)
         params = list(disc.net.parameters())
         state: dict[int, dict[str, torch.Tensor]] = {}
         for key, v in flat.items():

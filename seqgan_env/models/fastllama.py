@@ -34,7 +34,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-__all__ = ["LlamaStepDecoder", "fuse_layer", "rotary_tables", "supports"]
+__all__ = ["LlamaStepDecoder", "fuse_layer", "make_step_decoder", "rotary_tables", "supports"]
 
 
 def _backbone(model: torch.nn.Module):
@@ -101,6 +101,21 @@ def rotary_tables(backbone, positions: int, head_dim: int, device, dtype) -> tup
                                        position_ids=torch.arange(positions, device=device).unsqueeze(0))
     cos, sin = cos[0].repeat(1, heads), sin[0].repeat(1, heads)  # (P, H D)
     return torch.cat([cos * scale, cos], 1), torch.cat([sin * scale, sin], 1)  # (P, 2 H D) each
+
+
+def make_step_decoder(model: torch.nn.Module, reuse: "LlamaStepDecoder | None" = None,
+                      enabled: bool = True) -> "LlamaStepDecoder | None":
+    """The one decoder choice: the lean step decoder of ``model`` when it computes exactly
+    ``model``'s forward, else None (the caller then runs the transformers forward with its KV cache).
+
+    ``reuse`` is returned when it already decodes ``model`` (it re-reads the weights after every
+    update, so one decoder serves a whole run); ``enabled=False`` always chooses transformers.
+    """
+    if not enabled or not supports(model):
+        return None
+    if reuse is not None and reuse.model is model:
+        return reuse
+    return LlamaStepDecoder(model)
 
 
 class LlamaStepDecoder:

@@ -28,7 +28,7 @@ import torch.nn as nn
 import transformers
 
 from seqgan_env.data.tokenizer import BOS_ID, EOS_ID, PAD_ID
-from seqgan_env.utils.validation import check_int
+from seqgan_env.utils.validation import check_int, check_number
 
 
 def _check_positive_int(name: str, value: Any) -> None:
@@ -82,21 +82,10 @@ class ModelConfig:
                 f"choose hidden_size and num_heads so that hidden_size // num_heads is even "
                 f"(e.g. hidden_size={2 * self.hidden_size})."
             )
-        if isinstance(self.rope_theta, bool) or not isinstance(self.rope_theta, (int, float)) \
-                or not math.isfinite(self.rope_theta) or self.rope_theta <= 0:
-            raise ValueError(
-                f"rope_theta={self.rope_theta!r} is invalid: it must be a finite number > 0; "
-                f"the usual value is 10000.0."
-            )
-        self.rope_theta = float(self.rope_theta)
-        if isinstance(self.attention_dropout, bool) \
-                or not isinstance(self.attention_dropout, (int, float)) \
-                or not (0.0 <= self.attention_dropout < 1.0):
-            raise ValueError(
-                f"attention_dropout={self.attention_dropout!r} is invalid: it must be in "
-                f"[0, 1); use 0.0 to disable dropout."
-            )
-        self.attention_dropout = float(self.attention_dropout)
+        self.rope_theta = check_number("rope_theta", self.rope_theta, 0, fix="the usual value is 10000.0",
+                                       low_open=True)
+        self.attention_dropout = check_number("attention_dropout", self.attention_dropout, 0, 1,
+                                              "use 0.0 to disable dropout", high_open=True)
         if not isinstance(self.tie_word_embeddings, bool):
             raise ValueError(
                 f"tie_word_embeddings={self.tie_word_embeddings!r} is invalid: it must be "

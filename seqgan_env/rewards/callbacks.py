@@ -17,15 +17,7 @@ Contract
   generator trains against a fixed discriminator).
 * The counters are the whole state: :meth:`state_dict` is JSON-able.
 
-SB3 adapter sketch (kept out of this module so it needs no SB3)::
-
-    class SB3DiscriminatorCallback(BaseCallback):
-        def __init__(self, core):
-            super().__init__(); self.core = core
-        def _on_step(self): return True
-        def _on_rollout_end(self):
-            metrics = self.core.on_generator_update()
-            for k, v in (metrics or {}).items(): self.logger.record(k, v)
+The SB3 adapter is ``seqgan_env.integrations.sb3.SB3DiscriminatorCallback``.
 
 Subclasses may override the template hooks :meth:`_on_phase_start`,
 :meth:`_on_d_update` and :meth:`_on_phase_end` (no-ops here).
@@ -47,10 +39,6 @@ class SupportsDiscriminatorUpdate(Protocol):
     def update_discriminator(self, fake: torch.Tensor) -> dict[str, float]: ...
 
 
-def _check_int(name: str, value: Any, minimum: int, hint: str) -> None:
-    check_int(name, value, minimum, hint)
-
-
 @dataclass
 class DiscriminatorUpdateConfig:
     """When and how much the discriminator trains.
@@ -66,9 +54,9 @@ class DiscriminatorUpdateConfig:
     freeze: bool = False
 
     def __post_init__(self) -> None:
-        _check_int("every", self.every, 1, "use 1 to train D after every generator update")
-        _check_int("d_steps", self.d_steps, 1, "use 1 D update per phase, or freeze=True to never train D")
-        _check_int("batch_size", self.batch_size, 1, "use e.g. batch_size=64")
+        check_int("every", self.every, 1, "use 1 to train D after every generator update")
+        check_int("d_steps", self.d_steps, 1, "use 1 D update per phase, or freeze=True to never train D")
+        check_int("batch_size", self.batch_size, 1, "use e.g. batch_size=64")
         if not isinstance(self.freeze, bool):
             raise ValueError(f"freeze={self.freeze!r} is invalid: it must be True or False.")
 
@@ -168,9 +156,7 @@ class DiscriminatorUpdateCallback:
         """Restore counters from :meth:`state_dict` (ValueError on missing or negative values)."""
         for key in ("num_generator_updates", "num_discriminator_updates"):
             v = state.get(key) if isinstance(state, dict) else None
-            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
-                raise ValueError(f"callback state {key}={v!r} is invalid: it must be an int >= 0; pass the dict "
-                                 f"from DiscriminatorUpdateCallback.state_dict().")
+            check_int(f"callback state {key}", v, 0, "pass the dict from DiscriminatorUpdateCallback.state_dict()")
         self.num_generator_updates = state["num_generator_updates"]
         self.num_discriminator_updates = state["num_discriminator_updates"]
 

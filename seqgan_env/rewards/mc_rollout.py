@@ -24,7 +24,7 @@ and prefilled once per *prefix* (not per rollout), the cache is then repeated K
 times. Row order is (prefix, rollout) everywhere: row ``n * K + k`` is rollout k
 of prefix n, and prefixes are numbered in (batch, time) order.
 
-Token ids: PAD=0, BOS=1, EOS=2. Sampling masks follow the env: PAD and BOS are
+Token ids: PAD=0, BOS=1, EOS=2. Sampling masks are the episode spec's (``EnvConfig.mask_logits_``): PAD and BOS are
 never sampled; EOS only once ``min_length`` symbols are written (never when
 ``allow_eos`` is False).
 """
@@ -32,40 +32,28 @@ never sampled; EOS only once ``min_length`` symbols are written (never when
 from __future__ import annotations
 
 import copy
-import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
 from transformers import LlamaForCausalLM
 
-from seqgan_env.envs.spec import BOS_ID, EOS_ID, PAD_ID
-from seqgan_env.models.fastllama import LlamaStepDecoder
-from seqgan_env.models.fastllama import supports as supports_fast_decode
+from seqgan_env.envs.spec import BOS_ID, EOS_ID, PAD_ID, EnvConfig
+from seqgan_env.models.fastllama import LlamaStepDecoder, make_step_decoder
 from seqgan_env.models.sampling import sample_categorical
 from seqgan_env.rewards.scoring import preallocated_cache
-from seqgan_env.utils.validation import check_int
+from seqgan_env.utils.validation import check_int, check_number
 
 PROB_EPS = 1e-6  # Q is clipped to [PROB_EPS, 1 - PROB_EPS] before its logit
 
 
 def _check_temperature(name: str, value: Any) -> float:
     """The completions' temperature: a finite number >= 0 (0: greedy)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-        raise ValueError(
-            f"{name}={value!r} is invalid: it must be a number >= 0; use 1.0 to sample from the rollout "
-            f"policy, 0 for greedy completions."
-        )
-    return float(value)
+    return check_number(name, value, 0, fix="use 1.0 to sample from the rollout policy, 0 for greedy completions")
 
 
 def _check_rate(rate: Any) -> float:
-    if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not math.isfinite(rate) or not 0.0 <= rate <= 1.0:
-        raise ValueError(
-            f"rate={rate!r} is invalid: it must be a number in [0, 1] (the weight kept by the rollout "
-            f"policy); SeqGAN uses rate=0.8."
-        )
-    return float(rate)
+    return check_number("rate", rate, 0, 1, "the weight kept by the rollout policy; SeqGAN uses rate=0.8")
 
 
 def prob_to_logit(p: torch.Tensor) -> torch.Tensor:
@@ -130,11 +118,10 @@ class MCRolloutScorer:
         rate: float = 0.8,
     ) -> None:
         check_int("num_rollouts", num_rollouts, 1, "use e.g. num_rollouts=16 (SeqGAN)")
-        check_int("max_length", max_length, 1, "pass the env's max_length")
-        check_int("min_length", min_length, 0, "pass the env's min_length")
         check_int("seed", seed, 0, "pass e.g. seed=0")
-        if not isinstance(allow_eos, bool):
-            raise ValueError(f"allow_eos={allow_eos!r} is invalid: it must be True or False.")  # noqa: TRY004
+        #: The episode spec the completions follow (its token rule masks every sampled step).
+        self.spec = EnvConfig(vocab_size=rollout_generator.config.vocab_size, max_length=max_length,
+                              min_length=min_length, allow_eos=allow_eos)
         temperature = _check_temperature("temperature", temperature)
         if not hasattr(discriminator, "score_logits"):
             raise TypeError(f"discriminator {type(discriminator).__name__} has no score_logits(tokens).")
@@ -142,8 +129,6 @@ class MCRolloutScorer:
         self.rollout_generator = rollout_generator.eval()
         self.num_rollouts = num_rollouts
         self.max_length = max_length
-        self.min_length = min_length
-        self.allow_eos = allow_eos
         self.temperature = temperature
         self.rate = _check_rate(rate)
         self.device = next(rollout_generator.parameters()).device
@@ -301,14 +286,6 @@ class MCRolloutScorer:
         p = self._final_probs(comp.reshape(n * k, L))  # (N*K,) rows in (prefix, rollout) order
         return p.view(n, k).mean(dim=1)  # (N,) mean over the rollout axis
 
-    def _step_decoder(self, gen: torch.nn.Module) -> LlamaStepDecoder | None:
-        """The lean decoder of ``gen`` (made once; it re-fuses weights after each policy update), or None."""
-        if not supports_fast_decode(gen):
-            return None
-        if self._decoder is None or self._decoder.model is not gen:
-            self._decoder = LlamaStepDecoder(gen)
-        return self._decoder
-
     @torch.no_grad()
     def _complete(self, prefixes: torch.Tensor, plen: torch.Tensor) -> torch.Tensor:
         """Sample K completions of each prefix to EOS or max_length: (N, P), (N,) -> (N, K, L).
@@ -341,7 +318,7 @@ class MCRolloutScorer:
             layer.keys = layer.keys.repeat_interleave(k, dim=0)
             layer.values = layer.values.repeat_interleave(k, dim=0)
         logits = out.logits[:, -1].float().repeat_interleave(k, dim=0)  # (N*K, V)
-        decoder = self._step_decoder(gen)
+        decoder = self._decoder = make_step_decoder(gen, self._decoder)  # lean steps when supported
         if decoder is not None:
             decoder.begin()
         amask = amask.repeat_interleave(k, dim=0)  # (N*K, W+L)
@@ -353,11 +330,8 @@ class MCRolloutScorer:
         for s in range(steps):
             pos = plen_r + s  # (N*K,) symbol index this step writes
             active = ~done & (pos < L)  # (N*K,)
-            x = logits  # (N*K, V) a fresh float32 tensor each step: masked and sampled in place
-            x[:, PAD_ID] = float("-inf")  # never sampled
-            x[:, BOS_ID] = float("-inf")
-            eos_ok = (pos >= self.min_length) if self.allow_eos else torch.zeros_like(active)  # (N*K,)
-            x[:, EOS_ID] = torch.where(eos_ok, x[:, EOS_ID], torch.full_like(x[:, EOS_ID], float("-inf")))
+            # (N*K, V) a fresh float32 tensor each step: masked by the spec's rule and sampled in place
+            x = self.spec.mask_logits_(logits, pos)
             if self.temperature == 0:
                 action = x.argmax(dim=-1)  # (N*K,)
             else:

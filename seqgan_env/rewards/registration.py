@@ -14,10 +14,11 @@ from typing import Any
 import torch
 
 from seqgan_env.data.text import DEFAULT_DATA_PATH, load_dataset
-from seqgan_env.models.discriminator import Discriminator, DiscriminatorConfig
 from seqgan_env.envs.env import TokenGenerationEnv
-from seqgan_env.models.networks import ModelConfig
+from seqgan_env.envs.spec import EnvConfig
 from seqgan_env.envs.vector_env import TokenGenerationVectorEnv
+from seqgan_env.models.discriminator import Discriminator, DiscriminatorConfig
+from seqgan_env.models.networks import ModelConfig
 from seqgan_env.rewards.wrappers import DiscriminatorReward, DiscriminatorRewardVector, RewardConfig
 
 
@@ -62,14 +63,14 @@ def _components(data_path, max_length, allow_eos, valid_fraction, seed, discrimi
 def make_env(
     data_path: str | None = None,
     max_length: int | None = None,
-    min_length: int = 1,
-    allow_eos: bool = True,
-    invalid_action_reward: float = -1.0,
-    reward_mode: str = "per_step",
-    reward_transform: str = "prob",
-    potential_baseline: float = 0.0,
-    update_every: int | None = None,
-    update_batch_size: int = 64,
+    min_length: int = EnvConfig.min_length,
+    allow_eos: bool = EnvConfig.allow_eos,
+    invalid_action_reward: float = EnvConfig.invalid_action_reward,
+    reward_mode: str = RewardConfig.mode,
+    reward_transform: str = RewardConfig.transform,
+    potential_baseline: float = RewardConfig.potential_baseline,
+    update_every: int | None = RewardConfig.update_every,
+    update_batch_size: int = RewardConfig.update_batch_size,
     valid_fraction: float = 0.1,
     discriminator_model: ModelConfig | dict | None = None,
     discriminator_config: DiscriminatorConfig | dict | None = None,
@@ -100,14 +101,14 @@ def make_vector_env(
     num_envs: int,
     data_path: str | None = None,
     max_length: int | None = None,
-    min_length: int = 1,
-    allow_eos: bool = True,
-    invalid_action_reward: float = -1.0,
-    reward_mode: str = "per_step",
-    reward_transform: str = "prob",
-    potential_baseline: float = 0.0,
-    update_every: int | None = None,
-    update_batch_size: int = 64,
+    min_length: int = EnvConfig.min_length,
+    allow_eos: bool = EnvConfig.allow_eos,
+    invalid_action_reward: float = EnvConfig.invalid_action_reward,
+    reward_mode: str = RewardConfig.mode,
+    reward_transform: str = RewardConfig.transform,
+    potential_baseline: float = RewardConfig.potential_baseline,
+    update_every: int | None = RewardConfig.update_every,
+    update_batch_size: int = RewardConfig.update_batch_size,
     valid_fraction: float = 0.1,
     discriminator_model: ModelConfig | dict | None = None,
     discriminator_config: DiscriminatorConfig | dict | None = None,

@@ -16,8 +16,7 @@ from __future__ import annotations
 import torch
 from transformers.cache_utils import Cache, DynamicLayer
 
-from seqgan_env.models.fastllama import LlamaStepDecoder
-from seqgan_env.models.fastllama import supports as supports_fast_decode
+from seqgan_env.models.fastllama import LlamaStepDecoder, make_step_decoder
 
 
 class PreallocatedLayer(DynamicLayer):
@@ -156,10 +155,9 @@ class IncrementalPrefixScorer:
 
     def _decoder(self, net) -> LlamaStepDecoder | None:
         """The lean step decoder of ``net``'s backbone, or None (``fast_decode`` off or unsupported)."""
-        if not self.fast_decode or not hasattr(net, "logits_from_hidden") or not supports_fast_decode(net.backbone):
+        if not hasattr(net, "logits_from_hidden"):
             return None
-        if self._step_decoder is None or self._step_decoder.model is not net.backbone:
-            self._step_decoder = LlamaStepDecoder(net.backbone)
+        self._step_decoder = make_step_decoder(net.backbone, self._step_decoder, self.fast_decode)
         return self._step_decoder
 
     def _rebuild_first_column(self, net, dec: LlamaStepDecoder, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:

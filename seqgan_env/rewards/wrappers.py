@@ -26,6 +26,7 @@ import torch
 from seqgan_env.envs.spec import PAD_ID, complete_rows
 from seqgan_env.rewards.modes import get_mode, get_transform, step_rewards
 from seqgan_env.rewards.scoring import IncrementalPrefixScorer
+from seqgan_env.utils.validation import check_int, check_number
 
 
 class PrefixScorer(Protocol):
@@ -55,20 +56,12 @@ class RewardConfig:
     def __post_init__(self) -> None:
         get_mode(self.mode)
         get_transform(self.transform)
-        if not np.isfinite(self.potential_baseline):
-            raise ValueError(f"potential_baseline={self.potential_baseline!r} must be a finite number.")
-        if self.update_every is not None and (not isinstance(self.update_every, int) or self.update_every < 1):
-            raise ValueError(
-                f"update_every={self.update_every!r} is invalid: use an int >= 1 (finished episodes "
-                f"between D updates) or None to leave D updates to a callback."
-            )
-        if not isinstance(self.update_batch_size, int) or self.update_batch_size < 1:
-            raise ValueError(f"update_batch_size={self.update_batch_size!r} is invalid: use an int >= 1.")
-        if not isinstance(self.buffer_size, int) or self.buffer_size < self.update_batch_size:
-            raise ValueError(
-                f"buffer_size={self.buffer_size!r} is invalid: it must be an int >= "
-                f"update_batch_size={self.update_batch_size}."
-            )
+        check_number("potential_baseline", self.potential_baseline)
+        if self.update_every is not None:
+            check_int("update_every", self.update_every, 1,
+                      "finished episodes between D updates, or None to leave D updates to a callback")
+        check_int("update_batch_size", self.update_batch_size, 1)
+        check_int("buffer_size", self.buffer_size, self.update_batch_size, "at least update_batch_size")
 
     def to_dict(self) -> dict:
         return asdict(self)

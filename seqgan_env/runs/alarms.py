@@ -31,7 +31,6 @@ Contract
 
 from __future__ import annotations
 
-import math
 from collections import Counter, deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -39,18 +38,12 @@ from typing import Any
 
 import numpy as np
 
+from seqgan_env.utils.validation import is_int, is_number
+
 SAMPLE_ALARMS = ("eos_collapse", "mode_collapse")
 UPDATE_ALARMS = ("d_overpower", "reward_oscillation")
 ALARM_NAMES = SAMPLE_ALARMS + UPDATE_ALARMS
 STATE_VERSION = 1
-
-
-def _is_int(x: Any) -> bool:
-    return isinstance(x, int) and not isinstance(x, bool)
-
-
-def _is_num(x: Any) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 
 @dataclass
@@ -72,16 +65,16 @@ class AlarmConfig:
         ints = {"short_len": 1, "d_overpower_patience": 1, "oscillation_window": 3}
         for name, minimum in ints.items():
             value = getattr(self, name)
-            if not _is_int(value) or value < minimum:
+            if not is_int(value) or value < minimum:
                 raise ValueError(f"alarms.{name}={value!r} is invalid: it must be an int >= {minimum}; "
                                  f"use the default {getattr(AlarmConfig, name)}.")
         shares = ("empty_share", "min_uniqueness", "max_symbol_share", "d_overpower_acc", "oscillation_sign_changes")
         for name in shares:
             value = getattr(self, name)
-            if not _is_num(value) or not 0 <= value <= 1:
+            if not is_number(value) or not 0 <= value <= 1:
                 raise ValueError(f"alarms.{name}={value!r} is invalid: it must be a number in [0, 1]; "
                                  f"use the default {getattr(AlarmConfig, name)}.")
-        if not _is_num(self.oscillation_min_std) or self.oscillation_min_std < 0:
+        if not is_number(self.oscillation_min_std) or self.oscillation_min_std < 0:
             raise ValueError(f"alarms.oscillation_min_std={self.oscillation_min_std!r} is invalid: it must be a "
                              f"number >= 0; use the default {AlarmConfig.oscillation_min_std}.")
         if not isinstance(self.enabled, bool):
@@ -178,7 +171,7 @@ class AlarmMonitor:
             raise ValueError(f"metrics must be a dict (one update's metrics), got {type(metrics).__name__}.")
         raised: list[Alarm] = []
         acc = metrics.get("discriminator/acc_fake")
-        if _is_num(acc):
+        if is_number(acc):
             self.d_streak = self.d_streak + 1 if acc > cfg.d_overpower_acc else 0
         if self.d_streak >= cfg.d_overpower_patience:
             raised.append(Alarm(
@@ -189,7 +182,7 @@ class AlarmMonitor:
                 f"discriminator.lr, or more schedule.pretrain_steps.",
                 float(self.d_streak), float(cfg.d_overpower_patience)))
         reward = metrics.get("reward_mean")
-        if _is_num(reward):
+        if is_number(reward):
             self.rewards.append(float(reward))
         if len(self.rewards) == cfg.oscillation_window:
             window = np.asarray(self.rewards, dtype=float)
@@ -219,9 +212,9 @@ class AlarmMonitor:
         if not isinstance(state, dict) or state.get("version") != STATE_VERSION:
             raise ValueError(f"alarm state {state!r:.200} is not a version-{STATE_VERSION} alarm state; {fix}.")
         streak, rewards, active = state.get("d_streak"), state.get("rewards"), state.get("active")
-        if not _is_int(streak) or streak < 0:
+        if not is_int(streak) or streak < 0:
             raise ValueError(f"alarm state d_streak={streak!r} must be an int >= 0; {fix}.")
-        if not isinstance(rewards, list) or not all(_is_num(r) for r in rewards):
+        if not isinstance(rewards, list) or not all(is_number(r) for r in rewards):
             raise ValueError(f"alarm state rewards must be a list of finite numbers; {fix}.")
         if not isinstance(active, list) or not set(active) <= set(ALARM_NAMES):
             raise ValueError(f"alarm state active={active!r} must be a list of names from {list(ALARM_NAMES)}; {fix}.")

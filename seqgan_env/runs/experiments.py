@@ -34,13 +34,10 @@ from typing import Any
 
 import numpy as np
 
-from seqgan_env.runs.rundir import (
-    CONFIG_FILE,
-    RunDir,
-    _pid_alive,
-    _read_json,
-    atomic_write_text,
-)
+from seqgan_env.runs.rundir import CONFIG_FILE, RunDir
+from seqgan_env.utils.atomic import atomic_write_text
+from seqgan_env.utils.codec import read_json
+from seqgan_env.utils.pidlock import lock_owner
 
 STATUSES = ("running", "finished", "stopped", "crashed")
 NOTE_FILE = "note.txt"
@@ -84,7 +81,7 @@ def _run_path(run_path: str | os.PathLike) -> Path:
 
 
 def _info(path: Path) -> dict[str, Any]:
-    return _read_json(path / CONFIG_FILE, "this is not a readable run directory; fix: restore the file, or "
+    return read_json(path / CONFIG_FILE, "this is not a readable run directory; fix: restore the file, or "
                       "remove the directory if it is not a run")
 
 
@@ -116,19 +113,8 @@ def final_metric(run_path: str | os.PathLike, key: str) -> float | None:
     return float(value)
 
 
-def _lock_alive(path: Path) -> bool:
-    lock = path / LOCK_FILE
-    if not lock.is_file():
-        return False
-    try:
-        pid = int(lock.read_text().strip() or "0")
-    except (OSError, ValueError):
-        return False
-    return pid > 0 and _pid_alive(pid)
-
-
 def _status(path: Path, info: dict[str, Any], rows: Sequence[dict[str, Any]]) -> str:
-    if _lock_alive(path):
+    if lock_owner(path / LOCK_FILE) is not None:
         return "running"
     if (path / "generator" / "config.json").is_file():
         return "finished"

@@ -17,10 +17,8 @@ Contract
   file intact.  A checkpoint directory is assembled in a temp directory and
   renamed into place, so a checkpoint is either complete or absent.
 * Every unreadable file raises ``ValueError`` naming the file and the fix.
-* Optimizer / scheduler / RNG states are split into ``(tensors, meta)``: a flat
-  ``dict[str, Tensor]`` for safetensors and a JSON-able ``meta`` that records the
-  structure (tuples, int dict keys, non-finite floats) so that
-  ``unflatten_*(*flatten_*(sd))`` gives back an equal state dict.
+* Optimizer / scheduler states are split into ``(tensors, meta)`` by ``utils.codec``;
+  ``rng_state`` does the same for the global RNGs.
 """
 
 from __future__ import annotations
@@ -42,13 +40,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import safetensors.torch
 import torch
 
 from seqgan_env.utils.atomic import TMP_PREFIX, atomic_save_tensors, atomic_write_text, fsync_dir
+from seqgan_env.utils.codec import load_tensors, read_json
+from seqgan_env.utils.pidlock import PidLock
 from seqgan_env.utils.validation import check_int
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 1  # of the run directory's files
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.jsonl"
 TB_DIR = "tb"
@@ -59,38 +58,6 @@ CHECKPOINT_META_FILE = "meta.json"
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
 _STEP_DIR_RE = re.compile(r"^step_(\d+)$")
-
-# ----------------------------------------------------------------------------
-# atomic files
-
-
-_DEFAULT_TENSOR_FIX = "fix: re-create the file (its writer was probably interrupted)"
-
-
-def load_tensors(path: str | os.PathLike, fix: str = _DEFAULT_TENSOR_FIX) -> dict[str, torch.Tensor]:
-    """Load a safetensors file onto CPU; missing or corrupt → ValueError naming the file and ``fix``."""
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise ValueError(f"missing tensor file {path}; {fix}.")
-    try:
-        return safetensors.torch.load_file(path, device="cpu")
-    except Exception as e:  # safetensors raises its own error types
-        raise ValueError(f"corrupt or truncated tensor file {path} ({e}); {fix}.") from e
-
-
-def _read_json(path: str | os.PathLike, fix: str) -> dict[str, Any]:
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise ValueError(f"missing JSON file {path}; {fix}.")
-    try:
-        with open(path, encoding="utf-8") as f:
-            obj = json.load(f)
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ValueError(f"corrupt or truncated JSON file {path} ({e}); {fix}.") from e
-    if not isinstance(obj, dict):
-        raise ValueError(f"corrupt JSON file {path}: expected an object at top level; {fix}.")
-    return obj
-
 
 # ----------------------------------------------------------------------------
 # the generator export (``generator/``: save_pretrained's config.json + model.safetensors)
@@ -121,12 +88,12 @@ def load_generator_export(directory: str | os.PathLike, fix: str | None = None) 
         fix = (f"fix: delete {directory} (sample and eval then read the generator from the run's latest "
                f"checkpoint) or train the run again")
     config_path = directory / CONFIG_FILE
-    raw = _read_json(config_path, fix)
+    raw = read_json(config_path, fix)
     if raw.get("model_type") != "llama":
         raise ValueError(f"{config_path} has model_type={raw.get('model_type')!r}, expected 'llama'; {fix}.")
     index_path = directory / "model.safetensors.index.json"
     if index_path.is_file():  # save_pretrained shards large models
-        weight_map = _read_json(index_path, fix).get("weight_map")
+        weight_map = read_json(index_path, fix).get("weight_map")
         if not isinstance(weight_map, dict):
             raise ValueError(f"{index_path} has no 'weight_map' object; {fix}.")
         shards = [directory / name for name in sorted(set(map(str, weight_map.values())))]
@@ -158,127 +125,6 @@ def load_generator_export(directory: str | os.PathLike, fix: str | None = None) 
         raise ValueError(f"the weights in {shards[0]} do not match {config_path} (missing {missing[:3]}, "
                          f"unexpected {unexpected[:3]}); {fix}.")
     return model.eval()
-
-
-# ----------------------------------------------------------------------------
-# (tensors, meta) codec for nested state dicts
-
-_TAGS = ("__tensor__", "__tuple__", "__items__", "__float__")
-
-
-def _encode(obj: Any, path: str, tensors: dict[str, torch.Tensor], what: str) -> Any:
-    """JSON-able description of ``obj``; tensors are moved into ``tensors`` under ``path``."""
-    if torch.is_tensor(obj):
-        key = path or "tensor"
-        n = 1
-        while key in tensors:  # e.g. a dict key containing "." colliding with a nested path
-            key, n = f"{path}#{n}", n + 1
-        tensors[key] = obj
-        return {"__tensor__": key}
-    if obj is None or isinstance(obj, (bool, str)):
-        return obj
-    if isinstance(obj, (int, np.integer)):
-        return int(obj)
-    if isinstance(obj, (float, np.floating)):
-        x = float(obj)
-        return x if math.isfinite(x) else {"__float__": repr(x)}
-    if isinstance(obj, tuple):
-        return {"__tuple__": [_encode(v, f"{path}.{i}", tensors, what) for i, v in enumerate(obj)]}
-    if isinstance(obj, list):
-        return [_encode(v, f"{path}.{i}", tensors, what) for i, v in enumerate(obj)]
-    if isinstance(obj, dict):
-        def child(k: Any) -> str:
-            return f"{path}.{k}" if path else str(k)
-
-        if all(isinstance(k, str) for k in obj) and not any(k in _TAGS for k in obj):
-            return {k: _encode(v, child(k), tensors, what) for k, v in obj.items()}
-        items = []
-        for k, v in obj.items():
-            if k is not None and not isinstance(k, (bool, int, float, str)):
-                raise ValueError(
-                    f"{what} has a dict key {k!r} of type {type(k).__name__} at {path or '<root>'!r}; only "
-                    f"str/int/float/bool/None keys can be stored in JSON. Store a simpler state."
-                )
-            items.append([_encode(k, child(k), tensors, what), _encode(v, child(k), tensors, what)])
-        return {"__items__": items}
-    raise ValueError(
-        f"{what} holds a value of type {type(obj).__name__} at {path or '<root>'!r} that cannot be saved without "
-        f"pickle; allowed are tensors, numbers, str, bool, None and lists/tuples/dicts of those. Use an "
-        f"optimizer/scheduler whose state_dict() holds no callables or objects (e.g. OneCycleLR)."
-    )
-
-
-def _decode(obj: Any, tensors: dict[str, torch.Tensor], what: str) -> Any:
-    if isinstance(obj, list):
-        return [_decode(v, tensors, what) for v in obj]
-    if isinstance(obj, dict):
-        if len(obj) == 1:
-            (tag, val), = obj.items()
-            if tag == "__tensor__":
-                if val not in tensors:
-                    raise ValueError(f"{what}: tensor {val!r} is missing from the tensor file; the checkpoint "
-                                     f"is incomplete. Resume from another checkpoint or start a new run.")
-                return tensors[val]
-            if tag == "__tuple__":
-                return tuple(_decode(v, tensors, what) for v in val)
-            if tag == "__items__":
-                return {_decode(k, tensors, what): _decode(v, tensors, what) for k, v in val}
-            if tag == "__float__":
-                return float(val)
-        return {k: _decode(v, tensors, what) for k, v in obj.items()}
-    return obj
-
-
-def _flatten(sd: Any, kind: str, what: str) -> tuple[dict[str, torch.Tensor], dict]:
-    tensors: dict[str, torch.Tensor] = {}
-    encoded = _encode(sd, "", tensors, what)
-    return tensors, {"kind": kind, "format_version": FORMAT_VERSION, "state": encoded}
-
-
-def _unflatten(tensors: dict[str, torch.Tensor], meta: dict, kind: str, what: str) -> Any:
-    if not isinstance(meta, dict) or meta.get("kind") != kind or "state" not in meta:
-        got = meta.get("kind") if isinstance(meta, dict) else type(meta).__name__
-        raise ValueError(f"{what}: meta describes {got!r}, expected a {kind!r} meta from flatten_{kind}_state(); "
-                         f"pass the meta saved together with these tensors.")
-    if meta.get("format_version") != FORMAT_VERSION:
-        raise ValueError(f"{what}: format_version={meta.get('format_version')!r}, this code reads "
-                         f"{FORMAT_VERSION}; start a new run or use the matching seqgan-env version.")
-    return _decode(meta["state"], tensors, what)
-
-
-def flatten_optimizer_state(opt_state_dict: dict) -> tuple[dict[str, torch.Tensor], dict]:
-    """Split ``optimizer.state_dict()`` into ``(tensors, meta)``.
-
-    ``tensors`` holds the per-parameter state under keys ``"state.<param index>.<name>"``
-    (e.g. ``state.0.exp_avg``, ``state.0.step``); ``meta`` is JSON-able and keeps
-    param_groups (tuples such as ``betas`` recorded so they come back as tuples).
-    ValueError naming the offending entry if the state holds something JSON cannot.
-    """
-    if not isinstance(opt_state_dict, dict) or "state" not in opt_state_dict or "param_groups" not in opt_state_dict:
-        raise ValueError("flatten_optimizer_state expects optimizer.state_dict() (a dict with 'state' and "
-                         "'param_groups'); pass optimizer.state_dict().")
-    return _flatten(opt_state_dict, "optimizer", "optimizer state")
-
-
-def unflatten_optimizer_state(tensors: dict[str, torch.Tensor], meta: dict) -> dict:
-    """Inverse of :func:`flatten_optimizer_state`: a dict for ``optimizer.load_state_dict``."""
-    return _unflatten(tensors, meta, "optimizer", "optimizer state")
-
-
-def flatten_scheduler_state(sched_state_dict: dict) -> tuple[dict[str, torch.Tensor], dict]:
-    """Split ``scheduler.state_dict()`` into ``(tensors, meta)`` (see :func:`flatten_optimizer_state`).
-
-    OneCycleLR's state is plain JSON; callables or other objects raise ValueError naming the entry.
-    """
-    if not isinstance(sched_state_dict, dict):
-        raise ValueError(f"flatten_scheduler_state expects scheduler.state_dict() (a dict), got "
-                         f"{type(sched_state_dict).__name__}; pass scheduler.state_dict().")
-    return _flatten(sched_state_dict, "scheduler", "scheduler state")
-
-
-def unflatten_scheduler_state(tensors: dict[str, torch.Tensor], meta: dict) -> dict:
-    """Inverse of :func:`flatten_scheduler_state`: a dict for ``scheduler.load_state_dict``."""
-    return _unflatten(tensors, meta, "scheduler", "scheduler state")
 
 
 # ----------------------------------------------------------------------------
@@ -417,23 +263,12 @@ def _step_dir_name(step: int) -> str:
 
 
 def _check_step(step: Any) -> int:
-    if isinstance(step, bool) or not isinstance(step, (int, np.integer)) or step < 0:
-        raise ValueError(f"step={step!r} is invalid: it must be an int >= 0 (e.g. the number of env steps).")
+    check_int("step", step, 0, "e.g. the number of env steps", numpy=True)
     return int(step)
 
 
 # ----------------------------------------------------------------------------
 # the run directory
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class RunDir:
@@ -521,7 +356,7 @@ class RunDir:
             raise ValueError(f"run directory {path} does not exist; pass the path of a run made by "
                              f"RunDir.create(), or start a new run.")
         fix = "this is not a usable run directory; fix: pass a run made by `seqgan-env train` (RunDir.create())"
-        info = _read_json(path / CONFIG_FILE, fix)
+        info = read_json(path / CONFIG_FILE, fix)
         if info.get("format_version") != FORMAT_VERSION:
             raise ValueError(f"{path / CONFIG_FILE} has format_version={info.get('format_version')!r} but this "
                              f"code reads format_version={FORMAT_VERSION}; use the seqgan-env version that made "
@@ -754,7 +589,7 @@ class RunDir:
         path = Path(path)
         if not path.is_dir():
             raise ValueError(f"checkpoint directory {path} does not exist; {fix}.")
-        meta = _read_json(path / CHECKPOINT_META_FILE, fix)
+        meta = read_json(path / CHECKPOINT_META_FILE, fix)
         groups = meta.get("groups")
         if not isinstance(groups, list) or not isinstance(meta.get("step"), int) \
                 or not all(isinstance(g, str) and _NAME_RE.match(g) for g in groups):
@@ -770,32 +605,18 @@ class RunDir:
         The lock file holds the owner's pid; a lock whose process is gone (a crash or
         kill -9) is stale and taken over.
         """
-        lock = self.path / "lock"
-        for _ in range(2):
-            try:
-                fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
-                try:
-                    pid = int(lock.read_text().strip() or "0")
-                except (OSError, ValueError):
-                    pid = 0
-                if pid > 0 and pid != os.getpid() and _pid_alive(pid):
-                    raise ValueError(
-                        f"run directory '{self.path}' is in use by process {pid}; fix: wait for it to finish "
-                        f"or stop it, or train into a new run directory."
-                    ) from None
-                lock.unlink(missing_ok=True)  # stale: its process is gone
-                continue
-            with os.fdopen(fd, "w") as fh:
-                fh.write(str(os.getpid()))
-            self._locked = True
-            return
-        raise ValueError(f"could not lock run directory '{self.path}'; fix: remove '{lock}' if no trainer uses it.")
+        self._lock = PidLock(
+            self.path / "lock",
+            in_use=lambda pid: (f"run directory '{self.path}' is in use by process {pid}; fix: wait for it to "
+                                f"finish or stop it, or train into a new run directory."),
+            unlockable=f"could not lock run directory '{self.path}'; fix: remove '{self.path / 'lock'}' if no "
+                       f"trainer uses it.",
+        ).acquire()
 
     def release_lock(self) -> None:
-        if getattr(self, "_locked", False):
-            (self.path / "lock").unlink(missing_ok=True)
-            self._locked = False
+        lock = getattr(self, "_lock", None)
+        if lock is not None:
+            lock.release()
 
     def close(self) -> None:
         """Close the metrics file and the TensorBoard writer, release the lock (safe to call twice)."""

@@ -48,7 +48,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from seqgan_env.runs.rundir import _pid_alive, atomic_write_text
+from seqgan_env.utils.atomic import atomic_write_text
+from seqgan_env.utils.pidlock import PidLock
+from seqgan_env.utils.validation import check_int, is_int, is_number
 
 STUDY_NAME = "sweep"
 SPEC_FILE = "sweep.json"
@@ -74,24 +76,18 @@ class SweepConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if not isinstance(self.trials, int) or isinstance(self.trials, bool) or self.trials < 1:
-            raise ValueError(f"sweep trials={self.trials!r} is invalid: it must be an int >= 1 (e.g. 20).")
+        check_int("sweep trials", self.trials, 1, "e.g. 20")
         if not isinstance(self.metric, str) or not self.metric:
             raise ValueError(f"sweep metric={self.metric!r} is invalid: name a metrics.jsonl key, e.g. "
                              f"'eval/bigram_nll'.")
         if self.direction not in DIRECTIONS:
             raise ValueError(f"sweep direction={self.direction!r} is invalid: choose one of {list(DIRECTIONS)} "
                              f"('minimize' for eval/bigram_nll, 'maximize' for eval/uniqueness).")
-        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
-            raise ValueError(f"sweep seed={self.seed!r} is invalid: it must be an int >= 0.")
+        check_int("sweep seed", self.seed, 0)
 
 
 # ----------------------------------------------------------------------------
 # search space
-
-
-def _num(x: Any) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 
 def _check_spec(key: str, spec: Any) -> dict[str, Any]:
@@ -118,7 +114,7 @@ def _check_spec(key: str, spec: Any) -> dict[str, Any]:
             raise ValueError(f"{where} has repeated choices {choices!r}; list each value once.")
         return {"type": kind, "choices": list(choices)}
     low, high = spec.get("low"), spec.get("high")
-    check = (lambda x: isinstance(x, int) and not isinstance(x, bool)) if kind == "int" else _num
+    check = is_int if kind == "int" else is_number
     if not check(low) or not check(high):
         raise ValueError(f"{where} ({kind}) needs numeric 'low' and 'high'{' (ints)' if kind == 'int' else ''}, "
                          f"got low={low!r}, high={high!r}.")
@@ -230,33 +226,6 @@ def trial_config(base_config: dict, params: dict[str, Any], number: int, run_roo
     return cfg
 
 
-class _SweepLock:
-    def __init__(self, sweep_dir: Path) -> None:
-        self.path = sweep_dir / "lock"
-
-    def __enter__(self) -> _SweepLock:
-        for _ in range(2):
-            try:
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
-                try:
-                    pid = int(self.path.read_text().strip() or "0")
-                except (OSError, ValueError):
-                    pid = 0
-                if pid > 0 and pid != os.getpid() and _pid_alive(pid):
-                    raise ValueError(f"sweep '{self.path.parent}' is in use by process {pid}; wait for it or stop "
-                                     f"it, or use another sweep directory.") from None
-                self.path.unlink(missing_ok=True)
-                continue
-            with os.fdopen(fd, "w") as fh:
-                fh.write(str(os.getpid()))
-            return self
-        raise ValueError(f"could not lock sweep '{self.path.parent}'; remove '{self.path}' if no sweep uses it.")
-
-    def __exit__(self, *exc: Any) -> None:
-        self.path.unlink(missing_ok=True)
-
-
 def _record_spec(sweep_dir: Path, space: dict, base_config: dict, sweep_config: SweepConfig) -> None:
     spec = {"space": space, "metric": sweep_config.metric, "direction": sweep_config.direction,
             "seed": sweep_config.seed, "base_config": base_config}
@@ -297,7 +266,11 @@ def run_sweep(sweep_dir: str | os.PathLike, space: dict, base_config_dict: dict,
     sweep_dir = Path(sweep_dir)
     sweep_dir.mkdir(parents=True, exist_ok=True)
     root = None if run_root is None else str(sweep_dir / run_root)
-    with _SweepLock(sweep_dir):
+    lock = PidLock(sweep_dir / "lock",
+                   in_use=lambda pid: (f"sweep '{sweep_dir}' is in use by process {pid}; wait for it or stop it, "
+                                       f"or use another sweep directory."),
+                   unlockable=f"could not lock sweep '{sweep_dir}'; remove '{sweep_dir / 'lock'}' if no sweep uses it.")
+    with lock:
         _record_spec(sweep_dir, space, base_config_dict, sweep_config)
         storage = optuna.storages.RDBStorage(f"sqlite:///{(sweep_dir / 'study.db').resolve()}")
         study = optuna.create_study(study_name=STUDY_NAME, storage=storage, direction=sweep_config.direction,

@@ -1,0 +1,210 @@
+"""A run's lifecycle: start one (``new_run``), resume one (``resume_run``), load one's
+generator for sampling (``load_generator_for_sampling``), and the data a config names."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from seqgan_agents import distributed
+from seqgan_agents.distributed import DistContext, FollowerRun
+from seqgan_agents.reinforce import resolve_device
+from seqgan_agents.trainer import Trainer
+from seqgan_agents.trainer_config import TrainConfig, train_config_from_dict, with_data_length
+from seqgan_env.data.text import TextDataset, file_sha256, load_dataset
+from seqgan_env.data.tokenizer import CharTokenizer
+from seqgan_env.eval.oracle import DEFAULT_ORACLE_PATH
+from seqgan_env.models.networks import build_generator
+from seqgan_env.runs.configio import config_to_dict
+from seqgan_env.runs.rundir import RunDir
+
+
+def load_tokenizer(path: Path):
+    """A run's tokenizer.json: the char tokenizer, or the oracle's integer tokenizer (by its "type")."""
+    from seqgan_env.data.tokenizer import read_tokenizer_json
+    from seqgan_env.eval.oracle_data import IntTokenizer
+
+    kind = read_tokenizer_json(Path(path), "CharTokenizer")
+    return IntTokenizer.load(path) if isinstance(kind, dict) and kind.get("type") == "int" else CharTokenizer.load(path)
+
+
+def load_run_data(config: TrainConfig, tokenizer: CharTokenizer | None = None) -> TextDataset:
+    """The run's data, validated; with ``tokenizer`` (a resumed run's) every symbol must be in its vocabulary.
+
+    With ``data.max_length`` None the data decides it (``data.max_length`` of the result);
+    ``with_data_length`` writes it into the config.
+    """
+    if config.data.is_oracle:
+        from seqgan_env.eval.oracle_data import load_oracle_dataset
+
+        return load_oracle_dataset(config.data.oracle_train, config.data.oracle_valid, seed=config.seed)
+    data = load_dataset(
+        config.data.path,
+        max_length=config.data.max_length,
+        valid_fraction=config.data.valid_fraction,
+        seed=config.seed,
+        tokenizer=tokenizer,
+        skip_blank=config.data.skip_blank,
+        allow_eos=config.data.eos,
+    )
+    if config.data.valid_fraction > 0 and len(data.valid_texts) == 0:
+        raise ValueError(
+            f"data file '{config.data.path}' has {len(data.train_texts)} usable line(s): at least 2 are needed, one "
+            f"held out for evaluation; fix: add lines or set data.valid_fraction=0."
+        )
+    return data
+
+
+def new_run(config: TrainConfig) -> Trainer:
+    """A new run directory and the trainer of ``config.agent`` (REINFORCE, or SB3 PPO for comparison).
+
+    The data is loaded and validated before the directory exists, and a directory
+    whose trainer cannot be built is removed: a failed start leaves nothing behind.
+    Under torchrun (WORLD_SIZE > 1) this joins the process group; rank 0 creates the
+    directory (config.json gets a ``distributed`` block: world_size, backend, per-rank
+    and global batch size) and the other ranks get a read-only :class:`FollowerRun`.
+    """
+    ctx = _join(config)
+    data = load_run_data(config)
+    config = with_data_length(config, data.max_length)
+    data_file = str(DEFAULT_ORACLE_PATH) if config.data.is_oracle else config.data.path
+    run, error = None, None
+    if ctx.is_main:
+        try:
+            extra = {"distributed": ctx.record(config.reinforce.batch_size)} if config.agent == "reinforce" else None
+            run = RunDir.create(config.out_dir, config.name, config_to_dict(config), data_path=data_file, extra=extra)
+            run.acquire_lock()
+        except BaseException as exc:  # tell the other ranks before raising, or they wait forever
+            error = exc
+    path = distributed.broadcast_text(str(run.path) if run is not None else "", ctx)
+    if error is not None:
+        raise error
+    if not path:
+        raise RuntimeError(f"rank 0 could not create the run directory (its error is in its log); rank {ctx.rank} stops.")
+    if run is None:
+        run = FollowerRun(path, {"config": config_to_dict(config)})
+    try:
+        if config.agent != "reinforce":
+            from seqgan_agents.ppo import PPOTrainer
+
+            return PPOTrainer(config, run, data)
+        return Trainer(config, run, data, dist=ctx)
+    except BaseException:
+        run.close()
+        if ctx.is_main:
+            shutil.rmtree(run.path, ignore_errors=True)
+        raise
+
+
+def _join(config: TrainConfig) -> DistContext:
+    """This process's place in a torchrun launch, joining its process group (``SINGLE`` without torchrun)."""
+    ctx = DistContext.from_env()
+    if not ctx.is_distributed:
+        return ctx
+    if config.agent != "reinforce":
+        raise ValueError(
+            f"agent={config.agent} cannot train data-parallel (this launch has WORLD_SIZE={ctx.world_size}): only "
+            f"the REINFORCE trainer runs under torchrun; fix: run PPO in one process (seqgan-env train --agent "
+            f"{config.agent}, without torchrun) or use --agent reinforce."
+        )
+    return distributed.init(resolve_device(config.reinforce.device))
+
+
+def check_world_size(run: RunDir | FollowerRun, ctx: DistContext) -> None:
+    """Refuse to resume ``run`` with a world size other than the one it was trained with."""
+    saved = (run.info.get("distributed") or {}).get("world_size", 1)
+    if saved == ctx.world_size:
+        return
+    if saved > 1:
+        fix = (f"relaunch with {saved} ranks: torchrun --nproc_per_node={saved} -m seqgan_env.cli train --resume "
+               f"{run.path} (multi-node: --nnodes x --nproc_per_node = {saved})")
+    else:
+        fix = f"resume in one process, without torchrun: seqgan-env train --resume {run.path}"
+    raise ValueError(
+        f"run '{run.path}' was trained with world_size={saved} but this launch has world_size={ctx.world_size}; a run "
+        f"resumes only with its own world size (every rank's batch and random streams are in the checkpoint, and "
+        f"the global batch is per-rank batch x world size); fix: {fix}."
+    )
+
+
+def resume_run(path: str | Path) -> Trainer:
+    """Continue a run from its latest checkpoint, with the world size it was trained with.
+
+    Under torchrun every rank reads the checkpoint (multi-node: the run directory must
+    be on a filesystem all nodes see); only rank 0 locks and writes the directory.
+    """
+    ctx = DistContext.from_env()
+    run: RunDir | FollowerRun = RunDir.open(path, tensorboard=ctx.is_main)
+    if not ctx.is_main:
+        run = FollowerRun(run.path, run.info, reader=run)
+    try:
+        check_world_size(run, ctx)
+        ctx = _join(train_config_from_dict(run.config))
+        run.acquire_lock()
+        return _resume(run, ctx)
+    except BaseException:
+        run.close()
+        raise
+
+
+def _resume(run: RunDir | FollowerRun, ctx: DistContext | None = None) -> Trainer:
+    config = train_config_from_dict(run.config)
+    if config.agent != "reinforce":
+        raise ValueError(f"run '{run.path}' was trained with agent={config.agent}; only REINFORCE runs can be resumed.")
+    recorded = (run.info.get("data") or {}).get("sha256")
+    if recorded and Path(config.data.path).is_file() and file_sha256(config.data.path) != recorded:
+        raise ValueError(
+            f"data file '{config.data.path}' changed since run '{run.path}' started (sha256 differs); "
+            f"fix: restore the original file or start a new run."
+        )
+    tok_path = run.path / "tokenizer.json"
+    if not tok_path.is_file():
+        raise ValueError(f"run '{run.path}' has no tokenizer.json; fix: resume a run made by `seqgan-env train`.")
+    trainer = Trainer(config, run, load_run_data(config, load_tokenizer(tok_path)), dist=ctx)
+    if run.latest_checkpoint() is None:
+        raise ValueError(f"run '{run.path}' has no checkpoint to resume from; fix: start a new run with `seqgan-env train`.")
+    trainer.load_checkpoint()
+    run.truncate_metrics_after(trainer.step)
+    return trainer
+
+
+def load_generator_for_sampling(run_path: str | Path):
+    """(generator, tokenizer, config) of a finished or interrupted run, for `seqgan-env sample`."""
+    from seqgan_env.runs.rundir import load_generator_export
+
+    run = RunDir.open(run_path, tensorboard=False)
+    config = train_config_from_dict(run.config)
+    if config.agent != "reinforce":
+        run.close()
+        raise ValueError(
+            f"run '{run.path}' was trained with agent={config.agent}, whose policy is not a Llama generator; "
+            f"its samples are in {run.path / 'samples'}."
+        )
+    export = run.path / "generator"
+    tok_path = run.path / "tokenizer.json"
+    if not tok_path.is_file():
+        raise ValueError(f"run '{run.path}' has no tokenizer.json; fix: pass a run directory made by `seqgan-env train`.")
+    tokenizer = load_tokenizer(tok_path)
+    if (export / "config.json").is_file():
+        generator = load_generator_export(export)  # loud on a corrupt file, no progress bar
+        if generator.config.vocab_size != tokenizer.vocab_size:
+            raise ValueError(
+                f"'{tok_path}' has vocab_size {tokenizer.vocab_size} but the generator in '{export}' has "
+                f"{generator.config.vocab_size}; fix: restore the run's own tokenizer.json."
+            )
+    else:
+        ckpt = run.latest_checkpoint()
+        if ckpt is None:
+            raise ValueError(f"run '{run.path}' has neither an exported generator nor a checkpoint; fix: train it first.")
+        tensors, _ = run.load_checkpoint(ckpt)
+        generator = build_generator(config.generator, tokenizer.vocab_size)
+        sd = {k[len("generator."):]: v for k, v in tensors["agent"].items() if k.startswith("generator.")}
+        try:
+            generator.load_state_dict(sd)
+        except RuntimeError as exc:
+            raise ValueError(f"checkpoint {ckpt} does not match the run's generator config: {exc}") from None
+    run.close()
+    return generator, tokenizer, config
+
+
+__all__ = ["load_generator_for_sampling", "load_run_data", "new_run", "resume_run"]

@@ -1,0 +1,186 @@
+"""``TrainConfig``: everything `seqgan-env train` needs, one dataclass per section.
+
+Every field is a CLI option (``--section.field``); the sections' own dataclasses
+(``ReinforceConfig``, ``RewardConfig``, ``DiscriminatorConfig``...) are the single source
+of their defaults, and where ``TrainConfig`` chooses other values it says why.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+from seqgan_agents.ppo import PPOConfig
+from seqgan_agents.reinforce import ReinforceConfig
+from seqgan_env.data.text import DEFAULT_DATA_PATH
+from seqgan_env.eval.oracle import SEQ_LEN as ORACLE_LENGTH
+from seqgan_env.models.discriminator import DiscriminatorConfig
+from seqgan_env.models.networks import ModelConfig
+from seqgan_env.rewards.callbacks import DiscriminatorUpdateConfig
+from seqgan_env.rewards.mc_rollout import MCRolloutConfig
+from seqgan_env.rewards.wrappers import RewardConfig
+from seqgan_env.runs.alarms import AlarmConfig
+from seqgan_env.runs.configio import config_from_dict
+from seqgan_env.utils.validation import check_int, check_ints
+
+AGENTS = ("reinforce", "ppo", "maskable_ppo")
+REWARD_SCORERS = ("discriminator", "mc_rollout")
+
+
+ORACLE = "oracle"
+
+
+@dataclass
+class DataConfig:
+    """Real data: a text file with one sequence per line (default: census first names), or ``oracle``.
+
+    ``path="oracle"`` is the SeqGAN synthetic task: ``oracle_train`` + ``oracle_valid``
+    sequences of 20 tokens (vocabulary 5,000, no EOS) sampled from the oracle LSTM
+    with the run's seed; max_length must then be 20. ``max_length`` None means: what
+    the data needs (a text file's longest line, plus one slot for EOS when EOS is
+    allowed; 20 for the oracle), resolved when the run starts and recorded in its
+    config.json. ``allow_eos`` None means: True for text files, False for the oracle.
+    """
+
+    path: str = str(DEFAULT_DATA_PATH)
+    max_length: int | None = None
+    min_length: int = 1
+    valid_fraction: float = 0.1
+    skip_blank: bool = False
+    allow_eos: bool | None = None
+    oracle_train: int = 10_000
+    oracle_valid: int = 2_000
+
+    @property
+    def is_oracle(self) -> bool:
+        return self.path == ORACLE
+
+    @property
+    def eos(self) -> bool:
+        """Whether sequences may end early with EOS."""
+        return (not self.is_oracle) if self.allow_eos is None else self.allow_eos
+
+    def __post_init__(self) -> None:
+        if self.max_length is not None:
+            check_int("data.max_length", self.max_length)
+        check_int("data.min_length", self.min_length, 0)
+        if self.max_length is not None and self.min_length > self.max_length:
+            raise ValueError(
+                f"data.min_length={self.min_length!r} is invalid: it must be an int in [0, data.max_length="
+                f"{self.max_length}]; lower it or raise data.max_length."
+            )
+        if not isinstance(self.valid_fraction, (int, float)) or not 0 <= self.valid_fraction < 1:
+            raise ValueError(f"data.valid_fraction={self.valid_fraction!r} is invalid: it must be in [0, 1).")
+        check_ints(self, ("oracle_train", "oracle_valid"), 1, "data.")
+        if self.is_oracle and self.max_length not in (None, ORACLE_LENGTH):
+            raise ValueError(
+                f"data.max_length={self.max_length} does not fit data.path=oracle, whose sequences have "
+                f"{ORACLE_LENGTH} tokens; fix: --set data.max_length={ORACLE_LENGTH}."
+            )
+        if self.is_oracle and self.allow_eos:
+            raise ValueError("data.allow_eos=true does not fit data.path=oracle (fixed-length sequences, no EOS).")
+
+
+@dataclass
+class ScheduleConfig:
+    """How long to train and how often to evaluate, sample and checkpoint."""
+
+    updates: int = 600
+    pretrain_steps: int = 300
+    d_pretrain_steps: int = 50
+    eval_every: int = 100
+    eval_samples: int = 1000
+    checkpoint_every: int = 100
+    max_nonfinite: int = 5  # consecutive skipped updates (NaN/inf loss or gradient) before the run stops
+
+    def __post_init__(self) -> None:
+        check_ints(self, ("updates", "eval_every", "eval_samples", "checkpoint_every", "max_nonfinite"), 1, "schedule.")
+        check_ints(self, ("pretrain_steps", "d_pretrain_steps"), 0, "schedule.")
+
+
+@dataclass
+class TrainConfig:
+    """Everything `seqgan-env train` needs; every field is a CLI option (``--section.field``)."""
+
+    name: str = "seqgan"
+    out_dir: str = "runs"
+    seed: int = 0
+    agent: str = "reinforce"  # reinforce | ppo | maskable_ppo (SB3, for comparison)
+    note: str = ""  # free text shown by `seqgan-env runs list` and `runs diff`
+    data: DataConfig = field(default_factory=DataConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    # Three fields differ from ReinforceConfig's defaults on purpose: batch 128 and lr 2e-3 keep the default
+    # census-names run at about a minute on a 2-core CPU (ReinforceConfig's 256 / 1e-3 are the agent's own
+    # defaults); mle_coef=0.5 holds the generator near the data (README, "Why the trainer's reward is
+    # potential": bigram NLL 2.465 with it, 2.650 without).
+    reinforce: ReinforceConfig = field(default_factory=lambda: ReinforceConfig(batch_size=128, lr=2e-3, mle_coef=0.5))
+    # potential/prob: per-prefix credit without a length bias (per_step/prob grows names to max_length,
+    # per_step/log shrinks them to one letter; README has the measured table).
+    reward: RewardConfig = field(default_factory=lambda: RewardConfig(mode="potential", transform="prob"))
+    # discriminator: D scores each prefix directly (one token per step with its KV cache);
+    # mc_rollout: SeqGAN's Q, D's mean score of mc_rollout.num_rollouts completions of each prefix.
+    reward_scorer: str = "discriminator"
+    mc_rollout: MCRolloutConfig = field(default_factory=MCRolloutConfig)  # K, rate, temperature of reward_scorer=mc_rollout
+    d_updates: DiscriminatorUpdateConfig = field(default_factory=lambda: DiscriminatorUpdateConfig(every=1, d_steps=1, batch_size=128))
+    # The default tiny Llama (hidden 32, 2 layers), as the discriminator: the same sample quality as hidden 64
+    # on the census names (README) in two thirds of the training time.
+    generator: ModelConfig = field(default_factory=ModelConfig)
+    discriminator_model: ModelConfig = field(default_factory=ModelConfig)
+    discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
+    ppo: PPOConfig = field(default_factory=PPOConfig)
+    alarms: AlarmConfig = field(default_factory=AlarmConfig)
+
+    def __post_init__(self) -> None:
+        if self.agent not in AGENTS:
+            raise ValueError(f"agent={self.agent!r} is unknown: choose one of {list(AGENTS)}.")
+        if self.reward_scorer not in REWARD_SCORERS:
+            raise ValueError(f"reward_scorer={self.reward_scorer!r} is unknown: choose one of {list(REWARD_SCORERS)}.")
+        if self.reward_scorer == "mc_rollout" and self.agent != "reinforce":
+            raise ValueError(f"reward_scorer=mc_rollout needs agent=reinforce (its rollout policy is a copy of the "
+                             f"Llama generator), not agent={self.agent}.")
+        if self.reward_scorer == "mc_rollout" and self.reward.mode == "final":
+            raise ValueError("reward_scorer=mc_rollout with reward.mode=final would score only finished sequences "
+                             "(no rollouts); fix: --set reward.mode=per_step --set reinforce.gamma=0 (SeqGAN) or potential.")
+        if self.reward_scorer == "mc_rollout" and self.reward.mode == "per_step" and self.reinforce.gamma != 0:
+            raise ValueError(
+                f"reward_scorer=mc_rollout with reward.mode=per_step pays Q_t, the expected final discriminator "
+                f"score of the prefix y_1..t, which is already the return of step t (SeqGAN weights grad log "
+                f"G(y_t) by Q_t); reinforce.gamma={self.reinforce.gamma} would weight it by the sum of all later "
+                f"Q values instead (about {ORACLE_LENGTH - 1}x Q_t for the first of {ORACLE_LENGTH} tokens); "
+                f"fix: --set reinforce.gamma=0."
+            )
+        if self.reward.update_every is not None:
+            raise ValueError(
+                f"reward.update_every={self.reward.update_every} must be None in the trainer: the "
+                f"discriminator schedule is d_updates.every (generator updates between D updates)."
+            )
+        for name in ("generator", "discriminator_model"):
+            cfg = getattr(self, name)
+            if self.data.max_length is not None and cfg.max_position_embeddings < self.data.max_length + 1:
+                raise ValueError(
+                    f"{name}.max_position_embeddings={cfg.max_position_embeddings} is smaller than "
+                    f"data.max_length + 1 = {self.data.max_length + 1}: raise it."
+                )
+
+
+def train_config_from_dict(data: dict) -> TrainConfig:
+    return config_from_dict(TrainConfig, data)
+
+
+def with_data_length(config: TrainConfig, max_length: int) -> TrainConfig:
+    """``config`` with ``data.max_length`` resolved to ``max_length`` (what the data needs).
+
+    When the length came from the data (``data.max_length`` None), the models' position
+    tables follow it (``max_position_embeddings`` >= max_length + 1, BOS included); an
+    explicit length keeps TrainConfig's check of the tables.
+    """
+    if config.data.max_length is not None:
+        return config
+    models = {
+        name: dataclasses.replace(cfg, max_position_embeddings=max(cfg.max_position_embeddings, max_length + 1))
+        for name, cfg in (("generator", config.generator), ("discriminator_model", config.discriminator_model))
+    }
+    return dataclasses.replace(config, data=dataclasses.replace(config.data, max_length=max_length), **models)
+
+
+__all__ = ["DataConfig", "ScheduleConfig", "TrainConfig", "train_config_from_dict", "with_data_length"]
