@@ -25,13 +25,14 @@ from seqgan_agents.reinforce import ReinforceAgent
 from seqgan_agents.trainer_config import TrainConfig, with_data_length
 from seqgan_env.data.text import TextDataset
 from seqgan_env.envs.vector_env import TokenGenerationVectorEnv
+from seqgan_env.eval.discriminator_health import health_report
 from seqgan_env.eval.metrics import CHARACTER_METRICS, BigramModel, sample_report
 from seqgan_env.models.discriminator import Discriminator
 from seqgan_env.models.networks import build_generator
 from seqgan_env.rewards.callbacks import DiscriminatorUpdateCallback
 from seqgan_env.rewards.mc_rollout import make_mc_rollout_scorer
 from seqgan_env.rewards.wrappers import DiscriminatorRewardVector
-from seqgan_env.runs.alarms import SAMPLE_ALARMS, UPDATE_ALARMS, AlarmMonitor, alarm_metrics
+from seqgan_env.runs.alarms import EVAL_ALARMS, SAMPLE_ALARMS, UPDATE_ALARMS, AlarmMonitor, alarm_metrics
 from seqgan_env.runs.rundir import RunDir, rng_state, save_generator_export, set_rng_state
 from seqgan_env.utils.codec import (
     flatten_optimizer_state,
@@ -146,7 +147,21 @@ class Trainer:
             for key in CHARACTER_METRICS:  # meaningless for integer tokens (as in `seqgan-env eval`)
                 report.pop(key)
             report.update(self.data.benchmark_metrics(self.agent.generator, tokens))
+        report.update(self.discriminator_health(n, seed + 1))
         return report, texts
+
+    def discriminator_health(self, n: int, seed: int) -> dict[str, float]:
+        """D (eval mode) on held-out real rows vs ``n`` fresh generated rows it never trained on.
+
+        ``d_auc`` (0.5: chance), ``d_ece`` (calibration), ``d_real`` / ``d_fake`` (mean P(real));
+        {} without a validation split.
+        """
+        real = self.data.valid
+        if len(real) == 0:
+            return {}
+        fake = self.sample_tokens(n, seed=seed)  # (n, T) own seed: the training RNG does not move
+        h = health_report(self.discriminator.sequence_scores, real.to(self.device), fake)
+        return {"d_auc": h["auc"], "d_ece": h["ece"], "d_real": h["real_mean"], "d_fake": h["fake_mean"]}
 
     def pretrain(self) -> None:
         """MLE pretraining of the generator, then of D on real vs generated (as SeqGAN)."""
@@ -367,6 +382,7 @@ class Trainer:
                     report, texts = self.evaluate()
                     eval_metrics = {f"eval/{k}": v for k, v in report.items()}
                     self._note_alarms(self.alarms.check_samples(texts), SAMPLE_ALARMS, eval_metrics)
+                    self._note_alarms(self.alarms.check_eval(report), EVAL_ALARMS, eval_metrics)
                     self.run.log_metrics(self.step, eval_metrics)
                     self.run.write_samples(self.step, texts)
                     self.run.log_text(self.step, "samples", "\n".join(texts[:20]))

@@ -10,6 +10,7 @@ import pytest
 
 from seqgan_env.runs.alarms import (
     ALARM_NAMES,
+    EVAL_ALARMS,
     SAMPLE_ALARMS,
     UPDATE_ALARMS,
     Alarm,
@@ -245,6 +246,26 @@ def test_alarm_metrics(raised, checked, expected):
     assert alarm_metrics(alarms, checked) == expected
 
 
-def test_alarm_names_cover_both_groups():
-    assert set(ALARM_NAMES) == set(SAMPLE_ALARMS) | set(UPDATE_ALARMS)
+def test_alarm_names_cover_every_group():
+    assert set(ALARM_NAMES) == set(SAMPLE_ALARMS) | set(UPDATE_ALARMS) | set(EVAL_ALARMS)
     assert str(Alarm("d_overpower", "m", 1.0, 2.0)) == "alarm d_overpower: m"
+
+
+@pytest.mark.parametrize("aucs,fires", [([0.5, 0.52, 0.54], True), ([0.5, 0.6, 0.5], False), ([0.5, 0.5], False)])
+def test_d_uninformative_after_patience_evaluations(aucs, fires):
+    monitor = AlarmMonitor(AlarmConfig(d_uninformative_auc=0.55, d_uninformative_patience=3))
+    raised = []
+    for auc in aucs:
+        raised = monitor.check_eval({"d_auc": auc})
+    assert bool(raised) is fires
+    if fires:
+        assert raised[0].name == "d_uninformative" and "0.540" in raised[0].message
+
+
+def test_d_uninformative_streak_survives_resume():
+    a = AlarmMonitor()
+    a.check_eval({"d_auc": 0.5})
+    a.check_eval({"d_auc": 0.5})
+    b = AlarmMonitor()
+    b.load_state_dict(a.state_dict())
+    assert [x.name for x in b.check_eval({"d_auc": 0.5})] == ["d_uninformative"]

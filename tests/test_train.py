@@ -400,3 +400,16 @@ def test_every_trainer_sample_obeys_min_length(tmp_path):
         assert all(len(text) >= 10 for text in fakes)
     finally:
         trainer.run.close()
+
+
+def test_evaluations_log_discriminator_health(tmp_path):
+    """eval/d_auc, eval/d_ece, eval/d_real, eval/d_fake at every evaluation, and the d_uninformative alarm's 0/1."""
+    trainer = new_run(tiny_config(tmp_path, updates=4, eval_every=2))
+    trainer.fit(progress=False)
+    trainer.run.close()
+    rows = [json.loads(line) for line in (trainer.run.path / "metrics.jsonl").read_text().splitlines()]
+    evals = [r for r in rows if "eval/d_auc" in r]
+    assert len(evals) >= 2
+    for r in evals:
+        assert 0.0 <= r["eval/d_auc"] <= 1.0 and 0.0 <= r["eval/d_ece"] <= 1.0
+        assert 0.0 <= r["eval/d_fake"] <= 1.0 and "alarm/d_uninformative" in r

@@ -1,6 +1,6 @@
 """Training alarms: cheap checks that name a known GAN failure while it happens.
 
-Four alarms (names in :data:`ALARM_NAMES`):
+Five alarms (names in :data:`ALARM_NAMES`):
 
 * ``eos_collapse`` (samples): the share of samples shorter than ``short_len``
   symbols is above ``empty_share`` — the generator learned to stop at once.
@@ -9,6 +9,10 @@ Four alarms (names in :data:`ALARM_NAMES`):
   all generated symbols.
 * ``d_overpower`` (updates): ``discriminator/acc_fake`` above ``d_overpower_acc``
   for ``d_overpower_patience`` consecutive updates that report it.
+* ``d_uninformative`` (evaluations): the discriminator's held-out AUC (``d_auc``:
+  held-out real rows against fresh generated rows, D in eval mode) below
+  ``d_uninformative_auc`` for ``d_uninformative_patience`` consecutive evaluations —
+  D cannot tell real from fake, so its reward is noise.
 * ``reward_oscillation`` (updates): over the last ``oscillation_window``
   ``reward_mean`` values, the share of sign changes of the first difference is
   above ``oscillation_sign_changes`` *and* the population std of the window is
@@ -42,7 +46,8 @@ from seqgan_env.utils.validation import is_int, is_number
 
 SAMPLE_ALARMS = ("eos_collapse", "mode_collapse")
 UPDATE_ALARMS = ("d_overpower", "reward_oscillation")
-ALARM_NAMES = SAMPLE_ALARMS + UPDATE_ALARMS
+EVAL_ALARMS = ("d_uninformative",)
+ALARM_NAMES = SAMPLE_ALARMS + UPDATE_ALARMS + EVAL_ALARMS
 STATE_VERSION = 1
 
 
@@ -59,16 +64,19 @@ class AlarmConfig:
     oscillation_window: int = 20
     oscillation_sign_changes: float = 0.6
     oscillation_min_std: float = 0.05
+    d_uninformative_auc: float = 0.55
+    d_uninformative_patience: int = 3
     enabled: bool = True
 
     def __post_init__(self) -> None:
-        ints = {"short_len": 1, "d_overpower_patience": 1, "oscillation_window": 3}
+        ints = {"short_len": 1, "d_overpower_patience": 1, "oscillation_window": 3, "d_uninformative_patience": 1}
         for name, minimum in ints.items():
             value = getattr(self, name)
             if not is_int(value) or value < minimum:
                 raise ValueError(f"alarms.{name}={value!r} is invalid: it must be an int >= {minimum}; "
                                  f"use the default {getattr(AlarmConfig, name)}.")
-        shares = ("empty_share", "min_uniqueness", "max_symbol_share", "d_overpower_acc", "oscillation_sign_changes")
+        shares = ("empty_share", "min_uniqueness", "max_symbol_share", "d_overpower_acc", "oscillation_sign_changes",
+                  "d_uninformative_auc")
         for name in shares:
             value = getattr(self, name)
             if not is_number(value) or not 0 <= value <= 1:
@@ -103,6 +111,7 @@ class AlarmMonitor:
         if not isinstance(self.config, AlarmConfig):
             raise TypeError(f"config must be an AlarmConfig, got {type(self.config).__name__}.")
         self.d_streak = 0
+        self.auc_streak = 0
         self.rewards: deque[float] = deque(maxlen=self.config.oscillation_window)
         self.active: set[str] = set()
 
@@ -200,10 +209,31 @@ class AlarmMonitor:
                     share, cfg.oscillation_sign_changes))
         return self._settle(raised, UPDATE_ALARMS)
 
+    # -- evaluations -----------------------------------------------------------------
+    def check_eval(self, metrics: dict[str, Any]) -> list[Alarm]:
+        """``d_uninformative`` after one evaluation's metrics (reads ``d_auc``; an evaluation without it is skipped)."""
+        cfg = self.config
+        if not cfg.enabled:
+            return []
+        auc = metrics.get("d_auc")
+        if is_number(auc):
+            self.auc_streak = self.auc_streak + 1 if auc < cfg.d_uninformative_auc else 0
+        raised: list[Alarm] = []
+        if self.auc_streak >= cfg.d_uninformative_patience:
+            raised.append(Alarm(
+                "d_uninformative",
+                f"the discriminator's held-out AUC was below {cfg.d_uninformative_auc} for {self.auc_streak} "
+                f"consecutive evaluations (last {auc:.3f}; 0.5 is chance): its reward cannot tell real from fake. "
+                f"Try more schedule.d_pretrain_steps, more d_updates.d_steps or a larger d_updates.batch_size, "
+                f"discriminator.prefix_loss=false (a whole-sequence loss), or a larger discriminator_model.",
+                float(auc) if is_number(auc) else float("nan"), cfg.d_uninformative_auc))
+        return self._settle(raised, EVAL_ALARMS)
+
     # -- resume ----------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         """JSON-able state: streak, reward window, active alarms."""
-        return {"version": STATE_VERSION, "d_streak": self.d_streak, "rewards": list(self.rewards),
+        return {"version": STATE_VERSION, "d_streak": self.d_streak, "auc_streak": self.auc_streak,
+                "rewards": list(self.rewards),
                 "active": sorted(self.active)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -218,7 +248,11 @@ class AlarmMonitor:
             raise ValueError(f"alarm state rewards must be a list of finite numbers; {fix}.")
         if not isinstance(active, list) or not set(active) <= set(ALARM_NAMES):
             raise ValueError(f"alarm state active={active!r} must be a list of names from {list(ALARM_NAMES)}; {fix}.")
+        auc_streak = state.get("auc_streak", 0)  # absent in states written before the d_uninformative alarm
+        if not is_int(auc_streak) or auc_streak < 0:
+            raise ValueError(f"alarm state auc_streak={auc_streak!r} must be an int >= 0; {fix}.")
         self.d_streak = streak
+        self.auc_streak = auc_streak
         self.rewards = deque((float(r) for r in rewards), maxlen=self.config.oscillation_window)
         self.active = set(active)
 
