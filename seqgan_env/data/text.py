@@ -23,6 +23,7 @@ from typing import Any, Sequence
 import torch
 
 from seqgan_env.data.tokenizer import CharTokenizer, UnknownSymbolError, _check_max_length
+from seqgan_env.utils.validation import is_int
 
 DEFAULT_DATA_DIR = Path(__file__).resolve().parents[2] / "data"
 DEFAULT_DATA_PATH = DEFAULT_DATA_DIR / "census_first_names.txt"
@@ -232,7 +233,7 @@ def split_train_valid(
             f"valid_fraction must be a float in [0, 1), got {valid_fraction!r}; "
             f"fix: pass e.g. 0.1, or 0.0 for no validation split"
         )
-    if isinstance(seed, bool) or not isinstance(seed, int):
+    if not is_int(seed):
         raise TypeError(f"seed must be an int, got {seed!r}")
     n = len(texts)
     if n == 0:

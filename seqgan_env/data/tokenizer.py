@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from seqgan_env.utils.atomic import atomic_write_text
+from seqgan_env.utils.validation import is_int
 
 PAD_ID = 0
 BOS_ID = 1
@@ -323,7 +324,7 @@ def read_tokenizer_json(path: Path, cls_name: str) -> Any:
 
 
 def _check_max_length(max_length: int) -> None:
-    if isinstance(max_length, bool) or not isinstance(max_length, (int, np.integer)) or max_length < 1:
+    if not is_int(max_length, numpy=True) or max_length < 1:
         raise ValueError(
             f"max_length must be an int >= 1, got {max_length!r}; fix: pass a positive int"
         )

@@ -1,21 +1,21 @@
 """The episode spec: EnvConfig, the one token-validity rule, and the shape of a finished row.
 
-Every component that decides which tokens are valid (env, vector env, agent sampling, MC
-rollout completions) asks ``EnvConfig.valid_tokens`` / ``EnvConfig.mask_logits_``; every
+Every component that decides which tokens are valid asks the spec: the env and the vector env
+(``EnvConfig.valid_tokens``, ``EnvConfig.is_valid``), agent sampling (``valid_tokens``) and MC
+rollout completions (``EnvConfig.mask_logits_``); every
 component that decides whether a generated row may train the discriminator asks
 ``complete_rows``.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
 
 from seqgan_env.data.tokenizer import BOS_ID, EOS_ID, PAD_ID, SPECIAL_TOKENS
-from seqgan_env.utils.validation import check_int
+from seqgan_env.utils.validation import check_int, check_number
 
 NUM_SPECIAL = len(SPECIAL_TOKENS)
 
@@ -51,9 +51,7 @@ class EnvConfig:
             )
         if not isinstance(self.allow_eos, bool):
             raise ValueError(f"allow_eos={self.allow_eos!r} is invalid: it must be True or False.")
-        r = self.invalid_action_reward
-        if not isinstance(r, (int, float)) or isinstance(r, bool) or not math.isfinite(r):
-            raise ValueError(f"invalid_action_reward={r!r} is invalid: it must be a finite number.")
+        check_number("invalid_action_reward", self.invalid_action_reward)
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -40,7 +40,7 @@ from seqgan_env.data.tokenizer import (
 from seqgan_env.eval.likelihood import generator_nll
 from seqgan_env.eval.oracle import SEQ_LEN, VOCAB_SIZE, OracleLSTM
 from seqgan_env.utils.atomic import atomic_write_text
-from seqgan_env.utils.validation import check_int
+from seqgan_env.utils.validation import check_int, is_int
 
 TOKENIZER_TYPE = "int"
 FORMAT_VERSION = 1
@@ -273,7 +273,7 @@ def load_oracle_dataset(
     """
     for name, value, lo in (("n_train", n_train, 1), ("n_valid", n_valid, 0)):
         check_int(name, value, lo)
-    if isinstance(seed, bool) or not isinstance(seed, int):
+    if not is_int(seed):
         raise TypeError(f"seed must be an int, got {seed!r}")
     oracle = oracle if oracle is not None else OracleLSTM.from_npz()
     tokenizer = tokenizer if tokenizer is not None else IntTokenizer()
