@@ -207,4 +207,25 @@ def load_generator_for_sampling(run_path: str | Path):
     return generator, tokenizer, config
 
 
-__all__ = ["load_generator_for_sampling", "load_run_data", "new_run", "resume_run"]
+def load_discriminator_for_sampling(run_path: str | Path, vocab_size: int, device: str = "cpu"):
+    """The run's discriminator at its latest checkpoint (for `seqgan-env sample --d-filter`)."""
+    from seqgan_env.models.discriminator import Discriminator
+
+    run = RunDir.open(run_path, tensorboard=False)
+    try:
+        config = train_config_from_dict(run.config)
+        ckpt = run.latest_checkpoint()
+        if ckpt is None:
+            raise ValueError(f"run '{run.path}' has no checkpoint, so no trained discriminator for --d-filter; "
+                             f"fix: train it first (seqgan-env train).")
+        tensors, _ = run.load_checkpoint(ckpt)
+        if "discriminator" not in tensors:
+            raise ValueError(f"checkpoint {ckpt} holds no discriminator; fix: use a run made by seqgan-env train.")
+        disc = Discriminator(vocab_size, config.discriminator_model, config.discriminator, device=device)
+        disc.load_state_dict(tensors["discriminator"], source=str(ckpt))
+        return disc
+    finally:
+        run.close()
+
+
+__all__ = ["load_discriminator_for_sampling", "load_generator_for_sampling", "load_run_data", "new_run", "resume_run"]

@@ -89,6 +89,12 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
     import time
     from pathlib import Path
 
+    if args.task == "gan":
+        if args.rows or args.budget != 1.0:
+            raise ValueError("--rows and --budget belong to `benchmark oracle`; fix: use --arms and --set with gan.")
+        return _benchmark_gan(args)
+    if args.data or args.arms or args.set:
+        raise ValueError("--data, --arms and --set belong to `benchmark gan`; fix: use --rows and --budget with oracle.")
     from seqgan_benchmarks.quality_oracle import ROWS, OracleBenchmarkConfig, run_benchmark
 
     rows = tuple(r.strip() for r in args.rows.split(",") if r.strip()) if args.rows else ROWS
@@ -99,6 +105,28 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     run_benchmark(cfg, out, log=print)
     print(f"results written to {out}", file=sys.stderr)
+    return 0
+
+
+def _benchmark_gan(args: argparse.Namespace) -> int:
+    """`benchmark gan`: benchmarks/quality_gan.py; JSON and frontier PNG under benchmarks/ unless --out."""
+    import time
+    from pathlib import Path
+
+    from seqgan_benchmarks.quality_gan import ARMS, GanBenchmarkConfig, run_benchmark
+    from seqgan_env.data.text import DEFAULT_DATA_PATH
+
+    if args.data == "oracle":
+        raise ValueError("benchmark gan --data oracle is not built yet; fix: use `seqgan-env benchmark oracle` for "
+                         "the oracle task, or pass a text file to --data.")
+    arms = tuple(a.strip() for a in args.arms.split(",") if a.strip()) if args.arms else ARMS
+    cfg = GanBenchmarkConfig(data=args.data or str(DEFAULT_DATA_PATH), seeds=tuple(_parse_seeds(args.seeds)),
+                             arms=arms, overrides=tuple(args.set or ()))
+    out = Path(args.out) if args.out else Path("benchmarks") / f"quality_gan-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    if out.exists() and out.is_dir():
+        raise ValueError(f"--out '{out}' is a directory; fix: pass a file path such as {out / 'gan.json'}.")
+    run_benchmark(cfg, out, log=print)
+    print(f"results written to {out} and {out.with_suffix('.png')}", file=sys.stderr)
     return 0
 
 
@@ -309,10 +337,25 @@ def cmd_sample(args: argparse.Namespace) -> int:
         raise ValueError(f"-n {args.n} is invalid: ask for at least 1 sample.")
     generator, tokenizer, config = load_generator_for_sampling(args.run_dir)
     agent = ReinforceAgent(generator, ReinforceConfig(device=args.device, temperature=args.temperature, top_p=args.top_p))
-    tokens = agent.sample(
-        args.n, config.data.max_length, args.temperature, args.top_p, seed=args.seed,
-        min_length=config.data.min_length, allow_eos=config.data.eos,
-    )
+    def draw(k: int, seed: int | None = args.seed):
+        return agent.sample(
+            k, config.data.max_length, args.temperature, args.top_p, seed=seed,
+            min_length=config.data.min_length, allow_eos=config.data.eos,
+        )
+
+    if args.d_filter is None:
+        tokens = draw(args.n)
+    else:
+        import torch
+
+        from seqgan_agents.lifecycle import load_discriminator_for_sampling
+        from seqgan_env.models.d_filter import DFilterConfig, d_filter
+
+        cfg = DFilterConfig(method=args.d_filter, oversample=args.d_filter_oversample, beta=args.d_filter_beta)
+        disc = load_discriminator_for_sampling(args.run_dir, tokenizer.vocab_size, device=str(agent.device))
+        rounds = iter(range(1, 10**9))
+        tokens = d_filter(lambda k: draw(k, args.seed * 1_000_003 + next(rounds)), disc.sequence_scores, args.n, cfg,
+                          generator=torch.Generator().manual_seed(args.seed))
     for text in tokenizer.decode_batch(tokens.cpu()):
         print(text)
     return 0
@@ -422,7 +465,12 @@ def build_parser() -> argparse.ArgumentParser:
     benchmark = sub.add_parser(
         "benchmark", help="the SeqGAN oracle benchmark: MLE, SeqGAN's mc_rollout and our reward modes, one table"
     )
-    benchmark.add_argument("task", choices=["oracle"])
+    benchmark.add_argument("task", choices=["oracle", "gan"],
+                           help="oracle: SeqGAN's Table 1; gan: MLE vs adversarial vs D-filtered on a text file")
+    benchmark.add_argument("--data", default=None, help="gan: text file, one sequence per line (default: census first names)")
+    benchmark.add_argument("--arms", default=None, help="gan: comma-separated subset of mle,adversarial,scratch,d_filter")
+    benchmark.add_argument("--set", action="append", metavar="KEY=VALUE", default=None,
+                           help="gan: override a TrainConfig field of the adversarial arm (as in train --set)")
     benchmark.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (mean ± std over them)")
     benchmark.add_argument("--budget", type=float, default=1.0, help="scales all training steps (1.0 ~ 1 h on 2 CPU cores)")
     benchmark.add_argument("--rows", default=None, help="comma-separated subset of mle,seqgan,per_step,potential,constant")
@@ -482,6 +530,13 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--top-p", dest="top_p", type=float, default=1.0)
     sample.add_argument("--seed", type=int, default=0)
     sample.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda"])
+    sample.add_argument("--d-filter", dest="d_filter", default=None, choices=["sir", "rejection"],
+                        help="keep samples by the run's discriminator: weights D/(1-D) estimate p_data/p_model "
+                             "(sir: importance resampling without replacement; rejection: DRS)")
+    sample.add_argument("--d-filter-oversample", dest="d_filter_oversample", type=int, default=4,
+                        help="candidates drawn per kept sample (sir) or per round (rejection)")
+    sample.add_argument("--d-filter-beta", dest="d_filter_beta", type=float, default=1.0,
+                        help="weight exponent: 0 = plain sampling, 1 = the estimated density ratio")
     sample.set_defaults(func=cmd_sample)
 
     ev = sub.add_parser("eval", help="sample-quality numbers of a run (prints a table, writes eval.json)")

@@ -16,7 +16,7 @@ EXPECTED = {
     (): None,
     ("demo",): None,
     ("bench",): ("env", "reward", "agent", "agents", "oracle", "ddp", "all"),
-    ("benchmark",): ("oracle",),
+    ("benchmark",): ("oracle", "gan"),
     ("train",): None,
     ("runs",): ("list", "diff", "note"),
     ("sweep",): None,
