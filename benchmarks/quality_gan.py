@@ -291,15 +291,15 @@ def plot_frontier(cfg: GanBenchmarkConfig, per_seed: list[dict[str, Any]], path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6.5, 5))
+    fig, ax = plt.subplots(figsize=(7.5, 5.5))
     for arm in cfg.arms:
         xs = [statistics.fmean(s["arms"][arm][str(t)]["coverage"] for s in per_seed) for t in cfg.temperatures]
         ys = [statistics.fmean(s["arms"][arm][str(t)]["quality"] for s in per_seed) for t in cfg.temperatures]
         ax.plot(xs, ys, marker="o", label=arm, linewidth=2.5 if arm == "mle" else 1.5)
         for x, y, t in zip(xs, ys, cfg.temperatures):
             ax.annotate(f"{t:g}", (x, y), fontsize=7, textcoords="offset points", xytext=(3, 3))
-    ax.set_xlabel("coverage: NLL/char of test rows under an n-gram fitted on samples (lower = more diverse)")
-    ax.set_ylabel("quality: NLL/char of samples under the training n-gram (lower = better)")
+    ax.set_xlabel("coverage: test NLL/char under an n-gram of the samples (lower: more diverse)")
+    ax.set_ylabel("quality: sample NLL/char, training n-gram (lower: better)")
     ax.set_title(f"quality-diversity over temperatures ({len(per_seed)} seeds)")
     ax.legend()
     ax.grid(alpha=0.3)
