@@ -136,7 +136,7 @@ def sample_metrics(samples: list[str], train: list[str], test: list[str], judge:
     }
 
 
-def _train_mle(config: TrainConfig, eval_every: int, log: Callable[[str], None]) -> Trainer:
+def _train_mle(config: TrainConfig, eval_every: int, log: Callable[[str], None]) -> tuple[Trainer, int]:
     """MLE only for pretrain_steps + updates steps; the weights of the best validation NLL are kept."""
     cfg = dataclasses.replace(config, schedule=dataclasses.replace(config.schedule, d_pretrain_steps=0))
     trainer = new_run(cfg)
@@ -152,8 +152,7 @@ def _train_mle(config: TrainConfig, eval_every: int, log: Callable[[str], None])
                 best_state = copy.deepcopy(trainer.agent.generator.state_dict())
     trainer.agent.generator.load_state_dict(best_state)
     log(f"  mle: {steps} steps, best validation NLL {best:.4f} at step {best_step}")
-    trainer.mle_best_step = best_step
-    return trainer
+    return trainer, best_step
 
 
 def _train_filter_d(trainer: Trainer, cfg: GanBenchmarkConfig, seed: int) -> Discriminator:
@@ -176,13 +175,11 @@ def run_seed(cfg: GanBenchmarkConfig, seed: int, rest: list[str], test: list[str
     base = cfg.train_config(seed, str(out_dir))
     trainers: dict[str, Trainer] = {}
     seconds: dict[str, float] = {}
-    judge = None
     result: dict[str, Any] = {"seed": seed, "arms": {}, "seconds": seconds}
     for arm in cfg.arms:
         t0 = time.perf_counter()
         if arm == "mle":
-            trainers[arm] = _train_mle(base, cfg.mle_eval_every, log)
-            result["mle_best_step"] = trainers[arm].mle_best_step
+            trainers[arm], result["mle_best_step"] = _train_mle(base, cfg.mle_eval_every, log)
         elif arm == "d_filter":
             trainers["_filter_d"] = _train_filter_d(trainers["mle"], cfg, seed)  # type: ignore[assignment]
         else:
