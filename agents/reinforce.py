@@ -22,6 +22,8 @@ The pure functions (``discounted_returns``, ``apply_baseline``, ``normalize``,
 from __future__ import annotations
 
 import contextlib
+import copy
+import math
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -35,6 +37,12 @@ from seqgan_env.models.fastllama_train import supports as supports_lean_forward
 from seqgan_env.models.fastllama_train import teacher_forced_logits
 from seqgan_env.models.sampling import sample_categorical
 from seqgan_env.rewards.scoring import preallocated_cache
+from seqgan_env.utils.codec import (
+    flatten_optimizer_state,
+    flatten_scheduler_state,
+    load_optimizer_state,
+    unflatten_scheduler_state,
+)
 from seqgan_env.utils.validation import check_int, check_number, is_number
 
 BASELINES = ("none", "batch_mean", "ewma")
@@ -57,6 +65,12 @@ class ReinforceConfig:
     of updates of a OneCycleLR schedule (peak ``lr``, cycling AdamW's beta1).
     batch_size >= 1: number of rows (envs) a trainer should build per rollout.
     mle_coef >= 0: weight of the MLE loss on real data mixed into each update.
+    kl_coef >= 0: weight of KL(policy || reference) per step, the exact KL over the
+    vocabulary of the sampling distribution against the frozen reference generator set
+    by :meth:`ReinforceAgent.set_reference` (the trainer sets the generator it starts the
+    adversarial phase with). kl_target > 0 or None: adapt kl_coef after every update
+    towards this mean KL (x (1 + clip(kl / kl_target - 1, -0.2, 0.2) * kl_horizon_rate),
+    Ziegler et al. 2019's proportional controller); None keeps kl_coef fixed.
     device: "auto" (CUDA if available) | "cpu" | "cuda". bf16: bf16 autocast, CUDA only.
     """
 
@@ -74,6 +88,9 @@ class ReinforceConfig:
     onecycle_total_steps: int | None = None
     batch_size: int = 256
     mle_coef: float = 0.0
+    kl_coef: float = 0.0
+    kl_target: float | None = None
+    kl_horizon_rate: float = 0.1
     device: str = "auto"
     bf16: bool = True
 
@@ -105,6 +122,14 @@ class ReinforceConfig:
                       "the number of updates, or None for a constant learning rate")
         check_int("batch_size", self.batch_size, 1, "use e.g. 256")
         check_number("mle_coef", self.mle_coef, 0, fix="use 0.0 for pure policy gradient")
+        check_number("kl_coef", self.kl_coef, 0, fix="use 0.0 for no KL penalty, or e.g. 0.1")
+        if self.kl_target is not None:
+            check_number("kl_target", self.kl_target, 0, fix="None keeps kl_coef fixed; e.g. 0.05 nats per step",
+                         low_open=True)
+            if self.kl_coef == 0:
+                raise ValueError("kl_target is set but kl_coef=0: the controller multiplies kl_coef, so it would "
+                                 "stay 0; fix: start from e.g. --set reinforce.kl_coef=0.1.")
+        check_number("kl_horizon_rate", self.kl_horizon_rate, 0, 1, "use e.g. 0.1", low_open=True)
         resolve_device(self.device)  # validates the name and CUDA availability
 
 
@@ -348,6 +373,8 @@ class ReinforceAgent:
         self.rng.manual_seed(seed)
         self.baseline_state: torch.Tensor | None = None
         self.num_updates = 0
+        self.reference: torch.nn.Module | None = None  # frozen generator of the KL term
+        self.kl_coef = float(cfg.kl_coef)  # the adaptive controller moves it; saved in state_dict
         self.dist: DistContext = SINGLE
         self.train_module: torch.nn.Module = TeacherForced(self.generator)  # DDP-wrapped by distribute()
 
@@ -369,6 +396,13 @@ class ReinforceAgent:
         device_ids = [torch.cuda.current_device()] if self.device.type == "cuda" else None
         self.dist = ctx
         self.train_module = DistributedDataParallel(TeacherForced(self.generator), device_ids=device_ids)
+
+    def set_reference(self, model: torch.nn.Module | None = None) -> None:
+        """Freeze a copy of ``model`` (default: the generator now) as the KL term's reference."""
+        ref = copy.deepcopy(model if model is not None else self.generator).to(self.device).eval()
+        for p in ref.parameters():
+            p.requires_grad_(False)
+        self.reference = ref
 
     def _all_reduce(self) -> Callable[[torch.Tensor], torch.Tensor] | None:
         """Sum over ranks, or None for one process (the single-process code path)."""
@@ -568,6 +602,12 @@ class ReinforceAgent:
         if use_mle:
             mle_loss = self._mle_loss(real, logits[1])
             loss = loss + cfg.mle_coef * mle_loss
+        kl = torch.tensor(float("nan"))
+        if cfg.kl_coef > 0:
+            kl = (self._kl_to_reference(rollout, x, logp_all) * mask).sum() / n
+            if reduce is not None:
+                kl = kl * self.dist.world_size
+            loss = loss + self.kl_coef * kl
 
         ep_reward = (rewards * mask).sum(1)  # (B,)
         metrics = {
@@ -577,6 +617,8 @@ class ReinforceAgent:
             "policy_loss": float(policy_loss.detach()),
             "entropy": float(entropy.detach()),
             "mle_loss": float(mle_loss.detach()),
+            "kl": float(kl.detach()),
+            "kl_coef": self.kl_coef,
             "episode_length_mean": float(mask.sum(1).float().mean()),
         }
         if reduce is not None:  # statistics that are not a mean of per-rank values: full-batch, on every rank
@@ -587,6 +629,33 @@ class ReinforceAgent:
             metrics["reward_std"] = float((reduce(((e - mean) ** 2).sum()) / tot[1]).sqrt())
             metrics["return_mean"] = float(tot[2] / tot[3]) if float(tot[3]) > 0 else float("nan")
         return loss, metrics, new_state
+
+    def _kl_to_reference(self, rollout: Rollout, x: torch.Tensor, logp_all: torch.Tensor) -> torch.Tensor:
+        """(B, T) KL(pi || pi_ref) of every step, exact over the vocabulary, with grad through pi.
+
+        ``x`` (B, T, V): the policy's sampling logits (masks, temperature, top-p applied) and
+        ``logp_all`` their log-softmax; the reference gets the same support and temperature.
+        """
+        if self.reference is None:
+            raise ValueError("reinforce.kl_coef > 0 needs a reference generator: call agent.set_reference() "
+                             "(the trainer does so when the adversarial phase starts).")
+        with torch.no_grad(), self._autocast():
+            ref_logits = self.reference(input_ids=self._teacher_input(rollout.tokens.to(self.device))).logits
+        support = torch.isfinite(x)  # (B, T, V) where the policy can sample
+        ref = torch.log_softmax(torch.where(support, ref_logits.float() / self.config.temperature,
+                                            float("-inf")), dim=-1)  # (B, T, V)
+        zero = torch.zeros_like(logp_all)
+        # finite values off the support before the product, so no inf/nan reaches the backward pass
+        lp, lq = torch.where(support, logp_all, zero), torch.where(support, ref, zero)  # (B, T, V)
+        return (torch.where(support, lp.exp(), zero) * (lp - lq)).sum(-1)  # (B, T)
+
+    def _adapt_kl_coef(self, kl: float) -> None:
+        """Proportional controller towards ``kl_target`` (no-op without one)."""
+        target = self.config.kl_target
+        if target is None or not math.isfinite(kl):
+            return
+        error = min(max(kl / target - 1.0, -0.2), 0.2)
+        self.kl_coef *= 1.0 + error * self.config.kl_horizon_rate
 
     def _policy_logits(self, rollout: Rollout, logits: torch.Tensor | None = None) -> torch.Tensor:
         """Teacher-forced recompute (with grad) of the sampling logits of every step, (B, T, V).
@@ -638,6 +707,7 @@ class ReinforceAgent:
         if self.scheduler is not None and self.scheduler.last_epoch < self.config.onecycle_total_steps - 1:
             self.scheduler.step()  # holds the final lr once the cycle is over
         self.baseline_state = None if new_state is None else new_state.detach()
+        self._adapt_kl_coef(metrics["kl"])
         self.num_updates += 1
         return metrics
 
@@ -710,24 +780,23 @@ class ReinforceAgent:
         """{"tensors": {name: Tensor}, "meta": JSON-able dict} — no pickled objects.
 
         tensors: "generator.<param>" (cloned, so tied weights can be saved with
-        safetensors), "optimizer.state.<i>.<key>", "baseline_state" (if any),
-        "rng_state". meta: num_updates, optimizer param_groups, scheduler state.
+        safetensors), "optimizer.<key>" (``utils.codec.flatten_optimizer_state``),
+        "baseline_state" (if any), "rng_state". meta: num_updates, optimizer and
+        scheduler metas of the codec.
         """
         tensors: dict[str, torch.Tensor] = {}
         for k, v in self.generator.state_dict().items():
             tensors[f"generator.{k}"] = v.detach().cpu().clone().contiguous()
-        opt = self.optimizer.state_dict()
-        for i, st in opt["state"].items():
-            for k, v in st.items():
-                tensors[f"optimizer.state.{i}.{k}"] = (v if torch.is_tensor(v) else torch.tensor(v)).detach().cpu().clone()
+        opt_t, opt_m = flatten_optimizer_state(self.optimizer.state_dict())
+        tensors.update({f"optimizer.{k}": v.detach().cpu().clone() for k, v in opt_t.items()})
         if self.baseline_state is not None:
             tensors["baseline_state"] = self.baseline_state.detach().cpu().clone()
         tensors["rng_state"] = self.rng.get_state().cpu().clone()
-        groups = [{k: (list(v) if isinstance(v, tuple) else v) for k, v in g.items()} for g in opt["param_groups"]]
-        sched = None
-        if self.scheduler is not None:
-            sched = {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.scheduler.state_dict().items()}
-        meta = {"num_updates": self.num_updates, "optimizer_param_groups": groups, "scheduler": sched}
+        if self.reference is not None:
+            for k, v in self.reference.state_dict().items():
+                tensors[f"reference.{k}"] = v.detach().cpu().clone().contiguous()
+        sched = flatten_scheduler_state(self.scheduler.state_dict())[1] if self.scheduler is not None else None
+        meta = {"num_updates": self.num_updates, "optimizer": opt_m, "scheduler": sched, "kl_coef": self.kl_coef}
         return {"tensors": tensors, "meta": meta}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -735,22 +804,17 @@ class ReinforceAgent:
         tensors, meta = state["tensors"], state["meta"]
         gen_sd = {k[len("generator."):]: v for k, v in tensors.items() if k.startswith("generator.")}
         self.generator.load_state_dict(gen_sd)
-        opt_state: dict[int, dict[str, torch.Tensor]] = {}
-        prefix = "optimizer.state."
-        for k, v in tensors.items():
-            if k.startswith(prefix):
-                i, key = k[len(prefix):].split(".", 1)
-                opt_state.setdefault(int(i), {})[key] = v
-        groups = []
-        for g in meta["optimizer_param_groups"]:
-            g = dict(g)
-            if "betas" in g:
-                g["betas"] = tuple(g["betas"])
-            groups.append(g)
-        self.optimizer.load_state_dict({"state": opt_state, "param_groups": groups})
+        opt_t = {k[len("optimizer."):]: v for k, v in tensors.items() if k.startswith("optimizer.")}
+        load_optimizer_state(self.optimizer, opt_t, meta["optimizer"], "the agent's optimizer state",
+                             "resume from a checkpoint written by this version")
         if self.scheduler is not None and meta.get("scheduler") is not None:
-            self.scheduler.load_state_dict(dict(meta["scheduler"]))
+            self.scheduler.load_state_dict(unflatten_scheduler_state({}, meta["scheduler"]))
         bs = tensors.get("baseline_state")
         self.baseline_state = None if bs is None else bs.to(self.device)
         self.rng.set_state(tensors["rng_state"].cpu())
         self.num_updates = int(meta["num_updates"])
+        self.kl_coef = float(meta.get("kl_coef", self.config.kl_coef))
+        ref_sd = {k[len("reference."):]: v for k, v in tensors.items() if k.startswith("reference.")}
+        if ref_sd:
+            self.set_reference()
+            self.reference.load_state_dict(ref_sd)

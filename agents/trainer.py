@@ -181,6 +181,8 @@ class Trainer:
                 self.log(f"pretrain discriminator {i + 1}/{sch.d_pretrain_steps}: loss {m['loss']:.3f}")
         if self.mc_scorer is not None:  # SeqGAN: the rollout policy starts as the pretrained generator
             self.mc_scorer.update_rollout_policy(self.agent.generator, rate=0.0)
+        if self.config.reinforce.kl_coef > 0:  # the KL term holds the policy near where the adversarial phase starts
+            self.agent.set_reference()
         self.pretrained = True
 
     def train_step(self) -> dict[str, Any]:

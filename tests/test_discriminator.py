@@ -402,3 +402,34 @@ def test_save_is_atomic_no_temp_files_left(tmp_path):
         d.save(tmp_path)
     assert not [f for f in os.listdir(tmp_path) if f.startswith(".tmp-")]
     assert np.isfinite(Discriminator.load(tmp_path).score(batch(2)).numpy()).all()
+
+
+# ---------------------------------------------------------------- whole-sequence loss weight
+
+
+def _loss_and_grads(**cfg):
+    d = make_disc("bce", seed=0, **cfg)
+    d.optimizer.zero_grad(set_to_none=True)
+    d.net.train()
+    stats = d._accumulate_grads(batch(8, seed=2), batch(6, seed=3))
+    return stats["loss"].item(), [p.grad.clone() for p in d.net.parameters()]
+
+
+@pytest.mark.parametrize("k", [1, 3])
+def test_sequence_weight_mixes_prefix_and_whole_sequence_losses(k):
+    prefix, g_prefix = _loss_and_grads(prefix_loss=True, grad_accum_steps=k)
+    last, g_last = _loss_and_grads(prefix_loss=False, grad_accum_steps=k)
+    mixed, g_mixed = _loss_and_grads(prefix_loss=True, sequence_weight=0.25, grad_accum_steps=k)
+    only_seq, g_seq = _loss_and_grads(prefix_loss=True, sequence_weight=1.0, grad_accum_steps=k)
+    assert abs(prefix - last) > 1e-3  # the two losses differ, so the checks below can fail
+    assert mixed == pytest.approx(0.75 * prefix + 0.25 * last, abs=1e-6)
+    assert only_seq == pytest.approx(last, abs=1e-6)
+    for gm, gp, gl, gs in zip(g_mixed, g_prefix, g_last, g_seq):
+        torch.testing.assert_close(gm, 0.75 * gp + 0.25 * gl, atol=1e-5, rtol=0)
+        torch.testing.assert_close(gs, gl, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("bad", [-0.1, 1.5, "half", True])
+def test_sequence_weight_validation(bad):
+    with pytest.raises(ValueError, match="sequence_weight"):
+        DiscriminatorConfig(sequence_weight=bad)

@@ -324,3 +324,82 @@ def test_learns_to_write_a(tokenizer):
         agent.update(agent.collect(venv))
     after = frac_a()
     assert before < 0.45 and after > 0.6, (before, after)
+
+
+# ---------------------------------------------------------------------------------------
+# KL to a reference generator
+# ---------------------------------------------------------------------------------------
+def _hand_kl(agent: ReinforceAgent, rollout: Rollout) -> float:
+    """Mean over valid steps of sum_v p(v) log(p(v) / q(v)), p and q over the sampling support."""
+    inp = torch.cat([torch.full_like(rollout.tokens[:, :1], BOS_ID), rollout.tokens[:, :-1]], 1)
+    with torch.no_grad():
+        p_logits = agent.generator(input_ids=inp).logits  # (B, T, V)
+        q_logits = agent.reference(input_ids=inp).logits
+    total, count = 0.0, 0
+    B, T = rollout.tokens.shape
+    for b in range(B):
+        for t in range(T):
+            if not rollout.mask[b, t]:
+                continue
+            ok = rollout.action_masks[b, t]
+            p = torch.softmax(p_logits[b, t][ok].double(), -1)
+            q = torch.softmax(q_logits[b, t][ok].double(), -1)
+            total += float((p * (p.log() - q.log())).sum())
+            count += 1
+    return total / count
+
+
+def test_kl_metric_equals_hand_computed_value(tokenizer):
+    agent = _agent(kl_coef=0.5, lr=1e-3)
+    torch.manual_seed(5)
+    agent.set_reference(build_generator(TINY, 6))  # a different network: KL > 0
+    ro = agent.collect(_venv(tokenizer, 8, 6))
+    expected = _hand_kl(agent, ro)
+    _, metrics = agent.loss(ro)
+    assert expected > 1e-3
+    assert metrics["kl"] == pytest.approx(expected, rel=1e-4)
+    # the KL term is in the loss with weight kl_coef
+    loss_kl, _ = agent.loss(ro)
+    agent.kl_coef = 0.0
+    loss_plain, _ = agent.loss(ro)
+    assert float((loss_kl - loss_plain).detach()) == pytest.approx(0.5 * expected, rel=1e-4)
+
+
+def test_kl_to_itself_is_zero_and_updates_pull_towards_reference(tokenizer):
+    agent = _agent(kl_coef=1.0)
+    agent.set_reference()
+    ro = agent.collect(_venv(tokenizer, 8, 6))
+    assert agent.loss(ro)[1]["kl"] == pytest.approx(0.0, abs=1e-6)
+
+
+def test_kl_adaptive_coefficient_moves_towards_target(tokenizer):
+    agent = _agent(kl_coef=0.5, kl_target=1e-6, lr=1e-2)
+    torch.manual_seed(5)
+    agent.set_reference(build_generator(TINY, 6))
+    venv = _venv(tokenizer, 8, 6)
+    m = agent.update(agent.collect(venv))
+    assert m["kl"] > 1e-6 and agent.kl_coef == pytest.approx(0.5 * 1.02)  # error clipped at +0.2, rate 0.1
+    state = agent.state_dict()
+    other = _agent(kl_coef=0.5, kl_target=1e-6, lr=1e-2, seed=3)
+    other.load_state_dict(state)
+    assert other.kl_coef == agent.kl_coef
+    for a, b in zip(agent.reference.parameters(), other.reference.parameters()):
+        assert torch.equal(a, b)
+
+
+def test_kl_without_reference_is_a_clear_error(tokenizer):
+    agent = _agent(kl_coef=0.1)
+    ro = agent.collect(_venv(tokenizer, 4, 6))
+    with pytest.raises(ValueError, match="set_reference"):
+        agent.loss(ro)
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    ({"kl_coef": -0.1}, r"kl_coef=-0\.1"),
+    ({"kl_coef": 0.1, "kl_target": 0.0}, r"kl_target=0\.0"),
+    ({"kl_target": 0.05}, r"kl_target is set but kl_coef=0"),
+    ({"kl_coef": 0.1, "kl_horizon_rate": 2.0}, r"kl_horizon_rate=2\.0"),
+])
+def test_kl_config_validation(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        ReinforceConfig(**kwargs)

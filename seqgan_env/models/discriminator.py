@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import math
 import os
 from dataclasses import dataclass
@@ -30,13 +29,20 @@ import torch.nn.functional as F
 
 from seqgan_env.models.networks import DiscriminatorNet, ModelConfig, last_token_index
 from seqgan_env.utils.atomic import atomic_save_tensors, atomic_write_json
-from seqgan_env.utils.codec import load_tensors, read_json
+from seqgan_env.utils.codec import (
+    flatten_optimizer_state,
+    flatten_scheduler_state,
+    load_optimizer_state,
+    load_tensors,
+    read_json,
+    unflatten_scheduler_state,
+)
 from seqgan_env.utils.validation import check_int, check_number, is_number
 
 WEIGHTS_FILE = "discriminator.safetensors"
 OPTIM_FILE = "discriminator_optim.safetensors"
 META_FILE = "discriminator.json"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: optimizer and scheduler state in the utils.codec format
 
 
 # ----------------------------------------------------------------------------
@@ -107,6 +113,15 @@ class DiscriminatorConfig:
     0.5 * mean(loss over fake positions)``, where the positions are every real
     prefix (``prefix_loss=True``: positions up to and including the last real
     token, pooled over the batch) or only the last real token of each row.
+    With ``prefix_loss=True``, ``sequence_weight`` w mixes in the whole-sequence loss:
+    ``(1 - w) * pooled prefix loss + w * loss at each row's last token``. Pooled over
+    all prefixes the loss is dominated by short prefixes, which real and generated
+    rows share; the whole-sequence term is where they differ.
+
+    Fields: loss (``bce`` | ``mse`` | ``ce``); real_label / fake_label (targets; 0.9
+    is one-sided label smoothing); lr, betas, weight_decay (AdamW); grad_accum_steps
+    (micro-batches per update); max_grad_norm (None: no clipping);
+    onecycle_total_steps (None: constant lr); prefix_loss; sequence_weight in [0, 1].
     """
 
     loss: str = "bce"
@@ -119,6 +134,7 @@ class DiscriminatorConfig:
     max_grad_norm: float | None = 1.0
     onecycle_total_steps: int | None = None
     prefix_loss: bool = True
+    sequence_weight: float = 0.0
 
     def __post_init__(self) -> None:
         if self.loss not in LOSSES:
@@ -156,17 +172,12 @@ class DiscriminatorConfig:
         if not isinstance(self.prefix_loss, bool):
             raise ValueError(f"prefix_loss={self.prefix_loss!r} is invalid: it must be "
                              f"True or False.")
+        self.sequence_weight = check_number(
+            "sequence_weight", self.sequence_weight, 0, 1,
+            "the share of the loss on whole-sequence scores: 0 (prefixes only) to 1 (= prefix_loss=False)")
 
 
 _FIX = "fix: re-create the checkpoint with Discriminator.save(directory)"
-
-
-def _jsonable(obj: Any) -> bool:
-    try:
-        json.dumps(obj, allow_nan=False)
-        return True
-    except (TypeError, ValueError):
-        return False
 
 
 # ----------------------------------------------------------------------------
@@ -350,7 +361,10 @@ class Discriminator:
             n_totals = [int(v) for v in self._all_reduce(torch.tensor(n_totals, device=self.device)).tolist()]
         nonfinite = ""
         n_passes, done = 2 * k, 0
+        # prefix_loss=False already puts the whole loss on the last token
+        seq_w = self.config.sequence_weight if self.config.prefix_loss else 0.0
         for (name, x, m, label), sel, n_total in zip(parts, sels, n_totals):
+            n_rows = x.shape[0] * w  # every rank has the same batch size
             idx_chunks = torch.tensor_split(torch.arange(x.shape[0], device=x.device), k)
             for idx in idx_chunks:
                 done += 1
@@ -368,7 +382,11 @@ class Discriminator:
                         continue
                     target = torch.full((head.shape[0],), label, device=head.device, dtype=head.dtype)
                     # micro mean * (P * w / n_total) == this chunk's share of the full-batch mean (x w for DDP's mean)
-                    micro = 0.5 * self.loss_fn(head, target) * (head.shape[0] * w / max(n_total, 1))
+                    micro = 0.5 * (1.0 - seq_w) * self.loss_fn(head, target) * (head.shape[0] * w / max(n_total, 1))
+                    if seq_w > 0:  # the whole-sequence term: each row's last real token, a mean over all rows
+                        rows = out.head.gather(1, last[:, None, None].expand(-1, 1, out.head.shape[2])).squeeze(1)
+                        row_target = torch.full((rows.shape[0],), label, device=rows.device, dtype=rows.dtype)
+                        micro = micro + 0.5 * seq_w * self.loss_fn(rows, row_target) * (rows.shape[0] * w / n_rows)
                     if not torch.isfinite(micro):
                         nonfinite = f"discriminator loss is {micro.item()} (non-finite) on a {name} micro-batch"
                         if w == 1:
@@ -461,16 +479,9 @@ class Discriminator:
         directory = os.fspath(directory)
         os.makedirs(directory, exist_ok=True)
         atomic_save_tensors(os.path.join(directory, WEIGHTS_FILE), self.net.state_dict())
-        osd = self.optimizer.state_dict()
-        flat = {f"state.{idx}.{name}": v
-                for idx, st in osd["state"].items() for name, v in st.items()
-                if torch.is_tensor(v)}
-        atomic_save_tensors(os.path.join(directory, OPTIM_FILE), flat)
-        groups = []
-        for g in osd["param_groups"]:
-            groups.append({k: (list(v) if isinstance(v, tuple) else v) for k, v in g.items()
-                           if _jsonable(v) or isinstance(v, tuple)})
-        sched = self.scheduler.state_dict() if self.scheduler is not None else None
+        opt_tensors, opt_meta = flatten_optimizer_state(self.optimizer.state_dict())
+        atomic_save_tensors(os.path.join(directory, OPTIM_FILE), opt_tensors)
+        sched = flatten_scheduler_state(self.scheduler.state_dict())[1] if self.scheduler is not None else None
         meta = {
             "format_version": FORMAT_VERSION,
             "vocab_size": self.vocab_size,
@@ -478,8 +489,8 @@ class Discriminator:
             "config": {k: (list(v) if isinstance(v, tuple) else v)
                        for k, v in dataclasses.asdict(self.config).items()},
             "num_updates": self.num_updates,
-            "param_groups": groups,
-            "scheduler": sched if sched is not None and _jsonable(sched) else None,
+            "optimizer": opt_meta,
+            "scheduler": sched,
         }
         atomic_write_json(os.path.join(directory, META_FILE), meta)
 
@@ -490,12 +501,15 @@ class Discriminator:
         directory = os.fspath(directory)
         meta_path = os.path.join(directory, META_FILE)
         meta = read_json(meta_path, _FIX)
+        if meta.get("format_version") != FORMAT_VERSION:
+            raise ValueError(f"{meta_path} has format_version={meta.get('format_version')!r}, this code reads "
+                             f"{FORMAT_VERSION}; re-create the checkpoint with Discriminator.save(directory).")
         try:
             model_config = ModelConfig(**meta["model_config"])
             config = DiscriminatorConfig(**meta["config"])
             vocab_size = int(meta["vocab_size"])
             num_updates = int(meta["num_updates"])
-            groups = meta["param_groups"]
+            opt_meta, sched_meta = meta["optimizer"], meta["scheduler"]
         except (KeyError, TypeError, ValueError) as e:
             raise ValueError(f"invalid metadata in {meta_path} ({e}); re-create the checkpoint "
                              f"with Discriminator.save(directory).") from e
@@ -506,35 +520,9 @@ class Discriminator:
         disc.load_state_dict(load_tensors(weights_path, _FIX), source=weights_path)
 
         optim_path = os.path.join(directory, OPTIM_FILE)
-        flat = load_tensors(optim_path, _FIX)
-        params = list(disc.net.parameters())
-        state: dict[int, dict[str, torch.Tensor]] = {}
-        for key, v in flat.items():
-            parts = key.split(".")
-            if len(parts) != 3 or parts[0] != "state" or not parts[1].isdigit():
-                raise ValueError(f"{optim_path}: unexpected key {key!r}; re-create the "
-                                 f"checkpoint with Discriminator.save(directory).")
-            idx = int(parts[1])
-            if idx >= len(params):
-                raise ValueError(f"{optim_path}: state for parameter {idx} but the net has "
-                                 f"{len(params)} parameters; the file belongs to another model.")
-            if v.dim() > 0 and tuple(v.shape) != tuple(params[idx].shape):
-                raise ValueError(
-                    f"{optim_path}: {key!r} has shape {tuple(v.shape)} but parameter {idx} has "
-                    f"shape {tuple(params[idx].shape)}; the file belongs to another model."
-                )
-            state.setdefault(idx, {})[parts[2]] = v
-        if not isinstance(groups, list) or len(groups) != len(disc.optimizer.param_groups):
-            raise ValueError(f"{meta_path}: param_groups do not match the optimizer; re-create "
-                             f"the checkpoint with Discriminator.save(directory).")
-        groups = [{k: (tuple(v) if k == "betas" else v) for k, v in g.items()} for g in groups]
-        try:
-            disc.optimizer.load_state_dict({"state": state, "param_groups": groups})
-        except (KeyError, ValueError, TypeError) as e:
-            raise ValueError(f"optimizer state in {optim_path} / {meta_path} does not fit "
-                             f"({e}); re-create the checkpoint.") from e
-        if disc.scheduler is not None and meta.get("scheduler") is not None:
-            disc.scheduler.load_state_dict(meta["scheduler"])
+        load_optimizer_state(disc.optimizer, load_tensors(optim_path, _FIX), opt_meta, optim_path, _FIX)
+        if disc.scheduler is not None and sched_meta is not None:
+            disc.scheduler.load_state_dict(unflatten_scheduler_state({}, sched_meta))
         disc.num_updates = num_updates
         disc.net.eval()
         return disc

@@ -156,6 +156,40 @@ def unflatten_optimizer_state(tensors: dict[str, torch.Tensor], meta: dict) -> d
     return _unflatten(tensors, meta, "optimizer", "optimizer state")
 
 
+def load_optimizer_state(optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], meta: dict,
+                         what: str, fix: str) -> None:
+    """``optimizer.load_state_dict(unflatten_optimizer_state(tensors, meta))``, checked first.
+
+    Every per-parameter tensor must have its parameter's shape (``optimizer.load_state_dict``
+    would cast it silently) and the param groups must match: otherwise ValueError naming
+    ``what`` (the file) and ``fix``.
+    """
+    try:
+        sd = unflatten_optimizer_state(tensors, meta)
+    except ValueError as e:
+        raise ValueError(f"{what}: {e}; {fix}.") from e
+    unexpected = sorted(set(tensors) - set(flatten_optimizer_state(sd)[0]))
+    if unexpected:
+        raise ValueError(f"{what}: tensors {unexpected[:3]} are not described by the metadata saved with them; "
+                         f"the files come from different checkpoints; {fix}.")
+    params = [p for g in optimizer.param_groups for p in g["params"]]
+    if len(sd.get("param_groups", [])) != len(optimizer.param_groups):
+        raise ValueError(f"{what}: {len(sd.get('param_groups', []))} param groups, the optimizer has "
+                         f"{len(optimizer.param_groups)}; the file belongs to another model; {fix}.")
+    for idx, st in sd["state"].items():
+        if not isinstance(idx, int) or not 0 <= idx < len(params):
+            raise ValueError(f"{what}: state for parameter {idx!r} but the model has {len(params)} parameters; "
+                             f"the file belongs to another model; {fix}.")
+        for name, v in st.items():
+            if torch.is_tensor(v) and v.dim() > 0 and tuple(v.shape) != tuple(params[idx].shape):
+                raise ValueError(f"{what}: state {idx}.{name} has shape {tuple(v.shape)} but parameter {idx} has "
+                                 f"shape {tuple(params[idx].shape)}; the file belongs to another model; {fix}.")
+    try:
+        optimizer.load_state_dict(sd)
+    except (KeyError, ValueError, TypeError) as e:
+        raise ValueError(f"{what}: the optimizer state does not fit ({e}); {fix}.") from e
+
+
 def flatten_scheduler_state(sched_state_dict: dict) -> tuple[dict[str, torch.Tensor], dict]:
     """Split ``scheduler.state_dict()`` into ``(tensors, meta)`` (see :func:`flatten_optimizer_state`).
 
