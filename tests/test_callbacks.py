@@ -81,7 +81,8 @@ def test_non_numeric_metrics_skipped():
     env = FakeRewardEnv(script=[{"loss": 1.0, "note": "x"}, {"loss": 3.0, "note": "y"}])
     cb = DiscriminatorUpdateCallback(env, lambda n: torch.zeros(n, T, dtype=torch.long),
                                      DiscriminatorUpdateConfig(d_steps=2, batch_size=1))
-    assert cb.on_generator_update() == {"discriminator/loss": 2.0, "discriminator/updates": 2}
+    assert cb.on_generator_update() == {"discriminator/loss": 2.0, "discriminator/updates": 2,
+                                        "discriminator/phase_steps": 2}
 
 
 def test_hooks_called():
@@ -146,7 +147,8 @@ def test_config_validation(kw, pattern):
 
 def test_config_defaults():
     c = DiscriminatorUpdateConfig()
-    assert c.to_dict() == {"every": 1, "d_steps": 1, "batch_size": 64, "freeze": False}
+    assert c.to_dict() == {"every": 1, "d_steps": 1, "batch_size": 64, "freeze": False, "replay_fraction": 0.0,
+                           "replay_size": 2048, "until_accuracy": None, "max_d_steps": 10}
 
 
 def test_with_real_reward_wrapper(tokenizer):
@@ -166,3 +168,49 @@ def test_with_real_reward_wrapper(tokenizer):
     m = cb.on_generator_update()
     assert {"discriminator/loss", "discriminator/acc_real", "discriminator/acc_fake"} <= set(m)
     assert m["discriminator/updates"] == 2 and disc.num_updates == 2
+
+
+def test_replay_mixes_earlier_fakes_into_each_batch():
+    cb, env, sampler = make(every=1, d_steps=1, batch_size=4, replay_fraction=0.5, replay_size=8)
+    for _ in range(6):
+        cb.on_generator_update()
+    first = env.calls[0]
+    assert torch.equal(first, torch.full((4, T), 1))  # nothing to replay yet: all fresh
+    for i, batch in enumerate(env.calls[1:], start=2):
+        fresh, replayed = batch[:2, 0].tolist(), batch[2:, 0].tolist()
+        assert fresh == [i, i]  # the first half is this call's fresh sample
+        # the replayed half comes from earlier fresh batches still in the buffer (8 rows = the last 2 calls)
+        assert all(max(1, i - 2) <= v < i for v in replayed), (i, replayed)
+    assert sampler.calls == [4] * 6
+
+
+def test_until_accuracy_keeps_training_until_the_target():
+    script = [{"acc_real": 0.5, "acc_fake": 0.5}, {"acc_real": 0.6, "acc_fake": 0.5},
+              {"acc_real": 0.8, "acc_fake": 0.6}, {"acc_real": 0.5, "acc_fake": 0.5}]
+    env = FakeRewardEnv(script=script * 5)
+    cb = DiscriminatorUpdateCallback(env, lambda n: torch.zeros(n, T, dtype=torch.long),
+                                     DiscriminatorUpdateConfig(d_steps=1, batch_size=1, until_accuracy=0.65,
+                                                               max_d_steps=5))
+    m = cb.on_generator_update()
+    assert m["discriminator/phase_steps"] == 3  # 0.5, 0.55, then 0.7 >= 0.65
+    assert m["discriminator/acc_real"] == pytest.approx((0.5 + 0.6 + 0.8) / 3)
+    m = cb.on_generator_update()  # 0.5, 0.5, 0.55, 0.7: stops on the 4th (scripts repeat)
+    assert m["discriminator/phase_steps"] == 4
+    env2 = FakeRewardEnv(script=[{"acc_real": 0.5, "acc_fake": 0.5}] * 10)
+    cb2 = DiscriminatorUpdateCallback(env2, lambda n: torch.zeros(n, T, dtype=torch.long),
+                                      DiscriminatorUpdateConfig(d_steps=2, batch_size=1, until_accuracy=0.9,
+                                                                max_d_steps=3))
+    assert cb2.on_generator_update()["discriminator/phase_steps"] == 3  # capped at max_d_steps
+
+
+@pytest.mark.parametrize("kw,needle", [
+    (dict(replay_fraction=1.0), "replay_fraction"),
+    (dict(replay_fraction=-0.1), "replay_fraction"),
+    (dict(batch_size=64, replay_size=32), "replay_size"),
+    (dict(until_accuracy=0.5), "until_accuracy"),
+    (dict(until_accuracy=1.2), "until_accuracy"),
+    (dict(d_steps=3, max_d_steps=2), "max_d_steps"),
+])
+def test_new_knobs_validated(kw, needle):
+    with pytest.raises(ValueError, match=needle):
+        DiscriminatorUpdateConfig(**kw)

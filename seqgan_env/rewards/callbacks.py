@@ -15,6 +15,11 @@ Contract
   it is called under ``torch.no_grad()``.
 * ``freeze=True`` never samples and never updates D (the exploit check: the
   generator trains against a fixed discriminator).
+* ``replay_fraction`` r: each D batch is ``round(r * batch_size)`` rows drawn from a
+  buffer of the last ``replay_size`` fresh fakes and the rest fresh, so D keeps
+  rejecting what the generator wrote a while ago (it cannot be won back by cycling).
+* ``until_accuracy`` a: a phase runs ``d_steps`` updates, then more (up to
+  ``max_d_steps``) until the batch accuracy (mean of acc_real and acc_fake) reaches a.
 * The counters are the whole state: :meth:`state_dict` is JSON-able.
 
 The SB3 adapter is ``seqgan_env.integrations.sb3.SB3DiscriminatorCallback``.
@@ -30,7 +35,7 @@ from typing import Any, Callable, Protocol
 
 import torch
 
-from seqgan_env.utils.validation import check_int
+from seqgan_env.utils.validation import check_int, check_number
 
 PREFIX = "discriminator/"
 
@@ -45,13 +50,20 @@ class DiscriminatorUpdateConfig:
 
     ``every``: generator updates between D phases (>= 1); ``d_steps``: D updates
     per phase (>= 1); ``batch_size``: generated sequences per D update (>= 1);
-    ``freeze``: never update D.
+    ``freeze``: never update D; ``replay_fraction`` in [0, 1): share of each fake
+    batch replayed from the last ``replay_size`` fresh fakes (0: all fresh);
+    ``until_accuracy`` in (0.5, 1] or None: keep updating D after ``d_steps`` until its
+    batch accuracy reaches it, at most ``max_d_steps`` updates per phase.
     """
 
     every: int = 1
     d_steps: int = 1
     batch_size: int = 64
     freeze: bool = False
+    replay_fraction: float = 0.0
+    replay_size: int = 2048
+    until_accuracy: float | None = None
+    max_d_steps: int = 10
 
     def __post_init__(self) -> None:
         check_int("every", self.every, 1, "use 1 to train D after every generator update")
@@ -59,6 +71,13 @@ class DiscriminatorUpdateConfig:
         check_int("batch_size", self.batch_size, 1, "use e.g. batch_size=64")
         if not isinstance(self.freeze, bool):
             raise ValueError(f"freeze={self.freeze!r} is invalid: it must be True or False.")
+        check_number("replay_fraction", self.replay_fraction, 0, 1, "use 0.0 for fresh fakes only, or e.g. 0.5",
+                     high_open=True)
+        check_int("replay_size", self.replay_size, self.batch_size, "at least batch_size")
+        if self.until_accuracy is not None:
+            check_number("until_accuracy", self.until_accuracy, 0.5, 1, "None disables it; e.g. 0.6",
+                         low_open=True)
+        check_int("max_d_steps", self.max_d_steps, self.d_steps, "at least d_steps")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -84,6 +103,8 @@ class DiscriminatorUpdateCallback:
         self.num_generator_updates = 0
         self.num_discriminator_updates = 0
         self.last_metrics: dict[str, float] | None = None
+        self._replay: torch.Tensor | None = None  # (<= replay_size, T) earlier fresh fakes, newest last
+        self._replay_gen = torch.Generator().manual_seed(0)
 
     # -- template hooks ---------------------------------------------------------
 
@@ -104,14 +125,26 @@ class DiscriminatorUpdateCallback:
             and self.num_generator_updates % self.config.every == 0
 
     def _sample(self) -> torch.Tensor:
-        n = self.config.batch_size
+        """(batch_size, T): fresh fakes, with ``replay_fraction`` of them replaced by earlier ones."""
+        cfg = self.config
+        n = cfg.batch_size
         with torch.no_grad():
             fake = self.sample_fake(n)
         fake = torch.as_tensor(fake)
         if fake.dim() != 2 or fake.shape[0] != n:
             raise ValueError(f"sample_fake({n}) returned shape {tuple(fake.shape)}; it must return ({n}, T) token "
                              f"ids (one finished generated sequence per row).")
-        return fake.detach().long()
+        fake = fake.detach().long()
+        if cfg.replay_fraction == 0:
+            return fake
+        k = round(cfg.replay_fraction * n) if self._replay is not None else 0
+        batch = fake
+        if k > 0:
+            idx = torch.randint(len(self._replay), (k,), generator=self._replay_gen)
+            batch = torch.cat([fake[: n - k], self._replay[idx].to(fake.device)])  # (n, T)
+        kept = fake.cpu() if self._replay is None else torch.cat([self._replay, fake.cpu()])
+        self._replay = kept[-cfg.replay_size:]
+        return batch
 
     def on_generator_update(self) -> dict[str, float] | None:
         """Count one generator update; run a D phase when due.
@@ -127,9 +160,12 @@ class DiscriminatorUpdateCallback:
         self._on_phase_start()
         sums: dict[str, float] = {}
         counts: dict[str, int] = {}
-        for _ in range(self.config.d_steps):
+        cfg = self.config
+        steps = 0
+        while True:
             metrics = self.reward_env.update_discriminator(self._sample())
             self.num_discriminator_updates += 1
+            steps += 1
             metrics = dict(metrics or {})
             self._on_d_update(metrics)
             for k, v in metrics.items():
@@ -139,11 +175,23 @@ class DiscriminatorUpdateCallback:
                     continue  # non-numeric extras are not averaged
                 sums[k] = sums.get(k, 0.0) + x
                 counts[k] = counts.get(k, 0) + 1
+            if steps >= cfg.max_d_steps or (steps >= cfg.d_steps and not self._wants_more(metrics)):
+                break
         out = {PREFIX + k: sums[k] / counts[k] for k in sums}
         out[PREFIX + "updates"] = self.num_discriminator_updates
+        out[PREFIX + "phase_steps"] = steps
         self.last_metrics = out
         self._on_phase_end(out)
         return out
+
+    def _wants_more(self, metrics: dict[str, float]) -> bool:
+        """Whether train-until-accuracy asks for another D update after these metrics."""
+        target = self.config.until_accuracy
+        if target is None:
+            return False
+        if "acc_real" not in metrics or "acc_fake" not in metrics:
+            raise ValueError("d_updates.until_accuracy needs update_discriminator() metrics acc_real and acc_fake.")
+        return 0.5 * (float(metrics["acc_real"]) + float(metrics["acc_fake"])) < target
 
     # -- resume -------------------------------------------------------------------
 
