@@ -442,7 +442,7 @@ def sb3_policy_kwargs(
 
 
 class _TrainerCopy:
-    """A trainer-process copy of a worker's ``_DiscriminatorTrainer`` (scorer, real data, batch size).
+    """A trainer-process copy of a worker's ``DiscriminatorTrainer`` (scorer, real data, batch size).
 
     Exposes ``update_discriminator(fake)`` / ``discriminator_state()`` like the reward wrappers.
     """

@@ -15,7 +15,6 @@ runs ``update_discriminator()`` every K finished episodes. With a callback, leav
 
 from __future__ import annotations
 
-from collections import deque
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
@@ -23,7 +22,8 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from seqgan_env.envs.spec import PAD_ID, complete_rows
+from seqgan_env.envs.spec import PAD_ID
+from seqgan_env.rewards.d_trainer import DiscriminatorTrainer
 from seqgan_env.rewards.modes import get_mode, get_transform, step_rewards
 from seqgan_env.rewards.scoring import IncrementalPrefixScorer
 from seqgan_env.utils.validation import check_int, check_number
@@ -67,71 +67,6 @@ class RewardConfig:
         return asdict(self)
 
 
-class _DiscriminatorTrainer:
-    """The buffer of generated sequences and the D update shared by both wrappers."""
-
-    def __init__(self, scorer: Any, config: RewardConfig, real_data: torch.Tensor | None, seed: int):
-        self.scorer = scorer
-        self.config = config
-        if real_data is not None:
-            real_data = torch.as_tensor(real_data, dtype=torch.long)
-            if real_data.ndim != 2 or len(real_data) == 0:
-                raise ValueError(
-                    f"real_data must be a non-empty (N, max_length) tensor of token ids, got shape "
-                    f"{tuple(real_data.shape)}."
-                )
-        if config.update_every is not None and real_data is None:
-            raise ValueError("update_every is set but real_data is None: pass the real sequences D trains on.")
-        self.real_data = real_data  # (N, T)
-        self.fake_buffer: deque[torch.Tensor] = deque(maxlen=config.buffer_size)  # each (T,)
-        self.generator = torch.Generator().manual_seed(seed)
-        self.finished_episodes = 0
-        self.num_updates = 0
-        self.last_metrics: dict[str, float] = {}
-
-    def add_finished(self, sequences: torch.Tensor) -> bool:
-        """Count (K, T) finished sequences and buffer the complete ones; True when an update is due.
-
-        Only ``complete_rows`` are buffered: an episode cut short by a masked action or
-        with nothing written has a shape no real row has (see ``complete_rows``).
-        """
-        due = False
-        sequences = sequences.cpu()
-        keep = complete_rows(sequences)  # (K,)
-        for row, complete in zip(sequences, keep.tolist()):
-            if complete:
-                self.fake_buffer.append(row.clone())
-            self.finished_episodes += 1
-            every = self.config.update_every
-            if every is not None and self.finished_episodes % every == 0:
-                due = True
-        return due
-
-    def update(self, fake: torch.Tensor | None = None) -> dict[str, float]:
-        if not hasattr(self.scorer, "update"):
-            raise TypeError(f"{type(self.scorer).__name__} has no update(real, fake): it cannot be trained.")
-        if self.real_data is None:
-            raise ValueError("update_discriminator needs real_data: pass it to the wrapper.")
-        n = self.config.update_batch_size
-        if fake is None:
-            if len(self.fake_buffer) == 0:
-                raise ValueError(
-                    "no complete generated sequence yet (ended by EOS or filling max_length; episodes ended by a "
-                    "masked action are not used): step the env further before updating D."
-                )
-            fake = torch.stack(list(self.fake_buffer)[-n:])  # (n, T) most recent
-        idx = torch.randint(len(self.real_data), (len(fake),), generator=self.generator)
-        real = self.real_data[idx]  # (n, T)
-        if real.shape[1] != fake.shape[1]:
-            raise ValueError(
-                f"real sequences have length {real.shape[1]} but generated ones {fake.shape[1]}: "
-                f"encode the real data with the env's max_length."
-            )
-        self.last_metrics = self.scorer.update(real, fake)
-        self.num_updates += 1
-        return self.last_metrics
-
-
 class DiscriminatorReward(gym.Wrapper):
     """Single-env discriminator reward: one causal pass over the current prefix per step.
 
@@ -151,7 +86,8 @@ class DiscriminatorReward(gym.Wrapper):
         super().__init__(env)
         self.reward_config = RewardConfig(**{**(config.to_dict() if config else {}), **overrides})
         self.scorer = scorer
-        self.trainer = _DiscriminatorTrainer(scorer, self.reward_config, real_data, seed)
+        self.trainer = DiscriminatorTrainer(scorer, real_data, self.reward_config.update_every, self.reward_config.update_batch_size,
+                                            self.reward_config.buffer_size, seed)
 
     def step(self, action):
         obs, reward, terminated, truncated, info = self.env.step(action)
@@ -223,7 +159,8 @@ class DiscriminatorRewardVector(gym.vector.VectorWrapper):
                 raise TypeError(f"DiscriminatorRewardVector needs a TokenGenerationVectorEnv, got {type(base).__name__}.")
         self.reward_config = RewardConfig(**{**(config.to_dict() if config else {}), **overrides})
         self.scorer = scorer
-        self.trainer = _DiscriminatorTrainer(scorer, self.reward_config, real_data, seed)
+        self.trainer = DiscriminatorTrainer(scorer, real_data, self.reward_config.update_every, self.reward_config.update_batch_size,
+                                            self.reward_config.buffer_size, seed)
         b, t = base.num_envs, base.config.max_length
         can_cache = hasattr(scorer, "net") and not hasattr(scorer, "score_last")
         if incremental and not can_cache:
