@@ -25,7 +25,7 @@ import contextlib
 import copy
 import math
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Literal
 
 import torch
 import torch.nn.functional as F
@@ -75,24 +75,43 @@ class ReinforceConfig:
     """
 
     gamma: float = 1.0
-    baseline: str = "ewma"
+    """Discount in [0, 1]."""
+    baseline: Literal["none", "batch_mean", "ewma"] = "ewma"
+    """none | batch_mean | ewma (per-timestep running mean)."""
     ewma_decay: float = 0.9
+    """Decay of the ewma baseline, in [0, 1)."""
     normalize_advantages: bool = False
+    """Whiten advantages: zero mean, unit std over the valid steps."""
     entropy_coef: float = 0.0
+    """Weight of the entropy bonus of the sampling distribution (>= 0)."""
     temperature: float = 1.0
+    """Sampling temperature (> 0); the gradient uses exactly this distribution."""
     top_p: float = 1.0
+    """Nucleus sampling mass in (0, 1]."""
     max_grad_norm: float | None = 1.0
+    """Gradient clipping (> 0); None: none."""
     lr: float = 1e-3
+    """AdamW learning rate."""
     betas: tuple[float, float] = (0.9, 0.999)
+    """AdamW betas, each in [0, 1)."""
     weight_decay: float = 0.0
+    """AdamW weight decay (>= 0)."""
     onecycle_total_steps: int | None = None
+    """Updates of a OneCycle lr schedule; None: constant lr."""
     batch_size: int = 256
+    """Rows (envs) per rollout."""
     mle_coef: float = 0.0
+    """Weight of the MLE loss on real rows mixed into each update (>= 0)."""
     kl_coef: float = 0.0
+    """Weight of KL(policy || reference) per step (>= 0); the reference is the generator the adversarial phase starts from."""
     kl_target: float | None = None
+    """Adapt kl_coef towards this mean KL per step (> 0); None: kl_coef fixed."""
     kl_horizon_rate: float = 0.1
-    device: str = "auto"
+    """Step size of the kl_target controller, in (0, 1]."""
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    """auto (CUDA if available) | cpu | cuda."""
     bf16: bool = True
+    """bf16 autocast (CUDA only)."""
 
     def __post_init__(self) -> None:
         check_number("gamma", self.gamma, 0, 1, "use 1.0 (undiscounted) or e.g. 0.99")
@@ -617,10 +636,10 @@ class ReinforceAgent:
             "policy_loss": float(policy_loss.detach()),
             "entropy": float(entropy.detach()),
             "mle_loss": float(mle_loss.detach()),
-            "kl": float(kl.detach()),
-            "kl_coef": self.kl_coef,
             "episode_length_mean": float(mask.sum(1).float().mean()),
         }
+        if cfg.kl_coef > 0:
+            metrics["kl"], metrics["kl_coef"] = float(kl.detach()), self.kl_coef
         if reduce is not None:  # statistics that are not a mean of per-rank values: full-batch, on every rank
             e = ep_reward.double()  # (B,)
             tot = reduce(torch.stack([e.sum(), torch.tensor(float(e.numel()), dtype=torch.float64, device=e.device),
@@ -707,7 +726,7 @@ class ReinforceAgent:
         if self.scheduler is not None and self.scheduler.last_epoch < self.config.onecycle_total_steps - 1:
             self.scheduler.step()  # holds the final lr once the cycle is over
         self.baseline_state = None if new_state is None else new_state.detach()
-        self._adapt_kl_coef(metrics["kl"])
+        self._adapt_kl_coef(metrics.get("kl", float("nan")))
         self.num_updates += 1
         return metrics
 

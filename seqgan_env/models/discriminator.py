@@ -21,7 +21,7 @@ import dataclasses
 import math
 import os
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Literal
 
 import numpy as np
 import torch
@@ -124,17 +124,28 @@ class DiscriminatorConfig:
     onecycle_total_steps (None: constant lr); prefix_loss; sequence_weight in [0, 1].
     """
 
-    loss: str = "bce"
+    loss: Literal["bce", "mse", "ce"] = "bce"
+    """Loss on the head: binary cross entropy, least squares on probabilities, or two-class CE."""
     real_label: float = 0.9
+    """Target of real rows in (0, 1]; 0.9 is one-sided label smoothing."""
     fake_label: float = 0.0
+    """Target of generated rows in [0, real_label)."""
     lr: float = 1e-3
+    """AdamW learning rate."""
     betas: tuple[float, float] = (0.9, 0.999)
+    """AdamW betas, each in [0, 1)."""
     weight_decay: float = 0.0
+    """AdamW weight decay (>= 0)."""
     grad_accum_steps: int = 1
+    """Micro-batches per update (the gradient equals the full batch's)."""
     max_grad_norm: float | None = 1.0
+    """Gradient clipping; None: none."""
     onecycle_total_steps: int | None = None
+    """Updates of a OneCycle lr schedule; None: constant lr."""
     prefix_loss: bool = True
+    """Loss on every prefix (pooled) rather than only on each row's last token."""
     sequence_weight: float = 0.0
+    """With prefix_loss: share of the loss on whole-sequence scores, in [0, 1]."""
 
     def __post_init__(self) -> None:
         if self.loss not in LOSSES:

@@ -57,13 +57,21 @@ class DiscriminatorUpdateConfig:
     """
 
     every: int = 1
+    """Generator updates between D phases (>= 1)."""
     d_steps: int = 1
+    """D updates per phase (>= 1)."""
     batch_size: int = 64
+    """Generated (and as many real) sequences per D update."""
     freeze: bool = False
+    """Never update D (the exploit check: the generator against a fixed D)."""
     replay_fraction: float = 0.0
+    """Share of each fake batch replayed from earlier fakes, in [0, 1); 0: all fresh."""
     replay_size: int = 2048
+    """Fresh fakes kept for replay (>= batch_size)."""
     until_accuracy: float | None = None
+    """Keep updating D after d_steps until its batch accuracy reaches this, in (0.5, 1]; None: off."""
     max_d_steps: int = 10
+    """Cap on D updates per phase with until_accuracy (>= d_steps)."""
 
     def __post_init__(self) -> None:
         check_int("every", self.every, 1, "use 1 to train D after every generator update")
