@@ -87,7 +87,7 @@ class ScheduleConfig:
 
     updates: int = 600
     pretrain_steps: int = 300
-    d_pretrain_steps: int = 50
+    d_pretrain_steps: int = 300
     eval_every: int = 100
     eval_samples: int = 1000
     checkpoint_every: int = 100
@@ -121,12 +121,15 @@ class TrainConfig:
     # mc_rollout: SeqGAN's Q, D's mean score of mc_rollout.num_rollouts completions of each prefix.
     reward_scorer: str = "discriminator"
     mc_rollout: MCRolloutConfig = field(default_factory=MCRolloutConfig)  # K, rate, temperature of reward_scorer=mc_rollout
-    d_updates: DiscriminatorUpdateConfig = field(default_factory=lambda: DiscriminatorUpdateConfig(every=1, d_steps=1, batch_size=128))
+    # d_steps 3 and a whole-sequence D loss (discriminator.prefix_loss=false) with 300 D pretraining steps keep D
+    # informative: held-out AUC 0.58 at update 200 of the default run, against 0.49 with one step, the pooled
+    # prefix loss and 50 pretraining steps (README, "Discriminator health").
+    d_updates: DiscriminatorUpdateConfig = field(default_factory=lambda: DiscriminatorUpdateConfig(every=1, d_steps=3, batch_size=128))
     # The default tiny Llama (hidden 32, 2 layers), as the discriminator: the same sample quality as hidden 64
     # on the census names (README) in two thirds of the training time.
     generator: ModelConfig = field(default_factory=ModelConfig)
     discriminator_model: ModelConfig = field(default_factory=ModelConfig)
-    discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
+    discriminator: DiscriminatorConfig = field(default_factory=lambda: DiscriminatorConfig(prefix_loss=False))
     ppo: PPOConfig = field(default_factory=PPOConfig)
     alarms: AlarmConfig = field(default_factory=AlarmConfig)
 

@@ -51,6 +51,7 @@ from seqgan_env.eval.ngram import CharNgramModel
 from seqgan_env.models.d_filter import DFilterConfig, d_filter
 from seqgan_env.models.discriminator import Discriminator, DiscriminatorConfig
 from seqgan_env.runs.configio import apply_overrides, config_to_dict
+from seqgan_env.runs.experiments import read_metrics
 from seqgan_env.utils.atomic import atomic_write_json
 from seqgan_env.utils.validation import check_int
 
@@ -158,8 +159,9 @@ def _train_mle(config: TrainConfig, eval_every: int, log: Callable[[str], None])
 def _train_filter_d(trainer: Trainer, cfg: GanBenchmarkConfig, seed: int) -> Discriminator:
     """A fresh discriminator trained on the trainer's real rows against its generator's samples."""
     tc = trainer.config
-    disc = Discriminator(trainer.data.tokenizer.vocab_size, tc.discriminator_model,
-                         DiscriminatorConfig(**{**dataclasses.asdict(tc.discriminator), "prefix_loss": False}),
+    # whole-sequence loss and hard labels: D/(1-D) estimates p_data/p_model only for targets 1 and 0
+    d_cfg = {**dataclasses.asdict(tc.discriminator), "prefix_loss": False, "real_label": 1.0, "fake_label": 0.0}
+    disc = Discriminator(trainer.data.tokenizer.vocab_size, tc.discriminator_model, DiscriminatorConfig(**d_cfg),
                          device=trainer.device, seed=seed + 7)
     for _ in range(cfg.d_filter_steps):
         disc.update(trainer._real_batch(cfg.d_filter_batch), trainer.sample_tokens(cfg.d_filter_batch))
@@ -192,6 +194,11 @@ def run_seed(cfg: GanBenchmarkConfig, seed: int, rest: list[str], test: list[str
             trainer = new_run(dataclasses.replace(arm_cfg, name=f"{arm}-s{seed}"))
             trainer.fit(progress=False)
             trainers[arm] = trainer
+            # D's health over the run (held-out AUC at every evaluation): is its reward informative?
+            result.setdefault("d_auc", {})[arm] = {
+                str(row["step"]): row[key] for row in read_metrics(trainer.run.path)
+                for key in ("eval/pretrained_d_auc", "eval/d_auc") if key in row
+            }
         seconds[arm] = time.perf_counter() - t0
         log(f"  seed {seed}: {arm} trained in {seconds[arm]:.0f}s")
     any_trainer = trainers["mle"] if "mle" in trainers else trainers[cfg.arms[0]]

@@ -18,13 +18,13 @@ from seqgan_env.runs.configio import apply_overrides, config_to_dict
 TINY_MODEL = dict(hidden_size=16, intermediate_size=32, num_heads=2, num_layers=1, max_position_embeddings=16)
 
 
-def tiny_config(tmp_path: Path, scorer: str = "discriminator", **schedule) -> TrainConfig:
+def tiny_config(tmp_path: Path, scorer: str = "discriminator", reinforce: dict | None = None, **schedule) -> TrainConfig:
     data = config_to_dict(TrainConfig())
     data.update(out_dir=str(tmp_path / "runs"), name="t", reward_scorer=scorer)
     data["mc_rollout"].update(num_rollouts=2)
     data["generator"] = dict(TINY_MODEL)
     data["discriminator_model"] = dict(TINY_MODEL)
-    data["reinforce"].update(batch_size=16, device="cpu")
+    data["reinforce"].update(batch_size=16, device="cpu", **(reinforce or {}))
     data["d_updates"].update(batch_size=16)
     data["schedule"].update(
         dict(updates=4, pretrain_steps=2, d_pretrain_steps=1, eval_every=2, eval_samples=20, checkpoint_every=2) | schedule
@@ -65,13 +65,18 @@ def _metric_lines(run_path: Path) -> list[dict]:
     return [{k: v for k, v in m.items() if k not in drop} for m in lines]
 
 
-@pytest.mark.parametrize("scorer", ["discriminator", "mc_rollout"])
-def test_resume_equals_uninterrupted(tmp_path, scorer):
-    full = new_run(tiny_config(tmp_path / "a", scorer, updates=4))
+KL = {"kl_coef": 0.1, "kl_target": 0.01}  # the KL term: its frozen reference and adapted coefficient must resume too
+
+
+@pytest.mark.parametrize("scorer,reinforce", [("discriminator", None), ("mc_rollout", None), ("discriminator", KL)])
+def test_resume_equals_uninterrupted(tmp_path, scorer, reinforce):
+    full = new_run(tiny_config(tmp_path / "a", scorer, reinforce, updates=4))
     full.fit(progress=False)
     full.run.close()
+    if reinforce:
+        assert "kl" in _metric_lines(full.run.path)[-2] or any("kl" in m for m in _metric_lines(full.run.path))
 
-    half = new_run(tiny_config(tmp_path / "b", scorer, updates=2))
+    half = new_run(tiny_config(tmp_path / "b", scorer, reinforce, updates=2))
     half.fit(progress=False)
     half.run.close()
     # raise the budget in the run's config, as a user extending a run would
