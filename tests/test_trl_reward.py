@@ -135,7 +135,7 @@ def test_callback_trains_d_every_n_steps_and_records_the_phase(tok):
     assert r.discriminator.num_updates == 6  # phases after steps 2 and 4, 3 updates each
     assert [h["step"] for h in cb.history] == [2, 4]
     assert cb.history[-1]["discriminator/updates"] == 6
-    assert r.pending_metrics == {k: v for k, v in cb.history[-1].items() if k != "step"}
+    assert r.pending_metrics == {k: v for k, v in cb.history[-1].items() if k not in ("step", "discriminator/updates")}
 
 
 def test_frozen_schedule_never_trains(tok):
@@ -200,3 +200,14 @@ def test_build_discriminator_covers_a_padded_model_vocabulary(tok):
     assert d.vocab_size == len(tok) + 10 + ID_OFFSET
     assert d.model_config.max_position_embeddings == 12  # raised to fit the rows
     assert math.isfinite(DiscriminatorRewardFunction(d, tok, REAL, 12)(completion_ids=[[len(tok) + 9]])[0])
+
+
+def test_generated_rows_cut_generate_output_as_trl_does(tok):
+    r = _reward(tok, max_length=5)
+    eos, pad = tok.eos_token_id, tok.pad_token_id
+    out = torch.tensor([[1, 4, 5, eos, pad, pad],  # <bos> a b <eos> and generate's padding
+                        [1, 4, eos, 6, eos, pad],  # only the first EOS counts
+                        [1, 4, 5, 6, 7, 8]])  # never finished
+    expected = r.completion_rows([[4, 5, eos], [4, eos], [4, 5, 6, 7, 8]])
+    assert torch.equal(r.generated_rows(out, prompt_length=1), expected)
+    assert expected[1].tolist() == [4 + ID_OFFSET, EOS_ID, PAD_ID, PAD_ID, PAD_ID]

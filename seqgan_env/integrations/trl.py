@@ -229,6 +229,20 @@ class DiscriminatorRewardFunction:
             finished.append(done)
         return self.rows(bodies, finished)
 
+    def generated_rows(self, sequences: torch.Tensor, prompt_length: int) -> torch.Tensor:
+        """Rows (N, max_length) of ``model.generate`` output (N, prompt_length + new), cut as TRL cuts.
+
+        The completion is what follows the prompt, up to and including its first EOS id
+        (the padding ``generate`` adds after it is dropped): use it to pretrain D on the
+        starting generator's samples before the TRL run.
+        """
+        check_int("prompt_length", prompt_length, 0)
+        completions = []
+        for row in torch.as_tensor(sequences)[:, prompt_length:].tolist():
+            end = next((i for i, x in enumerate(row) if x in self.eos_token_ids), len(row) - 1)
+            completions.append(row[: end + 1])
+        return self.completion_rows(completions)
+
     # -- scoring -----------------------------------------------------------------------------------
     def score_rows(self, rows: torch.Tensor) -> torch.Tensor:
         """Rewards (N,) float of discriminator rows: the transform of the logit at each row's last token."""
@@ -282,9 +296,11 @@ class DiscriminatorTrainerCallback(TrainerCallback):
     reward function scored, each against as many real rows. Rewards already computed for
     the current generation batch are not recomputed (as SB3: D changes between
     rollouts), so with ``steps_per_generation > 1`` the new D pays from the next batch.
-    The phase metrics are kept in :attr:`history` (with the step) and logged with the
-    next rewards through TRL's ``log_metric`` (``discriminator/loss``,
-    ``discriminator/acc_real``, ``discriminator/acc_fake``, ``discriminator/updates``).
+    The phase metrics are kept in :attr:`history` (with the step and
+    ``discriminator/updates``, the count so far) and logged with the next rewards through
+    TRL's ``log_metric`` (``discriminator/loss``, ``discriminator/acc_real``,
+    ``discriminator/acc_fake``, ``discriminator/grad_norm``, ``discriminator/lr``; TRL
+    averages them over each logging window).
 
     ## Checks at ``on_train_begin``
     One process only (each rank would train its own copy of D, and the copies would
@@ -323,7 +339,8 @@ class DiscriminatorTrainerCallback(TrainerCallback):
         metrics = self.core.on_generator_update()
         if metrics is not None:
             self.history.append({"step": state.global_step, **metrics})
-            self.reward.pending_metrics = dict(metrics)
+            # the counter is not a per-step quantity: TRL would average it over the logging window
+            self.reward.pending_metrics = {k: v for k, v in metrics.items() if k != "discriminator/updates"}
 
     def on_save(self, args, state, control, **kwargs):
         directory = os.path.join(args.output_dir, f"checkpoint-{state.global_step}", CHECKPOINT_SUBDIR)
