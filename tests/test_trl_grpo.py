@@ -24,6 +24,15 @@ REAL = ["anna", "bob", "cora", "dave", "emma", "finn", "gina", "hugo", "ivy", "j
 TINY_D = ModelConfig(hidden_size=16, intermediate_size=32, num_heads=2, num_layers=1, max_position_embeddings=8)
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    """Tiny models: one intra-op thread avoids OpenMP spin-waits when other processes share the CPUs."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
     """A tiny Llama and its tokenizer saved as a model directory, as a user's would be."""
