@@ -92,12 +92,22 @@ def test_pending_discriminator_metrics_go_out_through_log_metric_once(tok):
 
 def test_sample_fake_gives_the_newest_rows_repeating_when_short(tok):
     r = _reward(tok, buffer_size=3)
-    with pytest.raises(ValueError, match="no completion has been scored yet"):
+    with pytest.raises(ValueError, match="no finished completion has been scored yet"):
         r.sample_fake(2)
-    r(completion_ids=[[4], [5], [6], [7]])  # the buffer keeps the newest 3
+    eos = tok.eos_token_id
+    r(completion_ids=[[4, eos], [5, eos], [6, eos], [7, eos]])  # the buffer keeps the newest 3
     newest = [row[0].item() - ID_OFFSET for row in r.sample_fake(2)]
     assert newest == [6, 7]
     assert [row[0].item() - ID_OFFSET for row in r.sample_fake(5)] == [5, 6, 7, 5, 6]
+
+
+def test_only_completions_of_the_real_rows_shape_become_fakes(tok):
+    """An unfinished completion shorter than max_length (no EOS, PAD at the end) has a shape no real row has."""
+    r = _reward(tok, max_length=4)
+    eos = tok.eos_token_id
+    r(completion_ids=[[4, 5], [4, 5, eos], [4, 5, 6, 7, 8]])  # unfinished short; finished; filling max_length
+    assert [row.tolist() for row in r.fakes] == [[4 + ID_OFFSET, 5 + ID_OFFSET, EOS_ID, PAD_ID],
+                                                 [4 + ID_OFFSET, 5 + ID_OFFSET, 6 + ID_OFFSET, 7 + ID_OFFSET]]
 
 
 def test_discriminator_updates_learn_real_from_fake(tok):
@@ -114,13 +124,6 @@ def test_discriminator_updates_learn_real_from_fake(tok):
     assert fake_after < before and fake_after < 0.2 < 0.6 < real_after
 
 
-def test_real_batches_are_drawn_without_replacement_when_they_fit(tok):
-    r = _reward(tok)
-    batch = r.real_batch(len(REAL))
-    assert sorted(map(tuple, batch.tolist())) == sorted(map(tuple, r.real.tolist()))
-    assert r.real_batch(3 * len(REAL)).shape == (3 * len(REAL), 5)
-
-
 def _args(**kw):
     return SimpleNamespace(**{"world_size": 1, "max_completion_length": 5, "output_dir": "", **kw})
 
@@ -130,7 +133,7 @@ def test_callback_trains_d_every_n_steps_and_records_the_phase(tok):
     cb = DiscriminatorTrainerCallback(r, DiscriminatorUpdateConfig(every=2, d_steps=3, batch_size=4))
     cb.on_train_begin(_args(), None, None)
     for step in range(1, 6):
-        r(completion_ids=[[4 + step, 5], [6, 7]])  # what the trainer's reward call does each step
+        r(completion_ids=[[4 + step, 5, 2], [6, 7, 2]])  # what the trainer's reward call does each step (2 = EOS)
         cb.on_step_end(_args(), SimpleNamespace(global_step=step), None)
     assert r.discriminator.num_updates == 6  # phases after steps 2 and 4, 3 updates each
     assert [h["step"] for h in cb.history] == [2, 4]
@@ -141,7 +144,7 @@ def test_callback_trains_d_every_n_steps_and_records_the_phase(tok):
 def test_frozen_schedule_never_trains(tok):
     r = _reward(tok)
     cb = DiscriminatorTrainerCallback(r, DiscriminatorUpdateConfig(freeze=True))
-    r(completion_ids=[[4, 5]])
+    r(completion_ids=[[4, 5, 2]])
     for step in range(1, 4):
         cb.on_step_end(_args(), SimpleNamespace(global_step=step), None)
     assert r.discriminator.num_updates == 0 and cb.history == []
@@ -158,7 +161,7 @@ def test_callback_refuses_several_processes_and_rows_longer_than_completions(tok
 def test_checkpoint_round_trip_restores_d_and_counters(tok, tmp_path):
     r = _reward(tok)
     cb = DiscriminatorTrainerCallback(r, DiscriminatorUpdateConfig(batch_size=2))
-    r(completion_ids=[[4, 5], [6]])
+    r(completion_ids=[[4, 5, 2], [6, 2]])
     for step in (1, 2):
         cb.on_step_end(_args(), SimpleNamespace(global_step=step), None)
     cb.on_save(_args(output_dir=str(tmp_path)), SimpleNamespace(global_step=2), None)

@@ -52,11 +52,9 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import numpy as np
 import torch
 import transformers
 from transformers import TrainerCallback
@@ -65,6 +63,7 @@ from seqgan_env.data.tokenizer import EOS_ID, PAD_ID
 from seqgan_env.models.discriminator import Discriminator, DiscriminatorConfig
 from seqgan_env.models.networks import ModelConfig, last_token_index
 from seqgan_env.rewards.callbacks import DiscriminatorUpdateCallback, DiscriminatorUpdateConfig
+from seqgan_env.rewards.d_trainer import DiscriminatorTrainer
 from seqgan_env.rewards.modes import get_transform
 from seqgan_env.utils.atomic import atomic_write_json
 from seqgan_env.utils.codec import read_json
@@ -136,11 +135,13 @@ class DiscriminatorRewardFunction:
     ``max_length`` tokens.
 
     ## Fakes and D updates
-    Every scored completion is kept (the newest ``buffer_size``) as a fake row;
-    :meth:`sample_fake` returns the newest ``n`` (repeated if fewer were scored, as the
-    SB3 callback does). :meth:`update_discriminator` pairs fakes with as many real
-    rows, drawn without replacement (with replacement when ``n`` exceeds the real set)
-    by a ``seed``-ed generator, and takes one D optimizer step.
+    Real rows, fakes and the update are the library's
+    :class:`~seqgan_env.rewards.d_trainer.DiscriminatorTrainer` (``self.trainer``, as in
+    the env's reward wrappers): every scored completion of the real rows' shape (ending
+    in EOS or filling ``max_length``: ``complete_rows``) is kept, the newest
+    ``buffer_size``; :meth:`sample_fake` returns the newest ``n`` (repeated if fewer
+    were kept, as the SB3 callback does); :meth:`update_discriminator` pairs fakes with
+    as many real rows drawn uniformly (``seed``) and takes one D optimizer step.
 
     ## Arguments
     ``discriminator``: a :class:`Discriminator` whose ``vocab_size`` covers the
@@ -167,7 +168,7 @@ class DiscriminatorRewardFunction:
         check_int("buffer_size", buffer_size, 1, "keep e.g. the newest 1024 completions")
         self.transform_name = transform
         self._transform = get_transform(transform)
-        self.discriminator = discriminator
+        self._discriminator = discriminator
         self.tokenizer = tokenizer
         self.max_length = max_length
         if eos_token_ids is None:
@@ -178,9 +179,22 @@ class DiscriminatorRewardFunction:
             eos_token_ids = [eos]
         self.eos_token_ids = frozenset(int(i) for i in eos_token_ids)
         self.real = self._encode_real(real_texts)  # (N, T)
-        self.fakes: deque[torch.Tensor] = deque(maxlen=buffer_size)  # each (T,)
-        self._rng = np.random.default_rng(seed)
+        self.trainer = DiscriminatorTrainer(discriminator, self.real, buffer_size=buffer_size, seed=seed)
         self.pending_metrics: dict[str, float] = {}
+
+    @property
+    def discriminator(self) -> Discriminator:
+        """The discriminator that pays the rewards and trains (also ``self.trainer.scorer``)."""
+        return self._discriminator
+
+    @discriminator.setter
+    def discriminator(self, value: Discriminator) -> None:
+        self._discriminator = self.trainer.scorer = value
+
+    @property
+    def fakes(self):
+        """The kept fake rows, newest last (a deque of (T,) tensors)."""
+        return self.trainer.fake_buffer
 
     # -- rows ------------------------------------------------------------------------------------
     def rows(self, id_lists: Sequence[Sequence[int]], finished: Sequence[bool]) -> torch.Tensor:
@@ -256,7 +270,7 @@ class DiscriminatorRewardFunction:
             raise ValueError("the discriminator reward needs completion_ids (TRL's GRPOTrainer and RLOOTrainer pass "
                              "them); call it as reward(prompts=..., completions=..., completion_ids=[[ids], ...]).")
         rows = self.completion_rows(completion_ids)  # (N, T)
-        self.fakes.extend(rows)
+        self.trainer.add_finished(rows)  # keeps the rows of the real rows' shape as fakes
         log_metric: Callable[[str, float], None] | None = kwargs.get("log_metric")
         if log_metric is not None and self.pending_metrics:
             for name, value in self.pending_metrics.items():
@@ -266,24 +280,20 @@ class DiscriminatorRewardFunction:
 
     # -- discriminator training ------------------------------------------------------------------
     def sample_fake(self, n: int) -> torch.Tensor:
-        """The newest ``n`` scored completions as rows (n, T); repeated when fewer were scored."""
+        """The newest ``n`` kept completions as rows (n, T); repeated when fewer were kept."""
         check_int("n", n, 1)
         if not self.fakes:
-            raise ValueError("no completion has been scored yet, so there are no fakes to train the discriminator "
-                             "on; let the trainer call the reward function first (train D after a step).")
+            raise ValueError("no finished completion has been scored yet (one ending in EOS or reaching max_length), "
+                             "so there are no fakes to train the discriminator on; let the trainer call the reward "
+                             "function first (train D after a step), or check that max_length <= "
+                             "max_completion_length.")
         kept = list(self.fakes)[-n:]
         reps = -(-n // len(kept))
         return torch.stack((kept * reps)[:n])  # (n, T)
 
-    def real_batch(self, n: int) -> torch.Tensor:
-        """``n`` real rows (n, T), without replacement when the real set has at least ``n``."""
-        idx = self._rng.choice(self.real.shape[0], size=n, replace=n > self.real.shape[0])
-        return self.real[torch.from_numpy(idx)]
-
     def update_discriminator(self, fake: torch.Tensor) -> dict[str, float]:
         """One D optimizer step on ``fake`` (n, T) rows against ``n`` real rows; returns D's metrics."""
-        fake = torch.as_tensor(fake).long()
-        return self.discriminator.update(self.real_batch(fake.shape[0]), fake)
+        return self.trainer.update(torch.as_tensor(fake).long())
 
 
 class DiscriminatorTrainerCallback(TrainerCallback):
