@@ -91,6 +91,16 @@ def test_grpo_checkpoints_carry_the_discriminator(model_dir, tmp_path):
     assert trainer.seqgan_callback.core.num_generator_updates == 2
 
 
+def test_every_eos_id_the_model_declares_finishes_a_completion(tmp_path):
+    tok = char_tokenizer()
+    model = tiny_llama(len(tok))
+    model.generation_config.eos_token_id = [2, 3]  # e.g. an end-of-turn token beside the tokenizer's EOS
+    trainer = make_adversarial_trainer(model, tok, REAL, _config("grpo", str(tmp_path)), discriminator_model=TINY_D)
+    reward = trainer.seqgan_reward
+    assert reward.eos_token_ids == {2, 3}
+    assert reward.completion_rows([[4, 3]]).tolist() == reward.completion_rows([[4, 2]]).tolist()
+
+
 def test_prompt_that_encodes_to_nothing_is_refused(model_dir, tmp_path):
     from transformers import AutoTokenizer
 

@@ -401,8 +401,9 @@ def make_adversarial_trainer(model: Any, tokenizer: Any, real_texts: Sequence[st
     tokenizer that adds BOS, or a short text). ``max_length`` defaults to
     ``args.max_completion_length``; ``d_updates`` defaults to one D update per step on
     that step's completions (``batch_size = per_device_train_batch_size *
-    gradient_accumulation_steps``). Returns the trainer; its reward function and callback
-    are ``trainer.seqgan_reward`` and ``trainer.seqgan_callback``.
+    gradient_accumulation_steps``). The reward's EOS ids are the trainer's (the tokenizer's
+    and every one in the model's ``generation_config``). Returns the trainer; its reward
+    function and callback are ``trainer.seqgan_reward`` and ``trainer.seqgan_callback``.
     """
     trl = _require("trl")
     trainers = {"grpo": "GRPOTrainer", "rloo": "RLOOTrainer"}
@@ -430,5 +431,9 @@ def make_adversarial_trainer(model: Any, tokenizer: Any, real_texts: Sequence[st
     trainer = getattr(trl, trainers[algorithm])(
         model=model, reward_funcs=reward, args=args, train_dataset=prompt_dataset(num_prompts, prompt),
         processing_class=tokenizer, callbacks=callbacks, **trainer_kwargs)
+    # TRL ends a completion at every eos id the model declares (e.g. an end-of-turn token), not only the
+    # tokenizer's: the reward must call the same completions finished.
+    if getattr(trainer, "eos_token_ids", None):
+        reward.eos_token_ids = frozenset(int(i) for i in trainer.eos_token_ids)
     trainer.seqgan_reward, trainer.seqgan_callback = reward, callback
     return trainer
