@@ -8,7 +8,7 @@ never drawn); returns come from ``torchrl.objectives.value.functional.reward2go`
 discriminator stays fixed, so the mean reward per token should rise as the policy learns
 what it scores as "real".
 
-Run: python examples/torchrl_reinforce.py      (about 15 s on a 2-core CPU; needs pip install 'seqgan-env[torchrl]')
+Run: python examples/torchrl_reinforce.py      (about 25 s on a shared 2-core CPU; needs pip install 'seqgan-env[torchrl]')
 """
 
 import gymnasium as gym

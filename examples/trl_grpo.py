@@ -9,7 +9,7 @@ the embedded census first names first, and D 50 updates on its samples (SeqGAN p
 both the same way).
 Swap in ``AutoModelForCausalLM.from_pretrained(dir)`` and its tokenizer for a real model.
 
-Run: python examples/trl_grpo.py      (about 40 s on a 2-core CPU; needs pip install 'seqgan-env[trl]')
+Run: python examples/trl_grpo.py      (about 50 s on a shared 2-core CPU; needs pip install 'seqgan-env[trl]')
 """
 
 import warnings
