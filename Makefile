@@ -3,18 +3,29 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+EXTRAS_STAMP := $(VENV)/.installed-extras
+TORCH := torch==2.13.0
 
-.PHONY: venv run demo test test-slow bench clean
+.PHONY: venv extras run demo test test-slow bench clean
 
 # torch==2.13.0 first: that pin takes the CPU wheel; an unpinned torch pulls a multi-GB CUDA build.
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q torch==2.13.0
+	$(BIN)/python -m pip install -q $(TORCH)
 	$(BIN)/python -m pip install -q -e ".[dev]"
 	touch $(STAMP)
 
 venv: $(STAMP)
+
+# The optional integrations (TRL, torchrl) and their tests; CI installs them. The constraint keeps
+# the torch pinned above: nothing these extras ask for may replace it.
+$(EXTRAS_STAMP): $(STAMP)
+	echo "$(TORCH)" > $(VENV)/constraints.txt
+	$(BIN)/python -m pip install -q -c $(VENV)/constraints.txt -e ".[dev,trl,torchrl]"
+	touch $(EXTRAS_STAMP)
+
+extras: $(EXTRAS_STAMP)
 
 run: $(STAMP)
 	$(BIN)/seqgan-env train
