@@ -1,8 +1,9 @@
 """PNG plots of a run's metrics.jsonl, and of a multi-seed group with a mean ± std band.
 
 `plot_run` writes reward.png (reward mean with a ± std band), discriminator.png
-(loss, accuracy on real and fake) and eval.png (one panel per eval metric) into
-``<run>/plots/``. `plot_group` overlays the seeds of a `train --seeds` group: each
+(loss, accuracy on real and fake, D updates per phase when they vary), kl.png (when
+the run has a KL term) and eval.png (one panel per eval metric, ``d_auc`` included)
+into ``<run>/plots/``. `plot_group` overlays the seeds of a `train --seeds` group: each
 seed a thin line, their mean a thick one, mean ± std (population) as a band.
 """
 
@@ -71,7 +72,21 @@ def plot_run(run_path: str | Path, out_dir: str | Path | None = None) -> list[Pa
     ax1.set(xlabel="generator update", title="discriminator loss")
     ax2.set(xlabel="generator update", title="discriminator accuracy", ylim=(-0.05, 1.05))
     ax2.legend(loc="best")
+    x, y = _series(rows, "discriminator/phase_steps")
+    if len(x) and (y != y[0]).any():  # train-until-accuracy: how many D updates each phase took
+        ax3 = ax1.twinx()
+        ax3.plot(x, y, color="grey", linewidth=0.8, label="D updates per phase")
+        ax3.set(ylabel="D updates per phase")
     written.append(_save(fig, out / "discriminator.png", plt))
+
+    x, kl = _series(rows, "kl")
+    if len(x):  # the KL term to the reference generator, and its (adapted) coefficient
+        fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
+        ax1.plot(x, kl)
+        ax1.set(xlabel="generator update", title="KL(policy || reference) per step")
+        ax2.plot(*_series(rows, "kl_coef"))
+        ax2.set(xlabel="generator update", title="kl_coef")
+        written.append(_save(fig, out / "kl.png", plt))
 
     keys = sorted({k for r in rows for k in r if k.startswith("eval/") and "untrained" not in k and "pretrained" not in k})
     if keys:
