@@ -26,6 +26,18 @@ class CountScorer:
         return (tokens == self.target).float().cumsum(dim=1) - 1.0  # (B, T)
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny models: one intra-op thread avoids OpenMP spin-waits when other processes share the CPUs.
+
+    Opt in per module with ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``.
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture
 def tokenizer() -> CharTokenizer:
     return CharTokenizer.from_texts(["abc", "cab"])  # ids: a=3, b=4, c=5; vocab 6

@@ -39,6 +39,7 @@ from .conftest import TINY, CountScorer, tiny_discriminator  # noqa: E402
 T = 6
 REAL_TEXTS = ["abc", "cab", "bca", "aab", "cc", "ba", "acb", "abca", "bb", "caab", "cba", "aa"]
 SMALL_POLICY = sb3_policy_kwargs(embed_dim=8, features_dim=16, net_arch=[16])
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def state_sha(state: dict[str, torch.Tensor]) -> str:
@@ -61,15 +62,6 @@ class RecordingWriter(KVWriter):
 
     def close(self) -> None:
         pass
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """Tiny models: one intra-op thread avoids OpenMP spin-waits when other processes share the CPUs."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -22,15 +22,7 @@ from seqgan_env.integrations.torchrl import DisabledAutoresetVector, make_torchr
 from seqgan_env.rewards.registration import make_env, make_vector_env  # noqa: E402
 
 KW = dict(max_length=12, reward_mode="per_step", seed=0)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """Tiny models: one intra-op thread avoids OpenMP spin-waits when other processes share the CPUs."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.mark.parametrize("build", [

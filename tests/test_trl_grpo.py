@@ -18,19 +18,11 @@ from seqgan_env.models.networks import ModelConfig  # noqa: E402
 from tests._hf_tiny import char_tokenizer, tiny_llama  # noqa: E402
 
 # transformers' own deprecation notices, raised inside TRL's trainer (gradient_checkpointing renamed): not ours
-pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning:transformers.*")
+pytestmark = [pytest.mark.filterwarnings("ignore::FutureWarning:transformers.*"),
+              pytest.mark.usefixtures("one_torch_thread")]
 
 REAL = ["anna", "bob", "cora", "dave", "emma", "finn", "gina", "hugo", "ivy", "jack"]
 TINY_D = ModelConfig(hidden_size=16, intermediate_size=32, num_heads=2, num_layers=1, max_position_embeddings=8)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """Tiny models: one intra-op thread avoids OpenMP spin-waits when other processes share the CPUs."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
