@@ -126,6 +126,10 @@ class HFTokenizer:
             if tokenizer.id_to_token(i) is None:
                 raise ValueError(f"tokenizer {source} has no token with id {i}; fix: load it with "
                                  f"load_tokenizer_source(path), which puts PAD, BOS, EOS at ids 0, 1, 2.")
+        gap = next((i for i in range(size) if tokenizer.id_to_token(i) is None), None)
+        if gap is not None:  # vocab_size is the number of ids: every id below it must name a token
+            raise ValueError(f"tokenizer {source} has no token with id {gap} although it has {size} ids; fix: "
+                             f"renumber its vocabulary without gaps.")
         self.tokenizer = tokenizer
         self._size = size
 
@@ -238,10 +242,23 @@ class HFTokenizer:
         return cls(tok, source=repr(str(path)))
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, HFTokenizer) and self.to_str() == other.to_str()
+        """Same tokenizer.json, floats (Unigram scores) to 12 significant digits: a saved and
+        reloaded Unigram tokenizer differs in the last bits of its scores, not in what it does."""
+        return isinstance(other, HFTokenizer) and \
+            _canonical(json.loads(self.to_str())) == _canonical(json.loads(other.to_str()))
 
     def __repr__(self) -> str:
         return f"HFTokenizer(kind={self.kind}, vocab_size={self.vocab_size}, specials={self.special_tokens})"
+
+
+def _canonical(node: Any) -> Any:
+    if isinstance(node, float):
+        return float(f"{node:.12g}")
+    if isinstance(node, list):
+        return [_canonical(x) for x in node]
+    if isinstance(node, dict):
+        return {k: _canonical(v) for k, v in node.items()}
+    return node
 
 
 def _symbols(id_list: list[int]) -> list[int]:
