@@ -17,7 +17,7 @@ from seqgan_env.data.subword import HFTokenizer, build_tokenizer, is_hf_tokenize
 from seqgan_env.data.text import TextDataset, file_sha256, load_dataset, load_texts
 from seqgan_env.data.tokenizer import CharTokenizer
 from seqgan_env.eval.oracle import DEFAULT_ORACLE_PATH
-from seqgan_env.models.pretrained import fingerprint, make_generator
+from seqgan_env.models.pretrained import check_directory, fingerprint, make_generator
 from seqgan_env.runs.configio import config_to_dict
 from seqgan_env.runs.rundir import RunDir
 
@@ -41,6 +41,7 @@ def run_tokenizer(config: TrainConfig) -> HFTokenizer | None:
     """
     tc = config.tokenizer
     if tc.kind == "auto" and config.generator.pretrained:
+        check_directory(config.generator.pretrained, "generator.pretrained")  # the model's problems first
         tok, _ = load_tokenizer_source(config.generator.pretrained, tc.pad_token, tc.bos_token, tc.eos_token)
         return tok
     if tc.kind in ("auto", "char"):

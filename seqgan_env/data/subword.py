@@ -9,6 +9,9 @@ Contract
   ``encode`` (no BOS/EOS), ``encode_batch`` (rows ``ids.. [EOS] PAD..``), ``decode``
   (stops at the first EOS, skips PAD and BOS), ``decode_batch``, ``vocab_size``,
   ``save`` / ``load``. Lengths (``max_length``) count tokens, not characters.
+* A decoded text never holds a line break (any character ``str.splitlines`` splits on):
+  byte-level tokens can spell one, and a sample is one line of a samples file or of
+  `seqgan-env sample`'s output; each becomes U+FFFD, as an invalid byte sequence does.
 * A tokenizer is saved as the library's own ``tokenizer.json``: any Hugging Face tool
   reads it (``tokenizers.Tokenizer.from_file``, ``PreTrainedTokenizerFast``), and
   :func:`save_tokenizer_files` adds a ``tokenizer_config.json`` naming the three tokens,
@@ -198,7 +201,7 @@ class HFTokenizer:
         id_list = _to_id_list(ids)
         for pos, i in enumerate(id_list):
             self._check_id(i, f"position {pos}")
-        return self.tokenizer.decode(_symbols(id_list), skip_special_tokens=False)
+        return _one_line(self.tokenizer.decode(_symbols(id_list), skip_special_tokens=False))
 
     def decode_batch(self, tokens: torch.Tensor | np.ndarray) -> list[str]:
         """Decode a (N, T) integer tensor row by row (see ``decode``), in one batched call."""
@@ -214,7 +217,7 @@ class HFTokenizer:
             row, col = (int(x) for x in bad.nonzero()[0])
             self._check_id(int(tokens[row, col]), f"row {row}, column {col}")
         rows = [_symbols(r) for r in tokens.tolist()]
-        return self.tokenizer.decode_batch(rows, skip_special_tokens=False)
+        return [_one_line(t) for t in self.tokenizer.decode_batch(rows, skip_special_tokens=False)]
 
     def _check_id(self, i: int, where: str) -> None:
         if not 0 <= i < self.vocab_size:
@@ -259,6 +262,14 @@ def _canonical(node: Any) -> Any:
     if isinstance(node, dict):
         return {k: _canonical(v) for k, v in node.items()}
     return node
+
+
+#: Every character ``str.splitlines`` splits on -> U+FFFD (see the module contract).
+_LINE_BREAKS = {ord(c): "\ufffd" for c in "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"}
+
+
+def _one_line(text: str) -> str:
+    return text.translate(_LINE_BREAKS)
 
 
 def _symbols(id_list: list[int]) -> list[int]:
@@ -381,6 +392,9 @@ def _directory_specials(directory: Path) -> dict[str, str]:
     return found
 
 
+_SLOW_TOKENIZER_FILES = ("tokenizer_config.json", "vocab.json", "vocab.txt", "tokenizer.model", "spiece.model")
+
+
 def _tokenizer_from_directory(directory: Path):
     """The fast tokenizer of a directory: its tokenizer.json, else whatever AutoTokenizer converts (local only)."""
     if (directory / "tokenizer.json").is_file():
@@ -388,6 +402,10 @@ def _tokenizer_from_directory(directory: Path):
     fix = "fix: save the tokenizer with tokenizer.save_pretrained(directory) (it writes tokenizer.json)"
     from transformers import AutoTokenizer
 
+    # Without any tokenizer file AutoTokenizer may still build an empty tokenizer from config.json alone.
+    if not any((directory / name).is_file() for name in _SLOW_TOKENIZER_FILES):
+        raise ValueError(f"directory {str(directory)!r} holds no tokenizer (no tokenizer.json, "
+                         f"{', '.join(_SLOW_TOKENIZER_FILES)}); {fix}.")
     try:
         auto = AutoTokenizer.from_pretrained(str(directory), local_files_only=True)
         backend = getattr(auto, "backend_tokenizer", None)

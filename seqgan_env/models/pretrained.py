@@ -35,7 +35,8 @@ _FIX = ("fix: pass a local directory written by save_pretrained (config.json + m
         "tokenizer.json for a generator)")
 
 
-def _check_directory(directory: str | Path, what: str) -> Path:
+def check_directory(directory: str | Path, what: str) -> Path:
+    """``directory`` as a Path if it exists and holds a config.json; else the error naming ``what`` and the fix."""
     path = Path(directory)
     if not path.exists():
         raise FileNotFoundError(f"{what}={str(path)!r} does not exist; {_FIX}.")
@@ -64,8 +65,9 @@ def raw_tokenizer(directory: Path):
     """The directory's own ``tokenizers.Tokenizer``, or None when it holds no tokenizer files."""
     from seqgan_env.data.subword import _tokenizer_from_directory
 
-    names = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "tokenizer.model", "vocab.txt")
-    if not any((directory / n).is_file() for n in names):
+    from seqgan_env.data.subword import _SLOW_TOKENIZER_FILES
+
+    if not any((directory / n).is_file() for n in ("tokenizer.json", *_SLOW_TOKENIZER_FILES)):
         return None
     return _tokenizer_from_directory(directory)
 
@@ -126,7 +128,7 @@ def pretrained_generator(directory: str | Path, tokenizer: Any) -> torch.nn.Modu
     from transformers import AutoModelForCausalLM
 
     what = f"generator.pretrained={str(directory)}"
-    path = _check_directory(directory, "generator.pretrained")
+    path = check_directory(directory, "generator.pretrained")
     raw = raw_tokenizer(path)
     if raw is None:
         raise ValueError(f"{what} holds no tokenizer; fix: save the model's tokenizer into it "
@@ -150,7 +152,7 @@ def pretrained_backbone(directory: str | Path, tokenizer: Any, vocab_size: int) 
     from seqgan_env.data.subword import HFTokenizer, load_tokenizer_source
 
     what = f"discriminator.pretrained={str(directory)}"
-    path = _check_directory(directory, "discriminator.pretrained")
+    path = check_directory(directory, "discriminator.pretrained")
     model = _from_pretrained(AutoModel, path, "discriminator.pretrained")
     raw = raw_tokenizer(path)
     if raw is None:
@@ -200,5 +202,5 @@ def make_generator(cfg: Any, tokenizer: Any) -> torch.nn.Module:
     return build_generator(cfg, tokenizer.vocab_size)
 
 
-__all__ = ["align_embeddings", "embedding_source", "fingerprint", "make_generator", "model_summary",
+__all__ = ["align_embeddings", "check_directory", "embedding_source", "fingerprint", "make_generator", "model_summary",
            "pretrained_backbone", "pretrained_generator", "raw_tokenizer"]
