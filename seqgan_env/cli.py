@@ -391,7 +391,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     from seqgan_agents.lifecycle import load_generator_for_sampling, load_run_data, load_test_texts
     from seqgan_agents.reinforce import ReinforceAgent, ReinforceConfig
-    from seqgan_env.eval.text_benchmark import test_file_report
+    from seqgan_env.eval.text_benchmark import held_out_report
     from seqgan_env.eval.metrics import (
         BLEU_SMOOTHING,
         CHARACTER_METRICS,
@@ -418,7 +418,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     test = load_test_texts(config)
     if test is not None:
         # The real-text protocol (eval/text_benchmark.py): words as tokens, the test file as references, NLL-test.
-        report.update(test_file_report(generator.to(agent.device), tokenizer, texts, test))
+        report.update(held_out_report(generator.to(agent.device), tokenizer, texts, test))
         references = f"test file {config.data.test_path} ({len(test)} lines), words as tokens"
     else:
         # Tokens: characters of a name, or the oracle's integer tokens.

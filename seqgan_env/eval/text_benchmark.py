@@ -30,7 +30,7 @@ def words(text: str) -> list[str]:
     return text.split()
 
 
-def test_nll(generator: torch.nn.Module, tokenizer: Any, test_texts: Sequence[str], batch_size: int = 128
+def held_out_nll(generator: torch.nn.Module, tokenizer: Any, test_texts: Sequence[str], batch_size: int = 128
              ) -> dict[str, float]:
     """``nll_test`` (nats/token), ``nll_test_per_word`` (nats per word, one end per caption),
     ``test_tokens`` and ``test_skipped`` of ``test_texts`` under ``generator`` (see module docstring).
@@ -50,7 +50,7 @@ def test_nll(generator: torch.nn.Module, tokenizer: Any, test_texts: Sequence[st
     skipped = len(test_texts) - len(kept)
     test_texts = kept
     if not test_texts:
-        raise ValueError(f"test_nll: none of the {skipped} test texts can be encoded with this tokenizer; fix: "
+        raise ValueError(f"held_out_nll: none of the {skipped} test texts can be encoded with this tokenizer; fix: "
                          f"pass the test file of the run's data, or train with a subword tokenizer (--tokenizer bpe).")
     order = sorted(range(len(test_texts)), key=lengths.__getitem__)  # similar lengths share a batch: less padding
     total, count = 0.0, 0
@@ -79,10 +79,10 @@ def sample_scores(samples: Sequence[str], test_texts: Sequence[str]) -> dict[str
     return out
 
 
-def test_file_report(generator: torch.nn.Module, tokenizer: Any, samples: Sequence[str],
+def held_out_report(generator: torch.nn.Module, tokenizer: Any, samples: Sequence[str],
                      test_texts: Sequence[str]) -> dict[str, float]:
-    """:func:`sample_scores` of ``samples`` plus :func:`test_nll` of the generator on ``test_texts``."""
-    return {**sample_scores(samples, test_texts), **test_nll(generator, tokenizer, test_texts)}
+    """:func:`sample_scores` of ``samples`` plus :func:`held_out_nll` of the generator on ``test_texts``."""
+    return {**sample_scores(samples, test_texts), **held_out_nll(generator, tokenizer, test_texts)}
 
 
-__all__ = ["BLEU_ORDERS", "sample_scores", "test_file_report", "test_nll", "words"]
+__all__ = ["BLEU_ORDERS", "sample_scores", "held_out_nll", "held_out_report", "words"]
