@@ -499,7 +499,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     benchmark.add_argument("task", choices=["oracle", "gan"],
                            help="oracle: SeqGAN's Table 1; gan: MLE vs adversarial vs D-filtered on a text file")
-    benchmark.add_argument("--data", default=None, help="gan: text file, one sequence per line (default: census first names)")
+    benchmark.add_argument("--data", default=None, help="gan: text file, one sequence per line (default: census first "
+                           "names), or coco (MS COCO captions, their test file, the coco preset)")
     benchmark.add_argument("--arms", default=None, help="gan: comma-separated subset of mle,adversarial,scratch,d_filter")
     benchmark.add_argument("--set", action="append", metavar="KEY=VALUE", default=None,
                            help="gan: override a TrainConfig field of the adversarial arm (as in train --set)")
