@@ -228,3 +228,23 @@ def test_dataset_lengths_count_tokens(tmp_path):
 def test_saved_tokenizer_json_is_plain_json(tmp_path):
     data = json.loads(Path(_BPE.save(tmp_path / "t.json")).read_text())
     assert data["model"]["type"] == "BPE" and data["added_tokens"][0]["content"] == "<pad>"
+
+
+def test_registered_env_takes_a_subword_tokenizer(tmp_path):
+    """gym.make(..., tokenizer="bpe"): the env's vocabulary and lengths are the trained tokenizer's."""
+    import gymnasium as gym
+
+    path = tmp_path / "d.txt"
+    path.write_text("\n".join(TEXTS[:5]) + "\n")
+    env = gym.make("seqgan_env:SeqGAN-v0", data_path=str(path), tokenizer="bpe")
+    tok = env.unwrapped.tokenizer
+    assert isinstance(tok, HFTokenizer) and env.action_space.n == tok.vocab_size
+    assert env.unwrapped.config.max_length == max(len(tok.encode(t)) for t in TEXTS[:5]) + 1
+    obs, _ = env.reset(seed=0)
+    text = None
+    for _ in range(env.unwrapped.config.max_length):
+        obs, _, term, trunc, info = env.step(int(env.unwrapped.action_masks().nonzero()[0][-1]))
+        if term or trunc:
+            text = info.get("text")
+            break
+    assert isinstance(text, str) and "\n" not in text
