@@ -55,7 +55,7 @@ class DataConfig:
     allow_eos: bool | None = None
     oracle_train: int = 10_000
     oracle_valid: int = 2_000
-    test_path: str | None = None
+    test_path: str | None = None  # held-out test file scored by `seqgan-env eval` (BLEU references, NLL-test)
 
     @property
     def is_oracle(self) -> bool:
@@ -121,7 +121,6 @@ class TrainConfig:
     agent: str = "reinforce"  # reinforce | ppo | maskable_ppo (SB3, for comparison)
     note: str = ""  # free text shown by `seqgan-env runs list` and `runs diff`
     data: DataConfig = field(default_factory=DataConfig)
-    # auto: the tokenizer of generator.pretrained if one is set, else one id per character (names, short strings).
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     # Three fields differ from ReinforceConfig's defaults on purpose: batch 128 and lr 2e-3 keep the default

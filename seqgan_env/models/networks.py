@@ -105,7 +105,7 @@ class GeneratorConfig(ModelConfig):
     With ``pretrained`` set the architecture fields are not used: the directory's config.json is.
     """
 
-    pretrained: str | None = None
+    pretrained: str | None = None  # a directory with any causal LM transformers loads, and its tokenizer
 
     def __post_init__(self) -> None:
         super().__post_init__()
