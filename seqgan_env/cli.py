@@ -386,7 +386,11 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    """Sample-quality numbers of a run's generator next to its untrained start; writes eval.json."""
+    """Sample-quality numbers of a run's generator next to its untrained start; writes eval.json.
+
+    With ``data.test_path`` (coco): the literature's protocol of ``seqgan_env.eval.text_benchmark``
+    (words as tokens, the test file as references, NLL-test); else BLEU against the held-out split.
+    """
     import json
 
     from seqgan_agents.lifecycle import load_generator_for_sampling, load_run_data, load_test_texts
@@ -578,7 +582,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="weight exponent: 0 = plain sampling, 1 = the estimated density ratio")
     sample.set_defaults(func=cmd_sample)
 
-    ev = sub.add_parser("eval", help="sample-quality numbers of a run (prints a table, writes eval.json)")
+    ev = sub.add_parser("eval", help="sample-quality numbers of a run (prints a table, writes eval.json); with a "
+                        "test file (data.test_path, set by --data coco): BLEU-2..5 and self-BLEU-2..5 over words "
+                        "against it and the generator's NLL-test on it")
     ev.add_argument("run_dir")
     ev.add_argument("-n", type=int, default=1000)
     ev.add_argument("--seed", type=int, default=0)
