@@ -98,7 +98,10 @@ def new_run(config: TrainConfig) -> Trainer:
     and global batch size) and the other ranks get a read-only :class:`FollowerRun`.
     """
     ctx = _join(config)
-    data = load_run_data(config)
+    tokenizer = run_tokenizer(config)
+    if tokenizer is not None and ctx.is_distributed:  # one vocabulary for all ranks (Unigram training is not
+        tokenizer = HFTokenizer.from_str(distributed.broadcast_text(tokenizer.to_str(), ctx))  # deterministic)
+    data = load_run_data(config, tokenizer)
     load_test_texts(config)  # a missing or broken test file stops the run before its directory exists
     config = with_data_length(config, data.max_length)
     data_file = str(DEFAULT_ORACLE_PATH) if config.data.is_oracle else config.data.path

@@ -248,3 +248,17 @@ def test_registered_env_takes_a_subword_tokenizer(tmp_path):
             text = info.get("text")
             break
     assert isinstance(text, str) and "\n" not in text
+
+
+def test_a_line_spelling_a_special_token_is_refused(tmp_path):
+    """A data line with the text '<eos>' would put EOS inside a real row: named with its line and the fix."""
+    path = tmp_path / "d.txt"
+    path.write_text("a man on a horse\na cat <eos> on a mat\n")
+    with pytest.raises(DataError, match=r"d.txt:2: .*spells the tokenizer's special token '<eos>'.*fix: remove"):
+        load_dataset(path, None, tokenizer=_BPE)
+
+
+def test_from_str_round_trip_and_bad_text():
+    assert HFTokenizer.from_str(_BPE.to_str()) == _BPE
+    with pytest.raises(ValueError, match="not a usable tokenizer"):
+        HFTokenizer.from_str('{"model": {}}')

@@ -238,6 +238,16 @@ class HFTokenizer:
         return path
 
     @classmethod
+    def from_str(cls, text: str, source: str = "<tokenizer.json text>") -> "HFTokenizer":
+        """From the ``tokenizer.json`` text of :meth:`to_str`."""
+        from tokenizers import Tokenizer
+
+        try:
+            return cls(Tokenizer.from_str(text), source=source)
+        except Exception as err:  # tokenizers raises plain Exceptions
+            raise ValueError(f"tokenizer {source} is not a usable tokenizer ({' '.join(str(err).split())})") from None
+
+    @classmethod
     def load(cls, path: str | os.PathLike) -> "HFTokenizer":
         """Read a ``tokenizer.json`` written by :meth:`save` (ids 0, 1, 2 must be PAD, BOS, EOS)."""
         path = Path(path)

@@ -22,7 +22,7 @@ from typing import Any, Sequence
 
 import torch
 
-from seqgan_env.data.tokenizer import CharTokenizer, UnknownSymbolError, _check_max_length
+from seqgan_env.data.tokenizer import SPECIAL_TOKENS, CharTokenizer, UnknownSymbolError, _check_max_length
 from seqgan_env.utils.validation import is_int
 
 DEFAULT_DATA_DIR = Path(__file__).resolve().parents[2] / "data"
@@ -145,7 +145,17 @@ def load_texts_with_stats(
                 path=name,
                 line=lineno,
             )
-        n = len(tokenizer.encode(line)) if subword else len(line)
+        ids = tokenizer.encode(line) if subword else None
+        if subword and any(i < len(SPECIAL_TOKENS) for i in ids):
+            names = getattr(tokenizer, "special_tokens", SPECIAL_TOKENS)
+            special = next(names[i] for i in ids if i < len(SPECIAL_TOKENS))
+            raise DataError(
+                f"{where}: line {lineno} of {name!r} spells the tokenizer's special token {special!r} (pad, begin "
+                f"and end ids 0, 1, 2 may not appear inside a sequence); fix: remove or rewrite that text",
+                path=name,
+                line=lineno,
+            )
+        n = len(ids) if subword else len(line)
         size = f"{n} tokens" if subword else f"length {n}"
         if n > limit and check_length:
             if auto:
