@@ -237,7 +237,13 @@ def _fit(trainer, args: argparse.Namespace) -> int:
         trainer.run.close()
     if main:
         print("final samples: " + ", ".join(f"{k}={v:.3f}" for k, v in report.items()), file=sys.stderr)
+        if hasattr(trainer, "sample_tokens"):  # a few texts to read by eye (own seed: nothing else moves)
+            texts = trainer.data.tokenizer.decode_batch(trainer.sample_tokens(SHOWN_SAMPLES, seed=0).cpu())
+            print("samples (temperature 1): " + " | ".join(texts), file=sys.stderr)
     return 0
+
+
+SHOWN_SAMPLES = 5
 
 
 def _parse_seeds(text: str) -> list[int]:
