@@ -72,6 +72,7 @@ def load_run_data(config: TrainConfig, tokenizer: CharTokenizer | HFTokenizer | 
         tokenizer=tokenizer,
         skip_blank=config.data.skip_blank,
         allow_eos=config.data.eos,
+        skip_long=config.data.skip_long,
     )
     if config.data.valid_fraction > 0 and len(data.valid_texts) == 0:
         raise ValueError(
@@ -110,6 +111,7 @@ def new_run(config: TrainConfig) -> Trainer:
         try:
             extra = {"distributed": ctx.record(config.reinforce.batch_size)} if config.agent == "reinforce" else {}
             extra.update(_input_records(config))
+            extra["data_stats"] = dict(data.stats) if isinstance(getattr(data, "stats", None), dict) else {}
             run = RunDir.create(config.out_dir, config.name, config_to_dict(config), data_path=data_file, extra=extra)
             run.acquire_lock()
         except BaseException as exc:  # tell the other ranks before raising, or they wait forever

@@ -53,6 +53,8 @@ def test_data_coco_names_the_training_and_the_test_file(tmp_path):
     assert DataConfig().test_path is None
     with pytest.raises(ValueError, match="data.test_path does not fit data.path=oracle"):
         DataConfig(path="oracle", test_path="t.txt")
+    with pytest.raises(ValueError, match="data.skip_long=true needs data.max_length"):
+        DataConfig(path="coco", skip_long=True)
 
 
 def _config(*argv: str):

@@ -262,3 +262,15 @@ def test_from_str_round_trip_and_bad_text():
     assert HFTokenizer.from_str(_BPE.to_str()) == _BPE
     with pytest.raises(ValueError, match="not a usable tokenizer"):
         HFTokenizer.from_str('{"model": {}}')
+
+
+def test_skip_long_leaves_out_and_counts_longer_lines(tmp_path):
+    path = tmp_path / "d.txt"
+    path.write_text("\n".join(TEXTS[:5]) + "\n")
+    lengths = [len(_BPE.encode(t)) for t in TEXTS[:5]]
+    cut = sorted(lengths)[2]  # two lines are longer than this
+    data = load_dataset(path, cut, valid_fraction=0.0, tokenizer=_BPE, skip_long=True)
+    assert data.stats["skipped_long"] == sum(n > cut for n in lengths) == 2
+    assert sorted(data.train_texts) == sorted(t for t, n in zip(TEXTS[:5], lengths) if n <= cut)
+    with pytest.raises(DataError, match="tokens > max_length"):  # without skip_long: refused, as before
+        load_dataset(path, cut, tokenizer=_BPE)

@@ -61,6 +61,7 @@ def load_texts_with_stats(
     skip_blank: bool = False,
     allow_eos: bool = True,
     check_length: bool = True,
+    skip_long: bool = False,
 ) -> tuple[list[str], dict[str, int]]:
     """Read one sequence per line; return ``(texts, {"lines": n, "skipped_blank": k, "max_length": L})``.
 
@@ -76,7 +77,9 @@ def load_texts_with_stats(
     ``tokenizer`` is a ``CharTokenizer``) a character outside its vocabulary.
     Lengths count characters, or with any other tokenizer (``HFTokenizer``) its tokens.
     ``check_length=False`` skips the length rules (to read the lines a tokenizer is trained on,
-    before their lengths in its tokens are known).
+    before their lengths in its tokens are known). ``skip_long=True`` (with an explicit
+    ``max_length``) leaves out the lines longer than it instead of refusing them, counted in
+    ``stats["skipped_long"]``.
     """
     auto = max_length is None
     if not auto:
@@ -112,6 +115,7 @@ def load_texts_with_stats(
     lengths: list[int] = []
     subword = tokenizer is not None and not isinstance(tokenizer, CharTokenizer)
     skipped = 0
+    skipped_long = 0
     for lineno, raw_line in enumerate(raw_lines, start=1):
         if raw_line.endswith(b"\r"):
             raw_line = raw_line[:-1]
@@ -157,6 +161,9 @@ def load_texts_with_stats(
             )
         n = len(ids) if subword else len(line)
         size = f"{n} tokens" if subword else f"length {n}"
+        if n > limit and check_length and skip_long and not auto:
+            skipped_long += 1
+            continue
         if n > limit and check_length:
             if auto:
                 raise DataError(
@@ -211,7 +218,7 @@ def load_texts_with_stats(
                     path=name,
                     line=lineno,
                 )
-    return texts, {"lines": len(texts), "skipped_blank": skipped, "max_length": max_length}
+    return texts, {"lines": len(texts), "skipped_blank": skipped, "skipped_long": skipped_long, "max_length": max_length}
 
 
 def needed_max_length(texts: Sequence[str], allow_eos: bool = True) -> int:
@@ -231,10 +238,11 @@ def load_texts(
     skip_blank: bool = False,
     allow_eos: bool = True,
     check_length: bool = True,
+    skip_long: bool = False,
 ) -> list[str]:
     """Read one sequence per line (see ``load_texts_with_stats`` for the errors)."""
     texts, _ = load_texts_with_stats(path, max_length, tokenizer=tokenizer, skip_blank=skip_blank, allow_eos=allow_eos,
-                                     check_length=check_length)
+                                     check_length=check_length, skip_long=skip_long)
     return texts
 
 
@@ -359,6 +367,7 @@ def load_dataset(
     tokenizer: Any = None,
     skip_blank: bool = False,
     allow_eos: bool = True,
+    skip_long: bool = False,
 ) -> TextDataset:
     """Load ``path``, split it, and encode both parts to (N, max_length) tensors.
 
@@ -368,7 +377,7 @@ def load_dataset(
     encodable. Stats: ``lines``, ``skipped_blank``, ``max_length``, ``train``, ``valid``.
     """
     texts, stats = load_texts_with_stats(
-        path, max_length, tokenizer=tokenizer, skip_blank=skip_blank, allow_eos=allow_eos
+        path, max_length, tokenizer=tokenizer, skip_blank=skip_blank, allow_eos=allow_eos, skip_long=skip_long
     )
     max_length = stats["max_length"]
     if tokenizer is None:
