@@ -6,38 +6,64 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import torch
+
 from seqgan_agents import distributed
 from seqgan_agents.distributed import DistContext, FollowerRun
 from seqgan_agents.reinforce import resolve_device
 from seqgan_agents.trainer import Trainer
 from seqgan_agents.trainer_config import TrainConfig, train_config_from_dict, with_data_length
-from seqgan_env.data.text import TextDataset, file_sha256, load_dataset
+from seqgan_env.data.subword import HFTokenizer, build_tokenizer, is_hf_tokenizer_json, load_tokenizer_source
+from seqgan_env.data.text import TextDataset, file_sha256, load_dataset, load_texts
 from seqgan_env.data.tokenizer import CharTokenizer
 from seqgan_env.eval.oracle import DEFAULT_ORACLE_PATH
-from seqgan_env.models.networks import build_generator
+from seqgan_env.models.pretrained import check_directory, fingerprint, make_generator
 from seqgan_env.runs.configio import config_to_dict
 from seqgan_env.runs.rundir import RunDir
 
 
 def load_tokenizer(path: Path):
-    """A run's tokenizer.json: the char tokenizer, or the oracle's integer tokenizer (by its "type")."""
+    """A run's tokenizer.json: the char tokenizer, the oracle's integer tokenizer (by its "type"), or a
+    Hugging Face tokenizer.json (it has a "model" object)."""
     from seqgan_env.data.tokenizer import read_tokenizer_json
     from seqgan_env.eval.oracle_data import IntTokenizer
 
     kind = read_tokenizer_json(Path(path), "CharTokenizer")
+    if is_hf_tokenizer_json(kind):
+        return HFTokenizer.load(path)
     return IntTokenizer.load(path) if isinstance(kind, dict) and kind.get("type") == "int" else CharTokenizer.load(path)
 
 
-def load_run_data(config: TrainConfig, tokenizer: CharTokenizer | None = None) -> TextDataset:
+def run_tokenizer(config: TrainConfig) -> HFTokenizer | None:
+    """The subword tokenizer ``config.tokenizer`` asks for (trained on the data file, or loaded), None for char.
+
+    ``auto``: the tokenizer of ``generator.pretrained`` when set (reordered to PAD, BOS, EOS = 0, 1, 2).
+    """
+    tc = config.tokenizer
+    if tc.kind == "auto" and config.generator.pretrained:
+        check_directory(config.generator.pretrained, "generator.pretrained")  # the model's problems first
+        tok, _ = load_tokenizer_source(config.generator.pretrained, tc.pad_token, tc.bos_token, tc.eos_token)
+        return tok
+    if tc.kind in ("auto", "char"):
+        return None
+    texts = load_texts(config.data.path, None, skip_blank=config.data.skip_blank, check_length=False) \
+        if tc.kind != "file" else []
+    return build_tokenizer(tc, texts)
+
+
+def load_run_data(config: TrainConfig, tokenizer: CharTokenizer | HFTokenizer | None = None) -> TextDataset:
     """The run's data, validated; with ``tokenizer`` (a resumed run's) every symbol must be in its vocabulary.
 
-    With ``data.max_length`` None the data decides it (``data.max_length`` of the result);
-    ``with_data_length`` writes it into the config.
+    Without one, ``config.tokenizer`` decides (``run_tokenizer``; the character tokenizer is built
+    from the data). With ``data.max_length`` None the data decides it, counted in the tokenizer's
+    tokens (``data.max_length`` of the result); ``with_data_length`` writes it into the config.
     """
     if config.data.is_oracle:
         from seqgan_env.eval.oracle_data import load_oracle_dataset
 
         return load_oracle_dataset(config.data.oracle_train, config.data.oracle_valid, seed=config.seed)
+    if tokenizer is None:
+        tokenizer = run_tokenizer(config)
     data = load_dataset(
         config.data.path,
         max_length=config.data.max_length,
@@ -46,6 +72,7 @@ def load_run_data(config: TrainConfig, tokenizer: CharTokenizer | None = None) -
         tokenizer=tokenizer,
         skip_blank=config.data.skip_blank,
         allow_eos=config.data.eos,
+        skip_long=config.data.skip_long,
     )
     if config.data.valid_fraction > 0 and len(data.valid_texts) == 0:
         raise ValueError(
@@ -53,6 +80,13 @@ def load_run_data(config: TrainConfig, tokenizer: CharTokenizer | None = None) -
             f"held out for evaluation; fix: add lines or set data.valid_fraction=0."
         )
     return data
+
+
+def load_test_texts(config: TrainConfig) -> list[str] | None:
+    """The lines of ``data.test_path`` (held out: BLEU references, NLL-test), read loudly; None without one."""
+    if config.data.test_path is None:
+        return None
+    return load_texts(config.data.test_path, None, skip_blank=config.data.skip_blank)
 
 
 def new_run(config: TrainConfig) -> Trainer:
@@ -65,13 +99,19 @@ def new_run(config: TrainConfig) -> Trainer:
     and global batch size) and the other ranks get a read-only :class:`FollowerRun`.
     """
     ctx = _join(config)
-    data = load_run_data(config)
+    tokenizer = run_tokenizer(config)
+    if tokenizer is not None and ctx.is_distributed:  # one vocabulary for all ranks (Unigram training is not
+        tokenizer = HFTokenizer.from_str(distributed.broadcast_text(tokenizer.to_str(), ctx))  # deterministic)
+    data = load_run_data(config, tokenizer)
+    load_test_texts(config)  # a missing or broken test file stops the run before its directory exists
     config = with_data_length(config, data.max_length)
     data_file = str(DEFAULT_ORACLE_PATH) if config.data.is_oracle else config.data.path
     run, error = None, None
     if ctx.is_main:
         try:
-            extra = {"distributed": ctx.record(config.reinforce.batch_size)} if config.agent == "reinforce" else None
+            extra = {"distributed": ctx.record(config.reinforce.batch_size)} if config.agent == "reinforce" else {}
+            extra.update(_input_records(config))
+            extra["data_stats"] = dict(data.stats) if isinstance(getattr(data, "stats", None), dict) else {}
             run = RunDir.create(config.out_dir, config.name, config_to_dict(config), data_path=data_file, extra=extra)
             run.acquire_lock()
         except BaseException as exc:  # tell the other ranks before raising, or they wait forever
@@ -94,6 +134,31 @@ def new_run(config: TrainConfig) -> Trainer:
         if ctx.is_main:
             shutil.rmtree(run.path, ignore_errors=True)
         raise
+
+
+def _input_records(config: TrainConfig) -> dict:
+    """config.json blocks naming the run's other inputs: the test file and pretrained directories, hashed."""
+    out: dict = {}
+    if config.data.test_path is not None:
+        out["test_data"] = {"path": str(Path(config.data.test_path).resolve()),
+                            "sha256": file_sha256(config.data.test_path)}
+    pre = {name: fingerprint(path) for name, path in (("generator", config.generator.pretrained),
+                                                       ("discriminator", config.discriminator.pretrained)) if path}
+    if pre:
+        out["pretrained"] = pre
+    return out
+
+
+def _check_inputs_unchanged(run, config: TrainConfig) -> None:
+    """A resumed run reads its pretrained directories again: refuse one that is gone or changed."""
+    for name, record in ((run.info.get("pretrained") or {}).items()):
+        path = Path(record["path"])
+        if not path.is_dir():
+            raise ValueError(f"run '{run.path}' started from {name}.pretrained='{path}', which no longer exists; "
+                             f"fix: restore the directory (a run with a pretrained model resumes from it).")
+        if fingerprint(path)["sha256"] != record["sha256"]:
+            raise ValueError(f"{name}.pretrained='{path}' changed since run '{run.path}' started (sha256 differs); "
+                             f"fix: restore the original directory or start a new run.")
 
 
 def _join(config: TrainConfig) -> DistContext:
@@ -157,6 +222,7 @@ def _resume(run: RunDir | FollowerRun, ctx: DistContext | None = None) -> Traine
             f"data file '{config.data.path}' changed since run '{run.path}' started (sha256 differs); "
             f"fix: restore the original file or start a new run."
         )
+    _check_inputs_unchanged(run, config)
     tok_path = run.path / "tokenizer.json"
     if not tok_path.is_file():
         raise ValueError(f"run '{run.path}' has no tokenizer.json; fix: resume a run made by `seqgan-env train`.")
@@ -197,7 +263,8 @@ def load_generator_for_sampling(run_path: str | Path):
         if ckpt is None:
             raise ValueError(f"run '{run.path}' has neither an exported generator nor a checkpoint; fix: train it first.")
         tensors, _ = run.load_checkpoint(ckpt)
-        generator = build_generator(config.generator, tokenizer.vocab_size)
+        with torch.random.fork_rng(devices=[]):  # the initial weights are overwritten; the global RNG stays
+            generator = make_generator(config.generator, tokenizer)
         sd = {k[len("generator."):]: v for k, v in tensors["agent"].items() if k.startswith("generator.")}
         try:
             generator.load_state_dict(sd)
@@ -207,8 +274,10 @@ def load_generator_for_sampling(run_path: str | Path):
     return generator, tokenizer, config
 
 
-def load_discriminator_for_sampling(run_path: str | Path, vocab_size: int, device: str = "cpu"):
-    """The run's discriminator at its latest checkpoint (for `seqgan-env sample --d-filter`)."""
+def load_discriminator_for_sampling(run_path: str | Path, vocab_size: int, device: str = "cpu", tokenizer=None):
+    """The run's discriminator at its latest checkpoint (for `seqgan-env sample --d-filter`).
+
+    ``tokenizer``: the run's (needed when its discriminator has a pretrained backbone)."""
     from seqgan_env.models.discriminator import Discriminator
 
     run = RunDir.open(run_path, tensorboard=False)
@@ -221,7 +290,8 @@ def load_discriminator_for_sampling(run_path: str | Path, vocab_size: int, devic
         tensors, _ = run.load_checkpoint(ckpt)
         if "discriminator" not in tensors:
             raise ValueError(f"checkpoint {ckpt} holds no discriminator; fix: use a run made by seqgan-env train.")
-        disc = Discriminator(vocab_size, config.discriminator_model, config.discriminator, device=device)
+        disc = Discriminator(vocab_size, config.discriminator_model, config.discriminator, device=device,
+                             tokenizer=tokenizer)
         disc.load_state_dict(tensors["discriminator"], source=str(ckpt))
         return disc
     finally:

@@ -304,6 +304,17 @@ def sampling_logits(
     return x
 
 
+def trim_padding(tokens: torch.Tensor) -> torch.Tensor:
+    """(N, T) right-padded rows -> (N, T'): the columns up to the longest row's last non-PAD token.
+
+    Teacher-forced causal logits at a position do not depend on later columns, and PAD targets
+    carry no loss, so the MLE loss of the trimmed rows is the loss of the full ones at a fraction
+    of the cost when most rows are short (captions: mean 13 of up to 52 BPE tokens).
+    """
+    width = int((tokens != PAD_ID).sum(1).max()) if tokens.numel() else 0
+    return tokens[:, : max(width, 1)]
+
+
 def _entropy(logits: torch.Tensor, logp: torch.Tensor | None = None) -> torch.Tensor:
     """Entropy of softmax(logits) (..., V) -> (...), with -inf logits contributing 0.
 
@@ -457,6 +468,7 @@ class ReinforceAgent:
         """
         real = real.to(self.device, torch.long)  # (N, T)
         if logits is None:
+            real = trim_padding(real)  # (N, T') the same loss: causal logits, PAD targets ignored
             with self._autocast():
                 (logits,) = self.train_module(self._teacher_input(real))  # (N, T, V)
         reduce = self._all_reduce()
@@ -600,7 +612,7 @@ class ReinforceAgent:
         use_mle = cfg.mle_coef > 0 and real is not None
         inputs = [self._teacher_input(tokens)]  # (B, T)
         if use_mle:
-            real = real.to(self.device, torch.long)  # (N, T)
+            real = trim_padding(real.to(self.device, torch.long))  # (N, T') T' = its longest row: the same loss
             inputs.append(self._teacher_input(real))  # (N, T)
         with self._autocast():
             logits = self.train_module(*inputs)  # one (DDP) forward for both batches: (B, T, V)[, (N, T, V)]

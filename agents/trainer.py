@@ -28,7 +28,8 @@ from seqgan_env.envs.vector_env import TokenGenerationVectorEnv
 from seqgan_env.eval.discriminator_health import health_report
 from seqgan_env.eval.metrics import CHARACTER_METRICS, BigramModel, sample_report
 from seqgan_env.models.discriminator import Discriminator
-from seqgan_env.models.networks import build_generator
+from seqgan_env.data.subword import save_tokenizer_files
+from seqgan_env.models.pretrained import make_generator
 from seqgan_env.rewards.callbacks import DiscriminatorUpdateCallback
 from seqgan_env.rewards.mc_rollout import make_mc_rollout_scorer
 from seqgan_env.rewards.wrappers import DiscriminatorRewardVector
@@ -69,12 +70,13 @@ class Trainer:
         tok = self.data.tokenizer
         if self.dist.is_main and not (run.path / "tokenizer.json").is_file():
             tok.save(run.path / "tokenizer.json")
-        generator = build_generator(cfg.generator, tok.vocab_size)
+        generator = make_generator(cfg.generator, tok)  # a fresh tiny Llama, or generator.pretrained aligned to tok
         seed = self.dist.rank_seed(cfg.seed)  # this rank's sampling / data stream (rank 0: cfg.seed)
         self.agent = ReinforceAgent(generator, cfg.reinforce, seed=seed)
         self.device = self.agent.device
         self.discriminator = Discriminator(
-            tok.vocab_size, cfg.discriminator_model, cfg.discriminator, device=self.device, seed=cfg.seed + 1
+            tok.vocab_size, cfg.discriminator_model, cfg.discriminator, device=self.device, seed=cfg.seed + 1,
+            tokenizer=tok,
         )
         if self.dist.rank > 0:
             torch.manual_seed(seed)  # global draws after initialisation (e.g. dropout) differ per rank
@@ -334,7 +336,7 @@ class Trainer:
         """``save_pretrained`` + tokenizer JSON, loadable by ``LlamaForCausalLM.from_pretrained(dir)``."""
         out = self.run.path / "generator"
         save_generator_export(self.agent.generator, out)
-        self.data.tokenizer.save(out / "tokenizer.json")
+        save_tokenizer_files(self.data.tokenizer, out)  # subword: + tokenizer_config.json, for AutoTokenizer
         return out
 
     # -- the loop -----------------------------------------------------------------------

@@ -12,10 +12,11 @@ from dataclasses import dataclass, field
 
 from seqgan_agents.ppo import PPOConfig
 from seqgan_agents.reinforce import ReinforceConfig
-from seqgan_env.data.text import DEFAULT_DATA_PATH
+from seqgan_env.data.subword import TokenizerConfig
+from seqgan_env.data.text import DEFAULT_DATA_PATH, NAMED_DATA
 from seqgan_env.eval.oracle import SEQ_LEN as ORACLE_LENGTH
 from seqgan_env.models.discriminator import DiscriminatorConfig
-from seqgan_env.models.networks import ModelConfig
+from seqgan_env.models.networks import GeneratorConfig, ModelConfig
 from seqgan_env.rewards.callbacks import DiscriminatorUpdateConfig
 from seqgan_env.rewards.mc_rollout import MCRolloutConfig
 from seqgan_env.rewards.wrappers import RewardConfig
@@ -32,8 +33,12 @@ ORACLE = "oracle"
 
 @dataclass
 class DataConfig:
-    """Real data: a text file with one sequence per line (default: census first names), or ``oracle``.
+    """Real data: a text file with one sequence per line (default: census first names), ``coco`` or ``oracle``.
 
+    ``path="coco"``: the MS COCO captions of the text-GAN literature (``data/coco_captions_train.txt``;
+    the path is recorded resolved) with ``test_path`` the held-out test captions.
+    ``test_path``: a held-out test file (one sequence per line, never trained on) that `seqgan-env
+    eval` scores against (BLEU references, NLL-test); None: the validation split.
     ``path="oracle"`` is the SeqGAN synthetic task: ``oracle_train`` + ``oracle_valid``
     sequences of 20 tokens (vocabulary 5,000, no EOS) sampled from the oracle LSTM
     with the run's seed; max_length must then be 20. ``max_length`` None means: what
@@ -50,6 +55,8 @@ class DataConfig:
     allow_eos: bool | None = None
     oracle_train: int = 10_000
     oracle_valid: int = 2_000
+    test_path: str | None = None  # held-out test file scored by `seqgan-env eval` (BLEU references, NLL-test)
+    skip_long: bool = False  # with max_length set: leave out longer lines (counted in config.json) instead of refusing
 
     @property
     def is_oracle(self) -> bool:
@@ -61,6 +68,13 @@ class DataConfig:
         return (not self.is_oracle) if self.allow_eos is None else self.allow_eos
 
     def __post_init__(self) -> None:
+        if self.path in NAMED_DATA:  # a named data set: its files, resolved as the default census path is
+            train, test = NAMED_DATA[self.path]
+            self.path = str(train)
+            self.test_path = str(test) if self.test_path is None else self.test_path
+        if self.test_path is not None and self.is_oracle:
+            raise ValueError("data.test_path does not fit data.path=oracle (its held-out split is sampled from the "
+                             "oracle); fix: drop data.test_path.")
         if self.max_length is not None:
             check_int("data.max_length", self.max_length)
         check_int("data.min_length", self.min_length, 0)
@@ -77,6 +91,9 @@ class DataConfig:
                 f"data.max_length={self.max_length} does not fit data.path=oracle, whose sequences have "
                 f"{ORACLE_LENGTH} tokens; fix: --set data.max_length={ORACLE_LENGTH}."
             )
+        if self.skip_long and self.max_length is None:
+            raise ValueError("data.skip_long=true needs data.max_length (the length beyond which lines are left out); "
+                             "fix: --set data.max_length=32, or drop skip_long.")
         if self.is_oracle and self.allow_eos:
             raise ValueError("data.allow_eos=true does not fit data.path=oracle (fixed-length sequences, no EOS).")
 
@@ -108,6 +125,7 @@ class TrainConfig:
     agent: str = "reinforce"  # reinforce | ppo | maskable_ppo (SB3, for comparison)
     note: str = ""  # free text shown by `seqgan-env runs list` and `runs diff`
     data: DataConfig = field(default_factory=DataConfig)
+    tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     # Three fields differ from ReinforceConfig's defaults on purpose: batch 128 and lr 2e-3 keep the default
     # census-names run at about a minute on a 2-core CPU (ReinforceConfig's 256 / 1e-3 are the agent's own
@@ -127,7 +145,7 @@ class TrainConfig:
     d_updates: DiscriminatorUpdateConfig = field(default_factory=lambda: DiscriminatorUpdateConfig(every=1, d_steps=3, batch_size=128))
     # The default tiny Llama (hidden 32, 2 layers), as the discriminator: the same sample quality as hidden 64
     # on the census names (README) in two thirds of the training time.
-    generator: ModelConfig = field(default_factory=ModelConfig)
+    generator: GeneratorConfig = field(default_factory=GeneratorConfig)
     discriminator_model: ModelConfig = field(default_factory=ModelConfig)
     discriminator: DiscriminatorConfig = field(default_factory=lambda: DiscriminatorConfig(prefix_loss=False))
     ppo: PPOConfig = field(default_factory=PPOConfig)
@@ -157,13 +175,69 @@ class TrainConfig:
                 f"reward.update_every={self.reward.update_every} must be None in the trainer: the "
                 f"discriminator schedule is d_updates.every (generator updates between D updates)."
             )
+        self._check_tokenizer_and_pretrained()
         for name in ("generator", "discriminator_model"):
             cfg = getattr(self, name)
+            if (self.generator.pretrained if name == "generator" else self.discriminator.pretrained) is not None:
+                continue  # a pretrained model brings its own positions
             if self.data.max_length is not None and cfg.max_position_embeddings < self.data.max_length + 1:
                 raise ValueError(
                     f"{name}.max_position_embeddings={cfg.max_position_embeddings} is smaller than "
                     f"data.max_length + 1 = {self.data.max_length + 1}: raise it."
                 )
+
+
+    def _check_tokenizer_and_pretrained(self) -> None:
+        tok, pre = self.tokenizer, self.generator.pretrained
+        if self.data.is_oracle and tok.kind not in ("auto", "char"):
+            raise ValueError(f"tokenizer.kind={tok.kind} does not fit data.path=oracle (its tokens are integers with "
+                             f"their own tokenizer); fix: drop --tokenizer.")
+        if self.data.is_oracle and (pre or self.discriminator.pretrained):
+            raise ValueError("generator.pretrained / discriminator.pretrained do not fit data.path=oracle (5,000 "
+                             "integer tokens); fix: drop them.")
+        if (pre or self.discriminator.pretrained) and self.agent != "reinforce":
+            raise ValueError(f"generator.pretrained / discriminator.pretrained need agent=reinforce, not "
+                             f"agent={self.agent} (the SB3 policies are not causal LMs).")
+        if pre and tok.kind not in ("auto", "file") or pre and tok.kind == "file" and tok.path != pre:
+            raise ValueError(
+                f"generator.pretrained={pre!r} writes with its own tokenizer, but tokenizer.kind={tok.kind}"
+                f"{f' (path {tok.path!r})' if tok.path else ''} asks for another; fix: drop --tokenizer (kind auto "
+                f"takes the generator's), or --tokenizer {pre}."
+            )
+
+
+#: Defaults chosen for a named data set (``--data coco``), applied under every option the user gives
+#: (``--config``, ``--set``, flags): they choose the tokenizer, lengths and schedule that fit the data
+#: and the 2-core CPU budget the README measures. Each value says why.
+DATA_PRESETS: dict[str, tuple[str, ...]] = {
+    "coco": (
+        "tokenizer.kind=bpe",  # 10,000 captions of ~8,800 words: byte-level BPE, no unknown word at test time
+        "tokenizer.vocab_size=2000",  # 13 tokens per caption on average (52 at most): few decoding steps
+        # Episodes of 32 tokens: every update's forward is as wide as max_length, and only 17 of the 10,000
+        # training captions are longer (left out, counted in config.json's data_stats); test captions are all scored.
+        "data.max_length=32",
+        "data.skip_long=true",
+        # A wider generator than for names: it costs MLE steps next to nothing (the 2,000-way softmax dominates)
+        "generator.hidden_size=64",
+        "generator.intermediate_size=128",
+        # Most of the quality comes from maximum likelihood, and 9,000 captions overfit fast: validation NLL is best
+        # after ~700 MLE steps (3.33 nats/token; 3.59 after 1,500). 600 steps, then 200 updates that keep mixing
+        # MLE in (mle_coef 0.5), land near that point (README, "Real text").
+        "schedule.pretrain_steps=600",
+        "schedule.d_pretrain_steps=100",
+        "schedule.updates=200",
+        "schedule.eval_every=100",
+        "schedule.eval_samples=500",  # each evaluation samples 500 captions (and 500 more for D's health)
+    ),
+}
+
+
+def preset_overrides(path: str) -> tuple[str, ...]:
+    """``DATA_PRESETS`` entry of a data path (its name, or its resolved training file); () for others."""
+    for name, (train, _) in NAMED_DATA.items():
+        if path in (name, str(train)):
+            return DATA_PRESETS.get(name, ())
+    return ()
 
 
 def train_config_from_dict(data: dict) -> TrainConfig:
@@ -186,4 +260,5 @@ def with_data_length(config: TrainConfig, max_length: int) -> TrainConfig:
     return dataclasses.replace(config, data=dataclasses.replace(config.data, max_length=max_length), **models)
 
 
-__all__ = ["DataConfig", "ScheduleConfig", "TrainConfig", "train_config_from_dict", "with_data_length"]
+__all__ = ["DATA_PRESETS", "DataConfig", "ScheduleConfig", "TrainConfig", "preset_overrides", "train_config_from_dict",
+           "with_data_length"]

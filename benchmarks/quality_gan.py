@@ -13,14 +13,18 @@ adversarial config):
 
 Data: a held-out test split (``test_fraction`` of the file, fixed split seed, the
 same for every seed) is never seen by any arm; the rest is what the trainer gets
-(it splits off its own validation rows for early stopping). Every number is
+(it splits off its own validation rows for early stopping). A named data set
+(``coco``) brings its own test file instead, and its preset (``DATA_PRESETS``: the
+tokenizer and sizes `seqgan-env train --data coco` uses) sits under the overrides. Every number is
 computed against the test split, with an independent character n-gram model
 (``seqgan_env.eval.ngram``) fitted on the training rows:
 
 * ``quality``: the n-gram model's NLL per character of the samples (lower: more data-like);
 * ``coverage``: NLL per character of the test rows under an n-gram model fitted on the
   samples (lower: the samples cover more of the data; a collapsed generator loses it);
-* bigram JS distance and length TV distance to the test rows, uniqueness, novelty, self-BLEU-3.
+* bigram JS distance and length TV distance to the test rows, uniqueness, novelty, self-BLEU-3;
+* on a named data set (coco) also ``bleu4``: word BLEU-4 against the test captions
+  (``seqgan_env.eval.text_benchmark``, the literature's quality number).
 
 The frontier: every arm sampled at each of ``temperatures``; an arm lies below
 MLE's frontier at temperature 1 when its quality is better than MLE's curve
@@ -43,11 +47,12 @@ import torch
 
 from seqgan_agents.lifecycle import new_run
 from seqgan_agents.trainer import Trainer
-from seqgan_agents.trainer_config import TrainConfig, train_config_from_dict
-from seqgan_env.data.text import DEFAULT_DATA_PATH, load_texts
+from seqgan_agents.trainer_config import DATA_PRESETS, TrainConfig, train_config_from_dict
+from seqgan_env.data.text import DEFAULT_DATA_PATH, NAMED_DATA, load_texts
 from seqgan_env.eval.likelihood import generator_nll
 from seqgan_env.eval.metrics import length_distance, ngram_jsd, novelty, self_bleu, uniqueness
 from seqgan_env.eval.ngram import CharNgramModel
+from seqgan_env.eval.text_benchmark import sample_scores
 from seqgan_env.models.d_filter import DFilterConfig, d_filter
 from seqgan_env.models.discriminator import Discriminator, DiscriminatorConfig
 from seqgan_env.runs.configio import apply_overrides, config_to_dict
@@ -59,14 +64,14 @@ ARMS = ("mle", "adversarial", "scratch", "d_filter")
 TEMPERATURES = (0.7, 0.8, 0.9, 1.0, 1.1, 1.2)
 METRICS = ("quality", "coverage", "bigram_js", "length_tv", "uniqueness", "novelty", "self_bleu3")
 LOWER_IS_BETTER = {"quality": True, "coverage": True, "bigram_js": True, "length_tv": True,
-                   "uniqueness": False, "novelty": False, "self_bleu3": True}
+                   "uniqueness": False, "novelty": False, "self_bleu3": True, "bleu4": False}
 
 
 @dataclass
 class GanBenchmarkConfig:
     """Sizes of the benchmark.
 
-    data: a text file, one sequence per line. seeds: one full benchmark per seed.
+    data: a text file, one sequence per line, or a named data set (``coco``). seeds: one full benchmark per seed.
     arms: a subset of ``ARMS``. overrides: ``--set`` style ``key=value`` strings applied
     to the default TrainConfig (the adversarial arm's config; the others derive from it).
     samples: samples per arm and temperature. test_fraction: held-out test share.
@@ -106,9 +111,21 @@ class GanBenchmarkConfig:
         for name in ("samples", "mle_eval_every", "d_filter_steps", "d_filter_batch", "ngram_order"):
             check_int(name, getattr(self, name), 1)
 
+    @property
+    def named(self) -> str | None:
+        """The data set's name when ``data`` is one (``coco``), else None."""
+        return self.data if self.data in NAMED_DATA else None
+
+    @property
+    def metrics(self) -> tuple[str, ...]:
+        """The numbers of every arm: ``METRICS``, and ``bleu4`` on a named data set."""
+        return METRICS + (("bleu4",) if self.named else ())
+
     def train_config(self, seed: int, out_dir: str) -> TrainConfig:
-        """The adversarial arm's TrainConfig: defaults <- overrides, on the benchmark's training file."""
-        data = apply_overrides(config_to_dict(TrainConfig()), list(self.overrides), TrainConfig)
+        """The adversarial arm's TrainConfig: defaults <- a named data set's preset <- overrides, on the
+        benchmark's training file."""
+        preset = list(DATA_PRESETS.get(self.named, ())) if self.named else []
+        data = apply_overrides(config_to_dict(TrainConfig()), preset + list(self.overrides), TrainConfig)
         data.update(seed=seed, out_dir=out_dir, name=f"gan-s{seed}")
         data["data"]["path"] = str(Path(out_dir) / "train.txt")
         return train_config_from_dict(data)
@@ -123,10 +140,12 @@ def split_test(texts: list[str], fraction: float, seed: int) -> tuple[list[str],
 
 
 def sample_metrics(samples: list[str], train: list[str], test: list[str], judge: CharNgramModel,
-                   order: int) -> dict[str, float]:
-    """The benchmark's numbers of one sample set against the test split (see module docstring)."""
+                   order: int, words: bool = False) -> dict[str, float]:
+    """The benchmark's numbers of one sample set against the test split (see module docstring);
+    ``words``: also ``bleu4``, word BLEU-4 against the test rows."""
     nonempty = [s for s in samples if s] or [""]
-    return {
+    extra = {"bleu4": sample_scores(samples, test)["BLEU-4"]} if words else {}
+    return {**extra,
         "quality": judge.nll_per_char(samples),
         "coverage": CharNgramModel.fit(samples, order=order).nll_per_char(test),
         "bigram_js": ngram_jsd(nonempty, test, 2) if any(len(s) >= 2 for s in samples) else 1.0,
@@ -219,7 +238,8 @@ def run_seed(cfg: GanBenchmarkConfig, seed: int, rest: list[str], test: list[str
             else:
                 tokens = trainers[arm].sample_tokens(cfg.samples, temperature=temp, seed=gen_seed)
             samples = tok.decode_batch(tokens.cpu())
-            result["arms"][arm][str(temp)] = sample_metrics(samples, train_texts, test, judge, cfg.ngram_order)
+            result["arms"][arm][str(temp)] = sample_metrics(samples, train_texts, test, judge, cfg.ngram_order,
+                                                            words=cfg.named is not None)
         m = result["arms"][arm]["1.0"]
         log(f"  seed {seed}: {arm:11s} T=1 quality {m['quality']:.3f} coverage {m['coverage']:.3f} "
             f"bigram_js {m['bigram_js']:.4f} uniq {m['uniqueness']:.3f}")
@@ -242,12 +262,12 @@ def summarize(cfg: GanBenchmarkConfig, per_seed: list[dict[str, Any]]) -> dict[s
     """Mean ± std per arm at T=1, paired differences against mle, and the verdicts."""
     out: dict[str, Any] = {"arms": {}, "verdicts": {}}
     for arm in cfg.arms:
-        vals = {k: [s["arms"][arm]["1.0"][k] for s in per_seed] for k in METRICS}
+        vals = {k: [s["arms"][arm]["1.0"][k] for s in per_seed] for k in cfg.metrics}
         entry = {k: (statistics.fmean(v), statistics.pstdev(v)) for k, v in vals.items()}
         out["arms"][arm] = {"t1": entry}
         if arm == "mle" or "mle" not in cfg.arms:
             continue
-        diffs = {k: [s["arms"][arm]["1.0"][k] - s["arms"]["mle"]["1.0"][k] for s in per_seed] for k in METRICS}
+        diffs = {k: [s["arms"][arm]["1.0"][k] - s["arms"]["mle"]["1.0"][k] for s in per_seed] for k in cfg.metrics}
         out["arms"][arm]["diff_vs_mle"] = {k: (statistics.fmean(v), statistics.pstdev(v)) for k, v in diffs.items()}
         better_q = sum(d < 0 for d in diffs["quality"])
         no_div_loss = sum(d <= 0 for d in diffs["coverage"])
@@ -277,15 +297,16 @@ def summarize(cfg: GanBenchmarkConfig, per_seed: list[dict[str, Any]]) -> dict[s
 
 def format_table(cfg: GanBenchmarkConfig, summary: dict[str, Any], n: int) -> str:
     """Markdown: per arm mean ± std at T=1 and the paired difference of quality and coverage against mle."""
-    head = "| arm | " + " | ".join(METRICS) + " | Δquality vs MLE | Δcoverage vs MLE |"
-    lines = [head, "|" + "---|" * (len(METRICS) + 3)]
+    head = "| arm | " + " | ".join(cfg.metrics) + " | Δquality vs MLE | Δcoverage vs MLE |"
+    lines = [head, "|" + "---|" * (len(cfg.metrics) + 3)]
     for arm, entry in summary["arms"].items():
-        cells = [f"{entry['t1'][k][0]:.3f} ± {entry['t1'][k][1]:.3f}" for k in METRICS]
+        cells = [f"{entry['t1'][k][0]:.3f} ± {entry['t1'][k][1]:.3f}" for k in cfg.metrics]
         d = entry.get("diff_vs_mle")
         dq = f"{d['quality'][0]:+.3f} ± {d['quality'][1]:.3f}" if d else ""
         dc = f"{d['coverage'][0]:+.3f} ± {d['coverage'][1]:.3f}" if d else ""
         lines.append(f"| {arm} | " + " | ".join(cells) + f" | {dq} | {dc} |")
-    return "\n".join(lines) + f"\n\n(T = 1, {n} seeds, mean ± population std; lower is better except uniqueness, novelty)"
+    better = "uniqueness, novelty" + (", bleu4" if cfg.named else "")
+    return "\n".join(lines) + f"\n\n(T = 1, {n} seeds, mean ± population std; lower is better except {better})"
 
 
 def plot_frontier(cfg: GanBenchmarkConfig, per_seed: list[dict[str, Any]], path: Path) -> None:
@@ -318,8 +339,11 @@ def run_benchmark(cfg: GanBenchmarkConfig, out_path: str | Path, log: Callable[[
     """All seeds; writes the JSON (atomically, after each seed), the frontier PNG beside it, and prints the table."""
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    texts = load_texts(cfg.data, None)
-    rest, test = split_test(texts, cfg.test_fraction, cfg.split_seed)
+    if cfg.named:  # the data set's own test file; no line of it is trained on
+        train_path, test_path = NAMED_DATA[cfg.named]
+        rest, test = load_texts(train_path, None), load_texts(test_path, None)
+    else:
+        rest, test = split_test(load_texts(cfg.data, None), cfg.test_fraction, cfg.split_seed)
     log(f"benchmark gan on {cfg.data}: {len(rest)} rows for training (and validation), {len(test)} held out")
     per_seed: list[dict[str, Any]] = []
     result: dict[str, Any] = {"config": dataclasses.asdict(cfg), "seeds": per_seed}

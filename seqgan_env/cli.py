@@ -7,6 +7,7 @@ problem and the fix, and a non-zero exit status; no traceback.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from typing import Callable, Sequence
 
@@ -176,13 +177,29 @@ def _config_help(args: argparse.Namespace, rest: list[str], prog: str) -> int:
 
 
 def _train_config(args: argparse.Namespace, rest: list[str], prog: str = "seqgan-env train"):
-    """TrainConfig from defaults <- --config file <- --set / shortcuts <- generated --section.field flags."""
+    """TrainConfig from defaults <- a named data set's preset <- --config file <- --set / shortcuts <- generated
+    --section.field flags.
+
+    The preset (``trainer_config.DATA_PRESETS``, e.g. for ``--data coco``) sits under everything the user
+    says: the config is assembled once without it, and again with it when the data turns out to be named.
+    """
+    from seqgan_agents.trainer_config import preset_overrides
+
+    config = _assemble_train_config(args, rest, prog, ())
+    preset = preset_overrides(config.data.path)
+    return _assemble_train_config(args, rest, prog, preset) if preset else config
+
+
+def _assemble_train_config(args: argparse.Namespace, rest: list[str], prog: str, preset: tuple[str, ...]):
     import tyro
 
     from seqgan_agents.trainer_config import TrainConfig, train_config_from_dict
-    from seqgan_env.runs.configio import apply_overrides, config_to_dict, load_config_file
+    from seqgan_env.data.subword import TOKENIZER_KINDS
+    from seqgan_env.runs.configio import apply_overrides, config_to_dict, load_config_file, merge_dicts
 
-    data = load_config_file(args.config) if args.config else config_to_dict(TrainConfig())
+    data = apply_overrides(config_to_dict(TrainConfig()), list(preset), TrainConfig)
+    if args.config:
+        data = merge_dicts(data, load_config_file(args.config))
     shortcuts = {
         "data": "data.path",
         "device": "reinforce.device",
@@ -197,6 +214,12 @@ def _train_config(args: argparse.Namespace, rest: list[str], prog: str = "seqgan
         value = getattr(args, flag)
         if value is not None:
             overrides.append(f"{key}={value}")
+    tokenizer = getattr(args, "tokenizer", None)
+    if tokenizer is not None:  # a kind (bpe, word, ...) or the path of a tokenizer.json / tokenizer directory
+        if tokenizer in TOKENIZER_KINDS:
+            overrides += [f"tokenizer.kind={tokenizer}", "tokenizer.path=null"]
+        else:
+            overrides += ["tokenizer.kind=file", f"tokenizer.path={json.dumps(tokenizer)}"]
     data = apply_overrides(data, overrides, TrainConfig)
     if args.note is not None:
         data["note"] = args.note
@@ -214,7 +237,13 @@ def _fit(trainer, args: argparse.Namespace) -> int:
         trainer.run.close()
     if main:
         print("final samples: " + ", ".join(f"{k}={v:.3f}" for k, v in report.items()), file=sys.stderr)
+        if hasattr(trainer, "sample_tokens"):  # a few texts to read by eye (own seed: nothing else moves)
+            texts = trainer.data.tokenizer.decode_batch(trainer.sample_tokens(SHOWN_SAMPLES, seed=0).cpu())
+            print("samples (temperature 1): " + " | ".join(texts), file=sys.stderr)
     return 0
+
+
+SHOWN_SAMPLES = 5
 
 
 def _parse_seeds(text: str) -> list[int]:
@@ -352,7 +381,8 @@ def cmd_sample(args: argparse.Namespace) -> int:
         from seqgan_env.models.d_filter import DFilterConfig, d_filter
 
         cfg = DFilterConfig(method=args.d_filter, oversample=args.d_filter_oversample, beta=args.d_filter_beta)
-        disc = load_discriminator_for_sampling(args.run_dir, tokenizer.vocab_size, device=str(agent.device))
+        disc = load_discriminator_for_sampling(args.run_dir, tokenizer.vocab_size, device=str(agent.device),
+                                               tokenizer=tokenizer)
         rounds = iter(range(1, 10**9))
         tokens = d_filter(lambda k: draw(k, args.seed * 1_000_003 + next(rounds)), disc.sequence_scores, args.n, cfg,
                           generator=torch.Generator().manual_seed(args.seed))
@@ -362,11 +392,16 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    """Sample-quality numbers of a run's generator next to its untrained start; writes eval.json."""
+    """Sample-quality numbers of a run's generator next to its untrained start; writes eval.json.
+
+    With ``data.test_path`` (coco): the literature's protocol of ``seqgan_env.eval.text_benchmark``
+    (words as tokens, the test file as references, NLL-test); else BLEU against the held-out split.
+    """
     import json
 
-    from seqgan_agents.lifecycle import load_generator_for_sampling, load_run_data
+    from seqgan_agents.lifecycle import load_generator_for_sampling, load_run_data, load_test_texts
     from seqgan_agents.reinforce import ReinforceAgent, ReinforceConfig
+    from seqgan_env.eval.text_benchmark import held_out_report
     from seqgan_env.eval.metrics import (
         BLEU_SMOOTHING,
         CHARACTER_METRICS,
@@ -390,14 +425,21 @@ def cmd_eval(args: argparse.Namespace) -> int:
     )
     texts = tokenizer.decode_batch(tokens.cpu())
     report = sample_report(texts, data.train_texts, BigramModel.fit(data.valid_texts))
-    # Tokens: characters of a name, or the oracle's integer tokens.
-    split = (lambda t: t.split()) if config.data.is_oracle else (lambda t: t)  # noqa: E731
-    samples = [split(t) for t in texts if t] or [split(" ")]
-    refs = [split(t) for t in data.valid_texts]
-    report.update(bleu_n_table(samples, refs))  # BLEU-2..5 against the held-out split
-    report["self_BLEU-3"] = self_bleu(samples, max_n=3)  # each sample against the others only
-    report["length_distance"] = length_distance([split(t) for t in texts], refs)
-    report["bigram_jsd"] = ngram_jsd(samples, refs, n=2)
+    test = load_test_texts(config)
+    if test is not None:
+        # The real-text protocol (eval/text_benchmark.py): words as tokens, the test file as references, NLL-test.
+        report.update(held_out_report(generator.to(agent.device), tokenizer, texts, test))
+        references = f"test file {config.data.test_path} ({len(test)} lines), words as tokens"
+    else:
+        # Tokens: characters of a name, or the oracle's integer tokens.
+        split = (lambda t: t.split()) if config.data.is_oracle else (lambda t: t)  # noqa: E731
+        samples = [split(t) for t in texts if t] or [split(" ")]
+        refs = [split(t) for t in data.valid_texts]
+        report.update(bleu_n_table(samples, refs))  # BLEU-2..5 against the held-out split
+        report["self_BLEU-3"] = self_bleu(samples, max_n=3)  # each sample against the others only
+        report["length_distance"] = length_distance([split(t) for t in texts], refs)
+        report["bigram_jsd"] = ngram_jsd(samples, refs, n=2)
+        references = "held-out split"
     if config.data.is_oracle:
         # Character-level numbers mean nothing for integer tokens; the benchmark's two numbers replace them.
         for key in CHARACTER_METRICS:
@@ -406,7 +448,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     run = RunDir.open(args.run_dir, tensorboard=False)
     start = next((m for m in run.read_metrics() if "eval/untrained_bigram_nll" in m), None)
     run.close()
-    result = {"samples": args.n, "seed": args.seed, "temperature": 1.0, "top_p": 1.0, "references": "held-out split",
+    result = {"samples": args.n, "seed": args.seed, "temperature": 1.0, "top_p": 1.0, "references": references,
               "bleu_smoothing": BLEU_SMOOTHING, "bleu_weights": "uniform over 1..n", **report}
     if start is not None and "bigram_nll" in report:
         result["untrained_bigram_nll"] = start["eval/untrained_bigram_nll"]
@@ -467,7 +509,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     benchmark.add_argument("task", choices=["oracle", "gan"],
                            help="oracle: SeqGAN's Table 1; gan: MLE vs adversarial vs D-filtered on a text file")
-    benchmark.add_argument("--data", default=None, help="gan: text file, one sequence per line (default: census first names)")
+    benchmark.add_argument("--data", default=None, help="gan: text file, one sequence per line (default: census first "
+                           "names), or coco (MS COCO captions, their test file, the coco preset)")
     benchmark.add_argument("--arms", default=None, help="gan: comma-separated subset of mle,adversarial,scratch,d_filter")
     benchmark.add_argument("--set", action="append", metavar="KEY=VALUE", default=None,
                            help="gan: override a TrainConfig field of the adversarial arm (as in train --set)")
@@ -486,7 +529,13 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--config", default=None, help="JSON or TOML file with (part of) a TrainConfig")
     train.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a field, e.g. reinforce.gamma=0.95")
     train.add_argument("--resume", default=None, metavar="RUN_DIR", help="continue an interrupted run")
-    train.add_argument("--data", default=None, help="text file, one sequence per line (shortcut for --data.path)")
+    train.add_argument("--data", default=None,
+                       help="text file, one sequence per line, or a named data set: coco (MS COCO captions with "
+                            "their test file and the defaults of trainer_config.DATA_PRESETS['coco']), oracle "
+                            "(shortcut for --data.path)")
+    train.add_argument("--tokenizer", default=None, metavar="KIND|PATH",
+                       help="char, bpe, unigram or word (trained on the data file; --tokenizer.vocab-size), or the "
+                            "path of a tokenizer.json / tokenizer directory (shortcut for --tokenizer.kind/path)")
     train.add_argument("--device", default=None, choices=["auto", "cpu", "cuda"], help="shortcut for --reinforce.device")
     train.add_argument("--pretrain-steps", dest="pretrain_steps", type=int, default=None)
     train.add_argument("--updates", type=int, default=None)
@@ -515,7 +564,7 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--metric", default="eval/bigram_nll")
     sweep.add_argument("--direction", default="minimize", choices=["minimize", "maximize"])
     sweep.add_argument("--dir", default="sweeps/sweep", help="sweep directory (SQLite study + runs); resumes if it exists")
-    for flag in ("--config", "--data", "--device", "--name", "--agent", "--note"):
+    for flag in ("--config", "--data", "--device", "--name", "--agent", "--note", "--tokenizer"):
         sweep.add_argument(flag, default=None)
     sweep.add_argument("--set", action="append", metavar="KEY=VALUE")
     sweep.add_argument("--pretrain-steps", dest="pretrain_steps", type=int, default=None)
@@ -539,7 +588,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="weight exponent: 0 = plain sampling, 1 = the estimated density ratio")
     sample.set_defaults(func=cmd_sample)
 
-    ev = sub.add_parser("eval", help="sample-quality numbers of a run (prints a table, writes eval.json)")
+    ev = sub.add_parser("eval", help="sample-quality numbers of a run (prints a table, writes eval.json); with a "
+                        "test file (data.test_path, set by --data coco): BLEU-2..5 and self-BLEU-2..5 over words "
+                        "against it and the generator's NLL-test on it")
     ev.add_argument("run_dir")
     ev.add_argument("-n", type=int, default=1000)
     ev.add_argument("--seed", type=int, default=0)

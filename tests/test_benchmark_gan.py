@@ -73,3 +73,29 @@ def test_tiny_end_to_end(tmp_path):
     assert set(saved["summary"]["verdicts"]) == {"adversarial", "scratch", "d_filter"}
     assert out.with_suffix(".png").stat().st_size > 1000
     assert json.loads(json.dumps(result["summary"])) == saved["summary"]
+
+
+def test_coco_uses_its_test_file_and_preset(tmp_path, monkeypatch):
+    """benchmark gan --data coco: the named training file, its own test file (no split), the coco preset's
+    tokenizer, and word BLEU-4 beside the character numbers (toy caption files stand in for the real ones)."""
+    from seqgan_env.data import text
+
+    train = ["a man riding a horse on a beach.", "two dogs play in the park", "a red bus next to a building.",
+             "a cat on a laptop keyboard", "a plate of food with rice.", "a small boat on a lake"] * 5
+    test = ["a dog on a beach.", "a red boat on the lake", "two cats play in a park"]
+    (tmp_path / "tr.txt").write_text("\n".join(train) + "\n")
+    (tmp_path / "te.txt").write_text("\n".join(test) + "\n")
+    monkeypatch.setitem(text.NAMED_DATA, "coco", (tmp_path / "tr.txt", tmp_path / "te.txt"))
+    tiny = ("generator.hidden_size=16", "generator.intermediate_size=32", "generator.num_layers=1",
+            "discriminator_model.hidden_size=16", "discriminator_model.intermediate_size=32",
+            "discriminator_model.num_layers=1", "schedule.updates=2", "schedule.pretrain_steps=2",
+            "schedule.d_pretrain_steps=1", "schedule.eval_every=2", "schedule.eval_samples=10",
+            "reinforce.batch_size=8", "d_updates.batch_size=8", "tokenizer.vocab_size=300")
+    cfg = GanBenchmarkConfig(data="coco", seeds=(0,), arms=("mle", "adversarial"), overrides=tiny,
+                             temperatures=(1.0,), samples=12, mle_eval_every=2)
+    assert cfg.train_config(0, str(tmp_path)).tokenizer.kind == "bpe"
+    logs: list[str] = []
+    result = run_benchmark(cfg, tmp_path / "gan.json", log=logs.append, workdir=tmp_path)
+    assert f"{len(train)} rows for training (and validation), {len(test)} held out" in logs[0]
+    m = result["seeds"][0]["arms"]["adversarial"]["1.0"]
+    assert 0.0 <= m["bleu4"] <= 1.0 and "bleu4" in result["summary"]["arms"]["adversarial"]["diff_vs_mle"]

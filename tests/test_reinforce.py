@@ -403,3 +403,19 @@ def test_kl_without_reference_is_a_clear_error(tokenizer):
 def test_kl_config_validation(kwargs, match):
     with pytest.raises(ValueError, match=match):
         ReinforceConfig(**kwargs)
+
+
+def test_trim_padding_keeps_the_mle_loss():
+    """MLE on rows trimmed to the longest one equals MLE on the full-width rows (causal logits, PAD ignored)."""
+    from seqgan_agents.reinforce import trim_padding
+
+    rows = torch.tensor([[3, 4, EOS_ID, PAD_ID, PAD_ID, PAD_ID], [5, EOS_ID, PAD_ID, PAD_ID, PAD_ID, PAD_ID]])
+    assert trim_padding(rows).tolist() == [[3, 4, EOS_ID], [5, EOS_ID, PAD_ID]]
+    full = torch.tensor([[3, 4, 5]])  # a row of max_length symbols, no EOS: nothing to trim
+    assert torch.equal(trim_padding(full), full)
+    torch.manual_seed(0)
+    agent = ReinforceAgent(build_generator(ModelConfig(hidden_size=16, intermediate_size=32, num_heads=2,
+                                                       num_layers=1), 8), ReinforceConfig(device="cpu"))
+    logits = agent.generator(input_ids=agent._teacher_input(rows)).logits  # (2, 6, V) the untrimmed pass
+    untrimmed = torch.nn.functional.cross_entropy(logits.flatten(0, 1), rows.flatten(), ignore_index=PAD_ID)
+    torch.testing.assert_close(agent._mle_loss(rows), untrimmed, atol=1e-6, rtol=1e-6)

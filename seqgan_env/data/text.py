@@ -22,11 +22,17 @@ from typing import Any, Sequence
 
 import torch
 
-from seqgan_env.data.tokenizer import CharTokenizer, UnknownSymbolError, _check_max_length
+from seqgan_env.data.tokenizer import SPECIAL_TOKENS, CharTokenizer, UnknownSymbolError, _check_max_length
 from seqgan_env.utils.validation import is_int
 
 DEFAULT_DATA_DIR = Path(__file__).resolve().parents[2] / "data"
 DEFAULT_DATA_PATH = DEFAULT_DATA_DIR / "census_first_names.txt"
+# MS COCO 2014 captions as the text-GAN literature ships them (CC BY 4.0, data/README.md): train on the
+# first file, score against the second (BLEU references, NLL-test).
+COCO_TRAIN_PATH = DEFAULT_DATA_DIR / "coco_captions_train.txt"
+COCO_TEST_PATH = DEFAULT_DATA_DIR / "coco_captions_test.txt"
+#: Data sets chosen by name (``--data coco``): name -> (training file, held-out test file).
+NAMED_DATA: dict[str, tuple[Path, Path]] = {"coco": (COCO_TRAIN_PATH, COCO_TEST_PATH)}
 
 _BOM = "\ufeff"
 
@@ -51,9 +57,11 @@ class DataError(ValueError):
 def load_texts_with_stats(
     path: str | os.PathLike,
     max_length: int | None,
-    tokenizer: CharTokenizer | None = None,
+    tokenizer: Any = None,
     skip_blank: bool = False,
     allow_eos: bool = True,
+    check_length: bool = True,
+    skip_long: bool = False,
 ) -> tuple[list[str], dict[str, int]]:
     """Read one sequence per line; return ``(texts, {"lines": n, "skipped_blank": k, "max_length": L})``.
 
@@ -63,10 +71,15 @@ def load_texts_with_stats(
     as ``stats["max_length"]``. Raises DataError for: a missing file, a directory, an
     empty (0-byte) file, non-UTF-8 bytes, a blank line (unless ``skip_blank``), no
     non-blank line at all, a stray ``"\\r"`` inside a line, a line longer than
-    ``max_length`` characters (or, with ``max_length=None``, than
+    ``max_length`` characters, or tokens of a subword ``tokenizer`` (or, with ``max_length=None``, than
     ``AUTO_MAX_LENGTH_LIMIT``), with ``allow_eos=False`` a line shorter than
     ``max_length`` (it would need an EOS no generated row can write), and (when
-    ``tokenizer`` is given) a character outside its vocabulary.
+    ``tokenizer`` is a ``CharTokenizer``) a character outside its vocabulary.
+    Lengths count characters, or with any other tokenizer (``HFTokenizer``) its tokens.
+    ``check_length=False`` skips the length rules (to read the lines a tokenizer is trained on,
+    before their lengths in its tokens are known). ``skip_long=True`` (with an explicit
+    ``max_length``) leaves out the lines longer than it instead of refusing them, counted in
+    ``stats["skipped_long"]``.
     """
     auto = max_length is None
     if not auto:
@@ -99,7 +112,10 @@ def load_texts_with_stats(
 
     texts: list[str] = []
     line_numbers: list[int] = []
+    lengths: list[int] = []
+    subword = tokenizer is not None and not isinstance(tokenizer, CharTokenizer)
     skipped = 0
+    skipped_long = 0
     for lineno, raw_line in enumerate(raw_lines, start=1):
         if raw_line.endswith(b"\r"):
             raw_line = raw_line[:-1]
@@ -133,25 +149,40 @@ def load_texts_with_stats(
                 path=name,
                 line=lineno,
             )
-        if len(line) > limit:
+        ids = tokenizer.encode(line) if subword else None
+        if subword and any(i < len(SPECIAL_TOKENS) for i in ids):
+            names = getattr(tokenizer, "special_tokens", SPECIAL_TOKENS)
+            special = next(names[i] for i in ids if i < len(SPECIAL_TOKENS))
+            raise DataError(
+                f"{where}: line {lineno} of {name!r} spells the tokenizer's special token {special!r} (pad, begin "
+                f"and end ids 0, 1, 2 may not appear inside a sequence); fix: remove or rewrite that text",
+                path=name,
+                line=lineno,
+            )
+        n = len(ids) if subword else len(line)
+        size = f"{n} tokens" if subword else f"length {n}"
+        if n > limit and check_length and skip_long and not auto:
+            skipped_long += 1
+            continue
+        if n > limit and check_length:
             if auto:
                 raise DataError(
-                    f"{where}: line {lineno} of {name!r} has length {len(line)}, more than "
+                    f"{where}: line {lineno} of {name!r} has {size}, more than "
                     f"{AUTO_MAX_LENGTH_LIMIT}, the longest episode chosen without an explicit "
                     f"max_length; fix: shorten or remove the line, or pass max_length="
-                    f"{len(line) + int(allow_eos)} (--set data.max_length={len(line) + int(allow_eos)}) "
+                    f"{n + int(allow_eos)} (--set data.max_length={n + int(allow_eos)}) "
                     f"if you do want episodes that long",
                     path=name,
                     line=lineno,
                 )
             raise DataError(
-                f"{where}: line {lineno} of {name!r} has length {len(line)} > max_length="
-                f"{max_length}; fix: raise max_length to at least {len(line)}, leave it unset (the "
+                f"{where}: line {lineno} of {name!r} has {size} > max_length="
+                f"{max_length}; fix: raise max_length to at least {n}, leave it unset (the "
                 f"data then decides), or shorten the line",
                 path=name,
                 line=lineno,
             )
-        if tokenizer is not None:
+        if tokenizer is not None and not subword:
             try:
                 tokenizer.encode(line)
             except UnknownSymbolError as err:
@@ -165,6 +196,7 @@ def load_texts_with_stats(
                 ) from None
         texts.append(line)
         line_numbers.append(lineno)
+        lengths.append(n)
 
     if not texts:
         raise DataError(
@@ -173,12 +205,12 @@ def load_texts_with_stats(
             path=name,
         )
     if auto:
-        max_length = needed_max_length(texts, allow_eos)
-    if not allow_eos:
-        for lineno, line in zip(line_numbers, texts):
-            if len(line) < max_length:
+        max_length = max(lengths) + (1 if allow_eos else 0)  # needed_max_length, counted in tokens
+    if not allow_eos and check_length:
+        for lineno, n in zip(line_numbers, lengths):
+            if n < max_length:
                 raise DataError(
-                    f"{name}:{lineno}: line {lineno} of {name!r} has {len(line)} symbols, fewer than "
+                    f"{name}:{lineno}: line {lineno} of {name!r} has {n} symbols, fewer than "
                     f"max_length={max_length}, but allow_eos=False: a real row that short ends in EOS, "
                     f"which no generated row can write, so the discriminator would tell them apart by "
                     f"length alone; fix: keep allow_eos=True (the default for text files), or make "
@@ -186,7 +218,7 @@ def load_texts_with_stats(
                     path=name,
                     line=lineno,
                 )
-    return texts, {"lines": len(texts), "skipped_blank": skipped, "max_length": max_length}
+    return texts, {"lines": len(texts), "skipped_blank": skipped, "skipped_long": skipped_long, "max_length": max_length}
 
 
 def needed_max_length(texts: Sequence[str], allow_eos: bool = True) -> int:
@@ -202,12 +234,15 @@ def needed_max_length(texts: Sequence[str], allow_eos: bool = True) -> int:
 def load_texts(
     path: str | os.PathLike,
     max_length: int | None,
-    tokenizer: CharTokenizer | None = None,
+    tokenizer: Any = None,
     skip_blank: bool = False,
     allow_eos: bool = True,
+    check_length: bool = True,
+    skip_long: bool = False,
 ) -> list[str]:
     """Read one sequence per line (see ``load_texts_with_stats`` for the errors)."""
-    texts, _ = load_texts_with_stats(path, max_length, tokenizer=tokenizer, skip_blank=skip_blank, allow_eos=allow_eos)
+    texts, _ = load_texts_with_stats(path, max_length, tokenizer=tokenizer, skip_blank=skip_blank, allow_eos=allow_eos,
+                                     check_length=check_length, skip_long=skip_long)
     return texts
 
 
@@ -267,12 +302,13 @@ def file_sha256(path: str | os.PathLike) -> str:
 class TextDataset:
     """Tokenized train/valid split of a text file.
 
+    ``tokenizer``: a ``CharTokenizer`` or any tokenizer with the same methods (``HFTokenizer``).
     ``train`` is a LongTensor (N_train, max_length) and ``valid`` (N_valid, max_length),
-    rows as produced by ``CharTokenizer.encode_batch``; ``train_texts``/``valid_texts``
+    rows as produced by ``tokenizer.encode_batch``; ``train_texts``/``valid_texts``
     are the matching strings. ``path``/``sha256`` identify the source file.
     """
 
-    tokenizer: CharTokenizer
+    tokenizer: Any
     train: torch.Tensor  # (N_train, T) long
     valid: torch.Tensor  # (N_valid, T) long
     train_texts: list[str]
@@ -284,9 +320,11 @@ class TextDataset:
 
     def __post_init__(self) -> None:
         _check_max_length(self.max_length)
-        if not isinstance(self.tokenizer, CharTokenizer):
+        missing = [m for m in ("vocab_size", "encode_batch", "decode_batch", "save") if not hasattr(self.tokenizer, m)]
+        if missing:
             raise TypeError(
-                f"TextDataset.tokenizer must be a CharTokenizer, got {type(self.tokenizer).__name__}"
+                f"TextDataset.tokenizer must be a CharTokenizer (or a tokenizer with its methods), got "
+                f"{type(self.tokenizer).__name__} without {missing}"
             )
         for split, tensor, texts in (
             ("train", self.train, self.train_texts),
@@ -326,9 +364,10 @@ def load_dataset(
     max_length: int | None = None,
     valid_fraction: float = 0.1,
     seed: int = 0,
-    tokenizer: CharTokenizer | None = None,
+    tokenizer: Any = None,
     skip_blank: bool = False,
     allow_eos: bool = True,
+    skip_long: bool = False,
 ) -> TextDataset:
     """Load ``path``, split it, and encode both parts to (N, max_length) tensors.
 
@@ -338,7 +377,7 @@ def load_dataset(
     encodable. Stats: ``lines``, ``skipped_blank``, ``max_length``, ``train``, ``valid``.
     """
     texts, stats = load_texts_with_stats(
-        path, max_length, tokenizer=tokenizer, skip_blank=skip_blank, allow_eos=allow_eos
+        path, max_length, tokenizer=tokenizer, skip_blank=skip_blank, allow_eos=allow_eos, skip_long=skip_long
     )
     max_length = stats["max_length"]
     if tokenizer is None:

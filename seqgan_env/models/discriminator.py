@@ -146,6 +146,9 @@ class DiscriminatorConfig:
     """Loss on every prefix (pooled) rather than only on each row's last token."""
     sequence_weight: float = 0.0
     """With prefix_loss: share of the loss on whole-sequence scores, in [0, 1]."""
+    pretrained: str | None = None
+    """A directory with a model transformers can load: its base model is the backbone under the head
+    (seqgan_env.models.pretrained); None: a fresh tiny Llama of the model config."""
 
     def __post_init__(self) -> None:
         if self.loss not in LOSSES:
@@ -186,6 +189,8 @@ class DiscriminatorConfig:
         self.sequence_weight = check_number(
             "sequence_weight", self.sequence_weight, 0, 1,
             "the share of the loss on whole-sequence scores: 0 (prefixes only) to 1 (= prefix_loss=False)")
+        if self.pretrained is not None and (not isinstance(self.pretrained, str) or not self.pretrained):
+            raise ValueError(f"pretrained={self.pretrained!r} is invalid: it must be a directory path or None.")
 
 
 _FIX = "fix: re-create the checkpoint with Discriminator.save(directory)"
@@ -213,18 +218,30 @@ class Discriminator:
         config: DiscriminatorConfig | None = None,
         device: str | torch.device = "cpu",
         seed: int | None = None,
+        tokenizer: Any = None,
     ) -> None:
+        """``tokenizer``: the run's, to which a ``config.pretrained`` backbone's embeddings are aligned
+        (None: the directory's own tokenizer)."""
         self.vocab_size = vocab_size
         self.model_config = model_config if model_config is not None else ModelConfig()
         self.config = config if config is not None else DiscriminatorConfig()
         self.device = torch.device(device)
         k = num_outputs_for(self.config.loss)
+
+        def build() -> DiscriminatorNet:
+            backbone = None
+            if self.config.pretrained is not None:
+                from seqgan_env.models.pretrained import pretrained_backbone
+
+                backbone = pretrained_backbone(self.config.pretrained, tokenizer, vocab_size)
+            return DiscriminatorNet(self.model_config, vocab_size, num_outputs=k, backbone=backbone)
+
         if seed is None:
-            net = DiscriminatorNet(self.model_config, vocab_size, num_outputs=k)
+            net = build()
         else:
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(seed)
-                net = DiscriminatorNet(self.model_config, vocab_size, num_outputs=k)
+                net = build()
         self.net = net.to(self.device)
         self.net.eval()
         self.loss_fn = get_loss(self.config.loss)

@@ -38,8 +38,9 @@ __all__ = ["LlamaStepDecoder", "fuse_layer", "make_step_decoder", "rotary_tables
 
 
 def _backbone(model: torch.nn.Module):
-    """The ``LlamaModel`` of a ``LlamaForCausalLM`` (``.model``) or of a ``LlamaModel`` itself."""
-    return model.model if hasattr(model, "lm_head") else model
+    """The ``LlamaModel`` of a ``LlamaForCausalLM`` (``.model``) or of a ``LlamaModel`` itself (any other
+    architecture comes back as it is, and :func:`supports` then says no)."""
+    return model.model if hasattr(model, "lm_head") and hasattr(model, "model") else model
 
 
 def supports(model: torch.nn.Module) -> bool:

@@ -97,6 +97,23 @@ class ModelConfig:
         return self.hidden_size // self.num_heads
 
 
+@dataclass
+class GeneratorConfig(ModelConfig):
+    """The generator's architecture (a :class:`ModelConfig`), or ``pretrained``: a directory holding
+    any causal LM ``transformers`` can load, with its tokenizer (``seqgan_env.models.pretrained``).
+
+    With ``pretrained`` set the architecture fields are not used: the directory's config.json is.
+    """
+
+    pretrained: str | None = None  # a directory with any causal LM transformers loads, and its tokenizer
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.pretrained is not None and (not isinstance(self.pretrained, str) or not self.pretrained):
+            raise ValueError(f"generator.pretrained={self.pretrained!r} is invalid: it must be a directory path "
+                             f"(or None for a fresh tiny Llama).")
+
+
 def to_llama_config(
     cfg: ModelConfig,
     vocab_size: int,
@@ -217,7 +234,10 @@ class DiscriminatorNet(nn.Module):
     ``sigmoid(logit) == softmax(out)[..., 1]``).
     """
 
-    def __init__(self, cfg: ModelConfig, vocab_size: int, num_outputs: int = 1) -> None:
+    def __init__(self, cfg: ModelConfig, vocab_size: int, num_outputs: int = 1,
+                 backbone: nn.Module | None = None) -> None:
+        """``backbone``: a pretrained base model (``seqgan_env.models.pretrained``) instead of a fresh
+        tiny Llama built from ``cfg``; it must map (B, T) ids to ``last_hidden_state`` (B, T, C)."""
         super().__init__()
         if num_outputs not in (1, 2):
             raise ValueError(
@@ -227,8 +247,8 @@ class DiscriminatorNet(nn.Module):
         self.cfg = cfg
         self.vocab_size = vocab_size
         self.num_outputs = num_outputs
-        self.backbone = transformers.LlamaModel(to_llama_config(cfg, vocab_size))
-        self.head = nn.Linear(cfg.hidden_size, num_outputs)
+        self.backbone = backbone if backbone is not None else transformers.LlamaModel(to_llama_config(cfg, vocab_size))
+        self.head = nn.Linear(self.backbone.config.hidden_size, num_outputs)
 
     def forward(
         self,

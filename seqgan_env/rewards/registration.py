@@ -1,7 +1,9 @@
 """Factories behind ``gymnasium.make("seqgan_env:SeqGAN-v0")`` and ``make_vec``.
 
 Each builds a complete environment: the real data (the embedded census first
-names unless ``data_path`` is given), the tokenizer built from it, a freshly
+names unless ``data_path`` is given: a file, or ``coco``), the tokenizer built from it
+(one id per character, or ``tokenizer``: ``bpe`` | ``unigram`` | ``word`` trained on the
+file, a tokenizer.json / tokenizer directory, or a tokenizer object), a freshly
 initialised discriminator (seeded by ``seed``) and the token-generation env
 wrapped in the discriminator reward.
 """
@@ -13,7 +15,8 @@ from typing import Any
 
 import torch
 
-from seqgan_env.data.text import DEFAULT_DATA_PATH, load_dataset
+from seqgan_env.data.subword import TRAINED_KINDS, TokenizerConfig, build_tokenizer
+from seqgan_env.data.text import DEFAULT_DATA_PATH, NAMED_DATA, load_dataset, load_texts
 from seqgan_env.envs.env import TokenGenerationEnv
 from seqgan_env.envs.spec import EnvConfig
 from seqgan_env.envs.vector_env import TokenGenerationVectorEnv
@@ -36,16 +39,31 @@ def _as_config(cls, value: Any, name: str):
     raise ValueError(f"{name} must be a {cls.__name__} or a dict, got {type(value).__name__}.")
 
 
+def _tokenizer(tokenizer: Any, data_path) -> Any:
+    """None (characters), a tokenizer object as given, or one built from a kind name / a path."""
+    if tokenizer is None or hasattr(tokenizer, "encode_batch"):
+        return tokenizer
+    if not isinstance(tokenizer, str):
+        raise ValueError(f"tokenizer must be None, a kind ({list(TRAINED_KINDS)}), a path or a tokenizer object, got "
+                         f"{type(tokenizer).__name__}.")
+    cfg = TokenizerConfig(kind=tokenizer) if tokenizer in TRAINED_KINDS else TokenizerConfig(kind="file", path=tokenizer)
+    texts = load_texts(data_path, None, check_length=False) if cfg.kind != "file" else []
+    return build_tokenizer(cfg, texts)
+
+
 def _components(data_path, max_length, allow_eos, valid_fraction, seed, discriminator_model, discriminator_config,
-                device):
+                device, tokenizer=None):
     """The data set and a fresh discriminator; with ``max_length`` None the data decides the length.
 
     A length chosen by the data also raises the discriminator's position table to fit it
     (max_length + 1 positions, BOS included); an explicit one is checked, not changed.
     """
+    data_path = data_path or DEFAULT_DATA_PATH
+    if data_path in NAMED_DATA:
+        data_path = NAMED_DATA[data_path][0]
     dataset = load_dataset(
-        data_path or DEFAULT_DATA_PATH, max_length=max_length, valid_fraction=valid_fraction, seed=seed,
-        allow_eos=allow_eos,
+        data_path, max_length=max_length, valid_fraction=valid_fraction, seed=seed,
+        allow_eos=allow_eos, tokenizer=_tokenizer(tokenizer, data_path),
     )
     model_config = _as_config(ModelConfig, discriminator_model, "discriminator_model")
     if max_length is None and model_config.max_position_embeddings < dataset.max_length + 1:
@@ -76,14 +94,17 @@ def make_env(
     discriminator_config: DiscriminatorConfig | dict | None = None,
     seed: int = 0,
     render_mode: str | None = None,
+    tokenizer: Any = None,
 ) -> DiscriminatorReward:
     """A ``TokenGenerationEnv`` paid by a discriminator; see ``DiscriminatorReward``.
 
     ``max_length`` None: what the data needs (its longest line, plus one slot for EOS
-    when ``allow_eos``); an explicit length shorter than a line raises ``DataError``.
+    when ``allow_eos``), in the tokenizer's tokens; an explicit length shorter than a line
+    raises ``DataError``. ``tokenizer``: see the module docstring.
     """
     dataset, disc = _components(
-        data_path, max_length, allow_eos, valid_fraction, seed, discriminator_model, discriminator_config, "cpu"
+        data_path, max_length, allow_eos, valid_fraction, seed, discriminator_model, discriminator_config, "cpu",
+        tokenizer,
     )
     env = TokenGenerationEnv(
         tokenizer=dataset.tokenizer,
@@ -117,13 +138,15 @@ def make_vector_env(
     return_torch: bool = False,
     decode_text: bool = True,
     render_mode: str | None = None,
+    tokenizer: Any = None,
 ) -> DiscriminatorRewardVector:
     """A ``TokenGenerationVectorEnv`` paid by a discriminator; see ``DiscriminatorRewardVector``.
 
     ``max_length`` None: what the data needs, as in ``make_env``.
     """
     dataset, disc = _components(
-        data_path, max_length, allow_eos, valid_fraction, seed, discriminator_model, discriminator_config, device
+        data_path, max_length, allow_eos, valid_fraction, seed, discriminator_model, discriminator_config, device,
+        tokenizer,
     )
     env = TokenGenerationVectorEnv(
         num_envs,

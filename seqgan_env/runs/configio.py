@@ -68,6 +68,14 @@ def config_from_dict(cls: type, data: dict, prefix: str = "") -> Any:
     return cls(**kwargs)
 
 
+def merge_dicts(base: dict, over: dict) -> dict:
+    """``base`` with ``over`` laid on top, section by section (a key ``over`` lacks keeps ``base``'s value)."""
+    out = dict(base)
+    for key, value in over.items():
+        out[key] = merge_dicts(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
 def load_config_file(path: str | Path) -> dict:
     """Read a JSON or TOML config file into a dict (chosen by extension)."""
     p = Path(path)

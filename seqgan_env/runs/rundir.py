@@ -73,7 +73,10 @@ def save_generator_export(model: Any, directory: str | os.PathLike) -> Path:
 
 
 def load_generator_export(directory: str | os.PathLike, fix: str | None = None) -> Any:
-    """The ``LlamaForCausalLM`` that :func:`save_generator_export` wrote, read with the loud loaders.
+    """The causal LM that :func:`save_generator_export` wrote, read with the loud loaders.
+
+    Our tiny Llamas come back as ``LlamaForCausalLM``; a run started from ``generator.pretrained``
+    exports that model's architecture, built with ``AutoModelForCausalLM.from_config``.
 
     Not ``from_pretrained``: that one ends a truncated file with a traceback and draws a
     progress bar. Any missing, truncated or mismatched file → ValueError naming it and ``fix``.
@@ -89,8 +92,10 @@ def load_generator_export(directory: str | os.PathLike, fix: str | None = None) 
                f"checkpoint) or train the run again")
     config_path = directory / CONFIG_FILE
     raw = read_json(config_path, fix)
-    if raw.get("model_type") != "llama":
-        raise ValueError(f"{config_path} has model_type={raw.get('model_type')!r}, expected 'llama'; {fix}.")
+    model_type = raw.get("model_type")
+    if not isinstance(model_type, str) or not model_type:
+        raise ValueError(f"{config_path} has model_type={model_type!r}, expected a transformers model type such as "
+                         f"'llama'; {fix}.")
     index_path = directory / "model.safetensors.index.json"
     if index_path.is_file():  # save_pretrained shards large models
         weight_map = read_json(index_path, fix).get("weight_map")
@@ -104,12 +109,17 @@ def load_generator_export(directory: str | os.PathLike, fix: str | None = None) 
         weights.update(load_tensors(shard, fix))
     with quiet_transformers():
         try:
-            config = transformers.LlamaConfig.from_dict(raw)
             with torch.random.fork_rng(devices=[]):
-                model = transformers.LlamaForCausalLM(config)
+                if model_type == "llama":
+                    config = transformers.LlamaConfig.from_dict(raw)
+                    model = transformers.LlamaForCausalLM(config)
+                else:
+                    config = transformers.AutoConfig.for_model(**raw)
+                    model = transformers.AutoModelForCausalLM.from_config(config)
         except Exception as e:  # a config.json whose values transformers refuses
             reason = " ".join(str(e).split())  # one line
-            raise ValueError(f"{config_path} does not describe a usable Llama ({reason}); {fix}.") from None
+            what = "Llama" if model_type == "llama" else f"causal LM of model_type {model_type!r}"
+            raise ValueError(f"{config_path} does not describe a usable {what} ({reason}); {fix}.") from None
     dtypes = {t.dtype for t in weights.values() if t.is_floating_point()}
     if len(dtypes) == 1:
         model.to(dtypes.pop())  # as saved (from_pretrained keeps the saved dtype too)
@@ -119,8 +129,10 @@ def load_generator_export(directory: str | os.PathLike, fix: str | None = None) 
         lines = [line.strip() for line in str(e).splitlines() if "size mismatch" in line] or [str(e).splitlines()[0]]
         more = f" and {len(lines) - 1} more" if len(lines) > 1 else ""
         raise ValueError(f"the weights in {shards[0]} do not match {config_path} ({lines[0]}{more}); {fix}.") from None
-    tied = {"lm_head.weight"} if config.tie_word_embeddings else set()
-    missing = [k for k in missing if k not in tied]
+    params = dict(model.named_parameters(remove_duplicate=False))
+    loaded = {params[k].data_ptr() for k in weights if k in params}
+    # A tied weight (lm_head = embeddings) is saved once; its other name shares the loaded storage.
+    missing = [k for k in missing if k not in params or params[k].data_ptr() not in loaded]
     if missing or unexpected:
         raise ValueError(f"the weights in {shards[0]} do not match {config_path} (missing {missing[:3]}, "
                          f"unexpected {unexpected[:3]}); {fix}.")
