@@ -232,11 +232,18 @@ DATA_PRESETS: dict[str, tuple[str, ...]] = {
 }
 
 
-def preset_overrides(path: str) -> tuple[str, ...]:
-    """``DATA_PRESETS`` entry of a data path (its name, or its resolved training file); () for others."""
+def preset_overrides(path: str, pretrained_generator: bool = False) -> tuple[str, ...]:
+    """``DATA_PRESETS`` entry of a data path (its name, or its resolved training file); () for others.
+
+    With a pretrained generator the preset's ``tokenizer.*`` and ``generator.*`` entries are left
+    out: that model brings its own tokenizer and architecture.
+    """
     for name, (train, _) in NAMED_DATA.items():
         if path in (name, str(train)):
-            return DATA_PRESETS.get(name, ())
+            preset = DATA_PRESETS.get(name, ())
+            if pretrained_generator:
+                preset = tuple(p for p in preset if not p.startswith(("tokenizer.", "generator.")))
+            return preset
     return ()
 
 

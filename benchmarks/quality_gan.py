@@ -47,7 +47,7 @@ import torch
 
 from seqgan_agents.lifecycle import new_run
 from seqgan_agents.trainer import Trainer
-from seqgan_agents.trainer_config import DATA_PRESETS, TrainConfig, train_config_from_dict
+from seqgan_agents.trainer_config import TrainConfig, preset_overrides, train_config_from_dict
 from seqgan_env.data.text import DEFAULT_DATA_PATH, NAMED_DATA, load_texts
 from seqgan_env.eval.likelihood import generator_nll
 from seqgan_env.eval.metrics import length_distance, ngram_jsd, novelty, self_bleu, uniqueness
@@ -124,7 +124,8 @@ class GanBenchmarkConfig:
     def train_config(self, seed: int, out_dir: str) -> TrainConfig:
         """The adversarial arm's TrainConfig: defaults <- a named data set's preset <- overrides, on the
         benchmark's training file."""
-        preset = list(DATA_PRESETS.get(self.named, ())) if self.named else []
+        pretrained = any(o.startswith("generator.pretrained=") for o in self.overrides)
+        preset = list(preset_overrides(self.named, pretrained)) if self.named else []
         data = apply_overrides(config_to_dict(TrainConfig()), preset + list(self.overrides), TrainConfig)
         data.update(seed=seed, out_dir=out_dir, name=f"gan-s{seed}")
         data["data"]["path"] = str(Path(out_dir) / "train.txt")

@@ -186,7 +186,7 @@ def _train_config(args: argparse.Namespace, rest: list[str], prog: str = "seqgan
     from seqgan_agents.trainer_config import preset_overrides
 
     config = _assemble_train_config(args, rest, prog, ())
-    preset = preset_overrides(config.data.path)
+    preset = preset_overrides(config.data.path, pretrained_generator=config.generator.pretrained is not None)
     return _assemble_train_config(args, rest, prog, preset) if preset else config
 
 

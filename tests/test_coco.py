@@ -78,6 +78,9 @@ def test_coco_preset_sits_under_the_users_options(tmp_path):
     cfg_file.write_text(json.dumps({"data": {"path": "coco"}, "tokenizer": {"kind": "unigram"}}))
     from_file = _config("--config", str(cfg_file))
     assert from_file.tokenizer.kind == "unigram" and from_file.data.test_path == str(COCO_TEST_PATH)
+    # a pretrained generator brings its own tokenizer and architecture: the preset leaves those to it
+    pre = _config("--data", "coco", "--set", f"generator.pretrained={tmp_path}")
+    assert pre.tokenizer.kind == "auto" and pre.generator.hidden_size == 32 and pre.data.max_length == 32
     tok_file = tmp_path / "tok.json"
     assert (_config("--tokenizer", str(tok_file)).tokenizer.kind, _config("--tokenizer", str(tok_file)).tokenizer.path) \
         == ("file", str(tok_file))
