@@ -129,7 +129,7 @@ def files(tmp_path_factory) -> tuple[Path, Path]:
     return root / "train.txt", root / "test.txt"
 
 
-@pytest.fixture(scope="module", params=["bpe", pytest.param("word", marks=pytest.mark.slow)])
+@pytest.fixture(scope="module", params=["bpe", "word"])
 def text_run(request, files, tmp_path_factory) -> tuple[str, Path]:
     train, test = files
     root = tmp_path_factory.mktemp(f"runs-{request.param}")
@@ -223,7 +223,6 @@ def test_missing_test_file_stops_before_the_run_directory(files, tmp_path, capsy
     assert "nope.txt" in err and "does not exist" in err and not (tmp_path / "runs").exists()
 
 
-@pytest.mark.slow
 def test_tiny_coco_run_and_eval(tmp_path, capsys):
     """`--data coco` end to end at toy sizes: the real files, the preset's tokenizer, the test-file protocol."""
     assert main(["train", "--data", "coco", *TINY, "--set", f"out_dir={tmp_path}"]) == 0

@@ -79,7 +79,7 @@ def load_texts_with_stats(
     ``check_length=False`` skips the length rules (to read the lines a tokenizer is trained on,
     before their lengths in its tokens are known). ``skip_long=True`` (with an explicit
     ``max_length``) leaves out the lines longer than it instead of refusing them, counted in
-    ``stats["skipped_long"]``.
+    ``stats["skipped_long"]`` (a key only present with ``skip_long``).
     """
     auto = max_length is None
     if not auto:
@@ -218,7 +218,10 @@ def load_texts_with_stats(
                     path=name,
                     line=lineno,
                 )
-    return texts, {"lines": len(texts), "skipped_blank": skipped, "skipped_long": skipped_long, "max_length": max_length}
+    stats = {"lines": len(texts), "skipped_blank": skipped, "max_length": max_length}
+    if skip_long:
+        stats["skipped_long"] = skipped_long
+    return texts, stats
 
 
 def needed_max_length(texts: Sequence[str], allow_eos: bool = True) -> int:
