@@ -185,6 +185,7 @@ def test_resume_refuses_a_changed_pretrained_directory(trained_run, tmp_path, ca
     (lambda d: d / "missing", (), "does not exist"),
     (lambda d: (d / "empty").mkdir() or d / "empty", (), "has no config.json"),
     (lambda d: _no_tokenizer(d), (), "holds no tokenizer"),
+    (lambda d: _pickled_weights(d), (), "could not load it"),  # a pickled .bin is never unpickled
     (lambda d: _save_tiny(d / "m", "llama"), ("--tokenizer", "bpe"), "asks for another"),
 ])
 def test_bad_pretrained_directory_exit_2_one_line(make, extra, named, data_file, tmp_path, capsys):
@@ -203,4 +204,12 @@ def _no_tokenizer(directory: Path) -> Path:
     path = _save_tiny(directory / "m", "gpt2")
     for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
         (path / name).unlink(missing_ok=True)
+    return path
+
+
+def _pickled_weights(directory: Path) -> Path:
+    path = _save_tiny(directory / "m", "llama")
+    model = transformers.AutoModelForCausalLM.from_pretrained(str(path))
+    (path / "model.safetensors").unlink()
+    torch.save(model.state_dict(), path / "pytorch_model.bin")
     return path

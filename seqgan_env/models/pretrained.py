@@ -184,14 +184,6 @@ def fingerprint(directory: str | Path) -> dict[str, Any]:
     return {"path": str(path), "sha256": digest.hexdigest()}
 
 
-def model_summary(model: torch.nn.Module) -> dict[str, Any]:
-    """JSON-able description for config.json: model type, parameters, hidden size, layers, vocabulary."""
-    cfg = model.config
-    return {"model_type": getattr(cfg, "model_type", None), "parameters": sum(p.numel() for p in model.parameters()),
-            "hidden_size": getattr(cfg, "hidden_size", None), "num_layers": getattr(cfg, "num_hidden_layers", None),
-            "vocab_size": model.get_input_embeddings().weight.shape[0]}
-
-
 def make_generator(cfg: Any, tokenizer: Any) -> torch.nn.Module:
     """The run's generator: ``cfg.pretrained``'s causal LM aligned to ``tokenizer``, or a fresh tiny Llama
     of ``cfg`` over ``tokenizer.vocab_size`` ids (drawn from the global RNG, as ``build_generator``)."""
@@ -202,5 +194,5 @@ def make_generator(cfg: Any, tokenizer: Any) -> torch.nn.Module:
     return build_generator(cfg, tokenizer.vocab_size)
 
 
-__all__ = ["align_embeddings", "check_directory", "embedding_source", "fingerprint", "make_generator", "model_summary",
+__all__ = ["align_embeddings", "check_directory", "embedding_source", "fingerprint", "make_generator",
            "pretrained_backbone", "pretrained_generator", "raw_tokenizer"]
