@@ -45,9 +45,10 @@ from seqgan_env.data.tokenizer import (
     EOS_ID,
     PAD_ID,
     SPECIAL_TOKENS,
-    _check_integer_dtype,
     _check_max_length,
+    _checked_matrix,
     _to_id_list,
+    _write_row,
 )
 from seqgan_env.utils.atomic import atomic_write_text
 from seqgan_env.utils.validation import check_int
@@ -189,10 +190,7 @@ class HFTokenizer:
                     f"encode_batch: texts[{i}] has {len(ids)} tokens > max_length={max_length}; "
                     f"fix: raise max_length to at least {len(ids)} or shorten/drop the text"
                 )
-            if ids:
-                out[i, : len(ids)] = torch.tensor(ids, dtype=torch.long)
-            if len(ids) < max_length:
-                out[i, len(ids)] = EOS_ID
+            _write_row(out, i, ids)
         return out
 
     # -- decoding --------------------------------------------------------------------
@@ -210,12 +208,7 @@ class HFTokenizer:
         if not isinstance(tokens, torch.Tensor) or tokens.dim() != 2:
             raise ValueError(f"decode_batch expects a (N, T) tensor, got "
                              f"{tuple(tokens.shape) if isinstance(tokens, torch.Tensor) else type(tokens).__name__}")
-        _check_integer_dtype(tokens.dtype)
-        tokens = tokens.detach().cpu()  # (N, T)
-        bad = (tokens < 0) | (tokens >= self.vocab_size)  # (N, T)
-        if bool(bad.any()):
-            row, col = (int(x) for x in bad.nonzero()[0])
-            self._check_id(int(tokens[row, col]), f"row {row}, column {col}")
+        tokens = _checked_matrix(tokens, self.vocab_size, self._check_id)  # (N, T)
         rows = [_symbols(r) for r in tokens.tolist()]
         return [_one_line(t) for t in self.tokenizer.decode_batch(rows, skip_special_tokens=False)]
 

@@ -22,7 +22,7 @@ import operator
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 import torch
@@ -183,10 +183,7 @@ class CharTokenizer:
                 ids = self.encode(text)
             except UnknownSymbolError as err:
                 raise self._unknown(err.char, err.position, f" of texts[{i}]") from None
-            if ids:
-                out[i, : len(ids)] = torch.tensor(ids, dtype=torch.long)
-            if len(ids) < max_length:
-                out[i, len(ids)] = EOS_ID
+            _write_row(out, i, ids)
         return out
 
     # --------------------------------------------------------------- decoding
@@ -213,12 +210,7 @@ class CharTokenizer:
                 f"decode_batch expects shape (N, T), got {tuple(tokens.shape)}; "
                 f"fix: use decode() for a single 1-D sequence or reshape to (N, T)"
             )
-        _check_integer_dtype(tokens.dtype)
-        tokens = tokens.detach().cpu()  # (N, T)
-        bad = (tokens < 0) | (tokens >= self.vocab_size)  # (N, T)
-        if bool(bad.any()):
-            row, col = (int(x) for x in bad.nonzero()[0])
-            self._check_id(int(tokens[row, col]), f"row {row}, column {col}")
+        tokens = _checked_matrix(tokens, self.vocab_size, self._check_id)  # (N, T)
         return [self._decode_checked(row) for row in tokens.tolist()]
 
     def _check_id(self, i: int, where: str) -> None:
@@ -328,6 +320,25 @@ def _check_max_length(max_length: int) -> None:
         raise ValueError(
             f"max_length must be an int >= 1, got {max_length!r}; fix: pass a positive int"
         )
+
+
+def _write_row(out: torch.Tensor, i: int, ids: list[int]) -> None:
+    """Row ``i`` of the PAD-filled (N, T) ``out``: ``ids``, then EOS where there is room (the episode layout)."""
+    if ids:
+        out[i, : len(ids)] = torch.tensor(ids, dtype=torch.long)
+    if len(ids) < out.shape[1]:
+        out[i, len(ids)] = EOS_ID
+
+
+def _checked_matrix(tokens: torch.Tensor, vocab_size: int, check_id: Callable[[int, str], None]) -> torch.Tensor:
+    """(N, T) integer ``tokens`` on the CPU; ``check_id`` raises on the first id outside [0, vocab_size)."""
+    _check_integer_dtype(tokens.dtype)
+    tokens = tokens.detach().cpu()  # (N, T)
+    bad = (tokens < 0) | (tokens >= vocab_size)  # (N, T)
+    if bool(bad.any()):
+        row, col = (int(x) for x in bad.nonzero()[0])
+        check_id(int(tokens[row, col]), f"row {row}, column {col}")
+    return tokens
 
 
 def _check_integer_dtype(dtype: torch.dtype) -> None:
