@@ -13,6 +13,17 @@ from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 CHARS = "abcdefghijklmnopqrstuvwxyz"
 
 
+# short captions in the COCO style, for tokenizers and models the tests train themselves
+CAPTIONS = [
+    "a man riding a horse on a beach.",
+    "two dogs play with a red ball in the park",
+    "a plate of food with broccoli and rice.",
+    "a cat sleeping on top of a laptop keyboard",
+    "a group of people standing next to a bus.",
+    "a red bus parked next to a building.",
+]
+
+
 def char_tokenizer(chars: str = CHARS) -> PreTrainedTokenizerFast:
     vocab = {"<pad>": 0, "<bos>": 1, "<eos>": 2, "<unk>": 3}
     vocab.update({c: i + 4 for i, c in enumerate(sorted(set(chars)))})

@@ -19,15 +19,9 @@ from seqgan_env.cli import main
 from seqgan_env.data.subword import load_tokenizer_source
 from seqgan_env.data.tokenizer import BOS_ID, EOS_ID, PAD_ID
 from seqgan_env.models.pretrained import fingerprint, pretrained_backbone, pretrained_generator
+from tests._hf_tiny import CAPTIONS
 
-TEXTS = [
-    "a man riding a horse on a beach.",
-    "two dogs play with a red ball in the park",
-    "a plate of food with broccoli and rice.",
-    "a cat sleeping on top of a laptop keyboard",
-    "a group of people standing next to a bus.",
-    "a red bus parked next to a building.",
-] * 10
+TEXTS = CAPTIONS * 10
 
 # architecture -> (special tokens of its tokenizer, the names a tokenizer_config.json gives them)
 ARCHS = {

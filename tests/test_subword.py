@@ -22,14 +22,9 @@ from seqgan_env.data.subword import (
 )
 from seqgan_env.data.text import DataError, load_dataset
 from seqgan_env.data.tokenizer import BOS_ID, EOS_ID, PAD_ID, SPECIAL_TOKENS
+from tests._hf_tiny import CAPTIONS
 
-TEXTS = [
-    "a man riding a horse on a beach.",
-    "two dogs play with a red ball in the park",
-    "a plate of food with broccoli and rice.",
-    "a cat sleeping on top of a laptop keyboard",
-    "a group of people standing next to a bus.",
-] * 20
+TEXTS = CAPTIONS[:5] * 20
 KINDS = ("bpe", "unigram", "word")
 VOCAB = {"bpe": 300, "unigram": 120, "word": 60}
 
