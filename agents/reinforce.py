@@ -45,7 +45,7 @@ from seqgan_env.utils.codec import (
 )
 from seqgan_env.utils.validation import check_int, check_number, is_number
 
-BASELINES = ("none", "batch_mean", "ewma")
+BASELINES = ("none", "batch_mean", "ewma", "rloo", "maligan")
 DEVICES = ("auto", "cpu", "cuda")
 
 
@@ -57,7 +57,9 @@ class ReinforceConfig:
     """All REINFORCE hyper-parameters; the single source of defaults.
 
     gamma: discount in [0, 1]. baseline: "none" | "batch_mean" | "ewma" (per-timestep
-    running mean with decay ``ewma_decay`` in [0, 1)). normalize_advantages: zero mean
+    running mean with decay ``ewma_decay`` in [0, 1)) | "rloo" (per-timestep leave-one-out
+    mean over the batch) | "maligan" (MaliGAN's normalised importance weights of the
+    episode returns; see :func:`apply_baseline`). normalize_advantages: zero mean
     unit std over the valid steps. entropy_coef >= 0: entropy bonus of the sampled
     distribution. temperature > 0 and top_p in (0, 1]: the sampling distribution (the
     gradient uses exactly this distribution). max_grad_norm > 0 or None (no clipping).
@@ -76,8 +78,9 @@ class ReinforceConfig:
 
     gamma: float = 1.0
     """Discount in [0, 1]."""
-    baseline: Literal["none", "batch_mean", "ewma"] = "ewma"
-    """none | batch_mean | ewma (per-timestep running mean)."""
+    baseline: Literal["none", "batch_mean", "ewma", "rloo", "maligan"] = "ewma"
+    """none | batch_mean | ewma (per-timestep running mean) | rloo (leave-one-out mean) | maligan (normalised
+    importance weights B softmax(R) - 1 of the episode returns; MaliGAN with reward.mode=final, reward.transform=logit)."""
     ewma_decay: float = 0.9
     """Decay of the ewma baseline, in [0, 1)."""
     normalize_advantages: bool = False
@@ -201,6 +204,28 @@ def _masked_time_mean(
     return sums[0] / sums[1].clamp(min=1), sums[1]
 
 
+def _maligan_advantages(
+    returns: torch.Tensor, mask: torch.Tensor, all_reduce: Callable[[torch.Tensor], torch.Tensor] | None = None
+) -> torch.Tensor:
+    """(B, T) advantages B w_i - 1 on row i's masked steps, w = softmax over rows of R_i = returns[:, 0].
+
+    Rows with no masked step take no part. Data-parallel: B and the softmax's normaliser
+    are over every rank's rows (shifted by the global mean return, in float64, so the sum
+    of exponentials is one all-reduce and cannot overflow for |R - mean| < 700).
+    """
+    live = mask.any(1)  # (B,)
+    r = returns[:, 0].double()  # (B,) episode returns
+    stats = torch.stack([(r * live).sum(), live.sum().double()])  # (2,) sum, count
+    if all_reduce is not None:
+        stats = all_reduce(stats)
+    if float(stats[1]) == 0:
+        return torch.zeros_like(returns)
+    e = torch.where(live, torch.exp(r - stats[0] / stats[1]), torch.zeros_like(r))  # (B,)
+    z = e.sum() if all_reduce is None else all_reduce(e.sum())  # () normaliser over all rows
+    w = stats[1] * e / z - 1.0  # (B,) B w_i - 1
+    return w.to(returns.dtype)[:, None] * mask.to(returns.dtype)  # (B, T)
+
+
 def apply_baseline(
     returns: torch.Tensor,
     mask: torch.Tensor,
@@ -218,6 +243,12 @@ def apply_baseline(
     rows update). ``state`` is a (T,) tensor with NaN at never-seen timesteps (None =
     all unseen); an unseen timestep is initialised with the batch mean, so the first
     call gives the same advantages as "batch_mean".
+    kind "rloo": minus the per-timestep mean of the *other* masked rows (leave-one-out,
+    Kool et al. 2019), i.e. (R - mean) * n / (n - 1); 0 at timesteps with one row.
+    kind "maligan": the episode return R_i (the return at t = 0) as a log importance
+    weight: every step of row i gets B w_i - 1 with w = softmax(R) over the B rows
+    (MaliGAN, Che et al. 2017: with final rewards log D/(1-D), w_i is D/(1-D) normalised
+    over the batch; the -1 is the mean weight, a baseline). Both leave ``state`` as it is.
     ``all_reduce`` (sum over ranks, data-parallel training) takes the batch means over
     every rank's rows, so each rank gets the full-batch advantages of its own rows and
     the same new ``state``.
@@ -227,9 +258,14 @@ def apply_baseline(
     m = mask.to(returns.dtype)  # (B, T)
     if kind == "none":
         return returns * m, state
+    if kind == "maligan":
+        return _maligan_advantages(returns, mask, all_reduce), state
     mean, count = _masked_time_mean(returns, mask, all_reduce)  # (T,), (T,)
     if kind == "batch_mean":
         return (returns - mean) * m, state
+    if kind == "rloo":
+        scale = torch.where(count > 1, count / (count - 1).clamp(min=1), torch.zeros_like(count))  # (T,)
+        return (returns - mean) * scale * m, state
     T = returns.shape[1]
     if state is None:
         state = torch.full((T,), float("nan"), dtype=returns.dtype, device=returns.device)

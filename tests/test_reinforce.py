@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import threading
 
 import pytest
 import torch
@@ -112,6 +113,56 @@ def test_baseline_ewma_two_calls():
     m3 = torch.tensor([[True, False, False, False], [True, False, False, False]])
     _, state3 = apply_baseline(torch.ones(2, 4), m3, "ewma", state2, decay=0.5)
     assert torch.allclose(state3, torch.tensor([1.75, 2.5, 2.5, 2.0]))
+
+
+def test_baseline_rloo_leaves_each_row_out():
+    # t0: rows 6 and 2 -> 6 - 2 = 4, 2 - 6 = -4; t1: 5 - 1 = 4, 1 - 5 = -4; t2: one row -> 0
+    adv, state = apply_baseline(RETURNS, MASK, "rloo", None)
+    assert torch.allclose(adv, torch.tensor([[4.0, 4.0, 0.0, 0.0], [-4.0, -4.0, 0.0, 0.0]])) and state is None
+    r = torch.tensor([[3.0], [6.0], [0.0]])
+    adv, _ = apply_baseline(r, torch.ones(3, 1, dtype=torch.bool), "rloo", None)
+    assert torch.allclose(adv, torch.tensor([[0.0], [4.5], [-4.5]]))  # 3 - (6+0)/2, 6 - 3/2, 0 - 9/2
+
+
+def test_baseline_maligan_normalised_importance_weights():
+    # episode returns 6 and 2 as log weights: w = softmax([6, 2]); advantages 2 w - 1 on every valid step
+    adv, state = apply_baseline(RETURNS, MASK, "maligan", None)
+    w0 = math.exp(6) / (math.exp(6) + math.exp(2))
+    expect = torch.tensor([[2 * w0 - 1] * 3 + [0.0], [2 * (1 - w0) - 1] * 2 + [0.0, 0.0]])
+    assert torch.allclose(adv, expect, atol=1e-6) and state is None
+    assert abs(float(adv[:, 0].sum())) < 1e-6  # the weights' mean is the baseline
+    # a row without valid steps takes no part
+    m = torch.cat([MASK, torch.zeros(1, 4, dtype=torch.bool)])
+    adv3, _ = apply_baseline(torch.cat([RETURNS, torch.full((1, 4), 50.0)]), m, "maligan", None)
+    assert torch.allclose(adv3[:2], expect, atol=1e-6) and not adv3[2].any()
+
+
+@pytest.mark.parametrize("kind", ["rloo", "maligan", "batch_mean"])
+def test_baselines_data_parallel_equal_full_batch(kind):
+    """Two simulated ranks (all_reduce = the sum of both halves) give the full batch's advantages."""
+    torch.manual_seed(0)
+    returns = torch.randn(6, 4) * 3
+    mask = torch.rand(6, 4) > 0.3
+    full, _ = apply_baseline(returns, mask, kind, None)
+    halves = [(returns[:3], mask[:3]), (returns[3:], mask[3:])]
+    barrier, partial, out = threading.Barrier(2), {}, {}  # the two ranks run in lockstep threads
+
+    def worker(rank: int) -> None:
+        def reduce(t: torch.Tensor) -> torch.Tensor:
+            partial[rank] = t.clone()
+            barrier.wait()
+            total = partial[0] + partial[1]
+            barrier.wait()
+            return total
+
+        out[rank] = apply_baseline(*halves[rank], kind, None, all_reduce=reduce)[0]
+
+    threads = [threading.Thread(target=worker, args=(r,)) for r in (0, 1)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert torch.allclose(torch.cat([out[0], out[1]]), full, atol=1e-5)
 
 
 def test_baseline_errors():
