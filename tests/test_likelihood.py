@@ -44,3 +44,19 @@ def test_bad_sequences_raise(bad, match):
 def test_all_pad_raises():
     with pytest.raises(ValueError, match="only PAD"):
         generator_nll(FixedLM(torch.zeros(4, 4)), torch.zeros(2, 3, dtype=torch.long))
+
+
+@pytest.mark.parametrize("temperature", [0.5, 1.0, 2.0])
+def test_temperature_scores_the_tempered_distribution(temperature):
+    V = 4
+    table = torch.tensor([[0.0, 0.0, 0.3, -0.2]] * V)  # the same next-token logits after every token
+    seqs = torch.tensor([[3, 2], [2, 0]])  # 3 real tokens
+    p = torch.softmax(table[0] / temperature, 0)
+    expected = -(math.log(p[3]) + math.log(p[2]) + math.log(p[2])) / 3
+    assert generator_nll(FixedLM(table), seqs, temperature=temperature) == pytest.approx(expected, abs=1e-5)
+
+
+@pytest.mark.parametrize("temperature", [0, -1.0, float("nan")])
+def test_bad_temperature_raises(temperature):
+    with pytest.raises(ValueError, match="temperature"):
+        generator_nll(FixedLM(torch.zeros(4, 4)), torch.tensor([[3, 2]]), temperature=temperature)

@@ -17,12 +17,16 @@ import torch
 import torch.nn.functional as F
 
 from seqgan_env.envs.spec import BOS_ID, PAD_ID
-from seqgan_env.utils.validation import check_int
+from seqgan_env.utils.validation import check_int, check_number
 
 
 @torch.no_grad()
-def generator_nll(generator: torch.nn.Module, sequences: torch.Tensor, batch_size: int = 512) -> float:
+def generator_nll(generator: torch.nn.Module, sequences: torch.Tensor, batch_size: int = 512,
+                  temperature: float = 1.0) -> float:
     """Mean per-token negative log-likelihood (nats) of ``sequences`` (N, T) under ``generator``.
+
+    ``temperature`` > 0 scores the distribution softmax(logits / temperature) the generator
+    samples from at that temperature (1: its raw distribution, the contract above).
 
     ``generator`` is a causal LM called as ``generator(input_ids=...)`` returning
     ``.logits`` (N, T, V). Sequences are right-padded with PAD. The generator is put in
@@ -35,6 +39,7 @@ def generator_nll(generator: torch.nn.Module, sequences: torch.Tensor, batch_siz
             f"and dtype {seq.dtype}; pass the held-out split (e.g. dataset.valid)."
         )
     check_int("batch_size", batch_size, 1, "use e.g. 512")
+    check_number("temperature", temperature, 0, fix="use 1.0 for the generator's own distribution", low_open=True)
     device = next(generator.parameters()).device
     was_training = generator.training
     generator.eval()
@@ -44,7 +49,7 @@ def generator_nll(generator: torch.nn.Module, sequences: torch.Tensor, batch_siz
             real = seq[start : start + batch_size].to(device, torch.long)  # (n, T)
             bos = torch.full_like(real[:, :1], BOS_ID)  # (n, 1)
             inp = torch.cat([bos, real[:, :-1]], dim=1)  # (n, T)
-            logits = generator(input_ids=inp).logits.float()  # (n, T, V)
+            logits = generator(input_ids=inp).logits.float() / temperature  # (n, T, V)
             nll = F.cross_entropy(logits.flatten(0, 1), real.flatten(), ignore_index=PAD_ID, reduction="sum")
             total += float(nll)
             count += int((real != PAD_ID).sum())
