@@ -10,6 +10,13 @@ adversarial config):
 * ``scratch``: the adversarial config with no pretraining and no MLE term.
 * ``d_filter``: the ``mle`` generator's samples filtered by a discriminator trained
   against them (``seqgan_env.models.d_filter``, SIR with weights D/(1-D)).
+* variants (``--variant NAME:KEY=VALUE,...``): more adversarial arms, each the adversarial
+  config with its own overrides on top (a generator-update recipe to compare, paired by
+  seed against the same MLE arm).
+
+``score_on="valid"`` is for choosing recipes: a validation split is held out of the
+training rows (the oracle: a fresh sample) and every number is computed on it; the test
+split is then not scored at all, so what is reported later on test was not tuned on.
 
 Data: a held-out test split (``test_fraction`` of the file, fixed split seed, the
 same for every seed) is never seen by any arm; the rest is what the trainer gets
@@ -25,6 +32,13 @@ computed against the test split, with an independent character n-gram model
 * bigram JS distance and length TV distance to the test rows, uniqueness, novelty, self-BLEU-3;
 * on a named data set (coco) also ``bleu4``: word BLEU-4 against the test captions
   (``seqgan_env.eval.text_benchmark``, the literature's quality number).
+
+The oracle (``data="oracle"``, the SeqGAN synthetic task): the trainer samples its own
+training and validation rows from the oracle LSTM with the run's seed; the test rows are a
+separate oracle sample (``oracle_test`` rows, drawn with ``split_seed``). ``quality`` is
+NLL-oracle (the oracle's NLL per token of the samples) and ``coverage`` NLL-test (the
+generator's NLL per token of the test rows, at the sampling temperature). ``d_filter`` has
+no NLL-test (a filtered sampler has no likelihood of its own) and is refused there.
 
 The frontier: every arm sampled at each of ``temperatures``; an arm lies below
 MLE's frontier at temperature 1 when its quality is better than MLE's curve
@@ -47,9 +61,11 @@ import torch
 
 from seqgan_agents.lifecycle import new_run
 from seqgan_agents.trainer import Trainer
-from seqgan_agents.trainer_config import TrainConfig, preset_overrides, train_config_from_dict
+from seqgan_agents.trainer_config import ORACLE, TrainConfig, preset_overrides, train_config_from_dict
 from seqgan_env.data.text import DEFAULT_DATA_PATH, NAMED_DATA, load_texts
 from seqgan_env.eval.likelihood import generator_nll
+from seqgan_env.eval.oracle import OracleLSTM
+from seqgan_env.eval.oracle_data import IntTokenizer
 from seqgan_env.eval.metrics import length_distance, ngram_jsd, novelty, self_bleu, uniqueness
 from seqgan_env.eval.ngram import CharNgramModel
 from seqgan_env.eval.text_benchmark import sample_scores
@@ -61,6 +77,8 @@ from seqgan_env.utils.atomic import atomic_write_json
 from seqgan_env.utils.validation import check_int
 
 ARMS = ("mle", "adversarial", "scratch", "d_filter")
+ORACLE_ARMS = ("mle", "adversarial", "scratch")
+SCORE_ON = ("test", "valid")
 TEMPERATURES = (0.7, 0.8, 0.9, 1.0, 1.1, 1.2)
 METRICS = ("quality", "coverage", "bigram_js", "length_tv", "uniqueness", "novelty", "self_bleu3")
 LOWER_IS_BETTER = {"quality": True, "coverage": True, "bigram_js": True, "length_tv": True,
@@ -77,12 +95,16 @@ class GanBenchmarkConfig:
     samples: samples per arm and temperature. test_fraction: held-out test share.
     mle_eval_every: validation NLL evaluations of the mle arm (early stopping).
     d_filter_steps / d_filter_batch: training of the filter's discriminator against the
-    mle generator. ngram_order: order of the judge n-gram model.
+    mle generator. ngram_order: order of the judge n-gram model. variants: ``NAME:KEY=VALUE,...``
+    strings, each one more adversarial arm with those overrides on top of the adversarial config
+    (arms None: ``ARMS`` (the oracle: ``ORACLE_ARMS``) followed by the variants). score_on: ``test``
+    (report) or ``valid`` (choose recipes: see the module docstring). oracle_test: test (or
+    validation) rows sampled from the oracle.
     """
 
     data: str = str(DEFAULT_DATA_PATH)
     seeds: tuple[int, ...] = (0, 1, 2)
-    arms: tuple[str, ...] = ARMS
+    arms: tuple[str, ...] | None = None
     overrides: tuple[str, ...] = ()
     temperatures: tuple[float, ...] = TEMPERATURES
     samples: int = 1000
@@ -93,23 +115,54 @@ class GanBenchmarkConfig:
     d_filter: DFilterConfig = field(default_factory=DFilterConfig)
     ngram_order: int = 4
     split_seed: int = 12345
+    variants: tuple[str, ...] = ()
+    score_on: str = "test"
+    oracle_test: int = 2000
 
     def __post_init__(self) -> None:
-        self.seeds, self.arms = tuple(self.seeds), tuple(self.arms)
+        self.seeds, self.variants = tuple(self.seeds), tuple(self.variants)
         self.overrides, self.temperatures = tuple(self.overrides), tuple(float(t) for t in self.temperatures)
         if not self.seeds or len(set(self.seeds)) != len(self.seeds):
             raise ValueError(f"seeds={self.seeds!r} is invalid: give distinct ints, e.g. --seeds 0,1,2.")
-        unknown = [a for a in self.arms if a not in ARMS]
-        if unknown or not self.arms:
-            raise ValueError(f"arms={self.arms!r} is invalid: choose one or more of {list(ARMS)}.")
+        names = list(self.variant_overrides)  # parses and checks every variant
+        base = ORACLE_ARMS if self.is_oracle else ARMS
+        self.arms = tuple(self.arms) if self.arms is not None else base + tuple(names)
+        known = ARMS + tuple(names)
+        unknown = [a for a in self.arms if a not in known]
+        if unknown or not self.arms or len(set(self.arms)) != len(self.arms):
+            raise ValueError(f"arms={self.arms!r} is invalid: choose distinct arms among {list(known)}.")
         if "d_filter" in self.arms and "mle" not in self.arms:
             raise ValueError("arm d_filter filters the mle arm's samples: add mle to --arms.")
+        if "d_filter" in self.arms and self.is_oracle:
+            raise ValueError("arm d_filter has no NLL-test on the oracle (a filtered sampler has no likelihood of its "
+                             f"own); fix: leave it out, e.g. --arms {','.join(ORACLE_ARMS)}.")
+        if self.score_on not in SCORE_ON:
+            raise ValueError(f"score_on={self.score_on!r} is invalid: use 'test' to report or 'valid' to choose.")
         if 1.0 not in self.temperatures or any(t <= 0 for t in self.temperatures):
             raise ValueError(f"temperatures={self.temperatures!r} must be > 0 and include 1.0 (the verdicts' point).")
         if not 0 < self.test_fraction < 0.5:
             raise ValueError(f"test_fraction={self.test_fraction!r} is invalid: it must be in (0, 0.5).")
-        for name in ("samples", "mle_eval_every", "d_filter_steps", "d_filter_batch", "ngram_order"):
+        for name in ("samples", "mle_eval_every", "d_filter_steps", "d_filter_batch", "ngram_order", "oracle_test"):
             check_int(name, getattr(self, name), 1)
+
+    @property
+    def is_oracle(self) -> bool:
+        return self.data == ORACLE
+
+    @property
+    def variant_overrides(self) -> dict[str, tuple[str, ...]]:
+        """{variant name: its overrides}, parsed from ``variants`` (``NAME:KEY=VALUE,KEY=VALUE``)."""
+        out: dict[str, tuple[str, ...]] = {}
+        for spec in self.variants:
+            name, sep, rest = str(spec).partition(":")
+            overrides = tuple(o.strip() for o in rest.split(",") if o.strip())
+            fix = "write it as NAME:KEY=VALUE[,KEY=VALUE...], e.g. rloo:reinforce.baseline=rloo"
+            if not sep or not name.isidentifier() or not overrides or any("=" not in o for o in overrides):
+                raise ValueError(f"variant {spec!r} is invalid: {fix}.")
+            if name in ARMS or name in out:
+                raise ValueError(f"variant name {name!r} is taken (by an arm or another variant); fix: rename it.")
+            out[name] = overrides
+        return out
 
     @property
     def named(self) -> str | None:
@@ -118,17 +171,22 @@ class GanBenchmarkConfig:
 
     @property
     def metrics(self) -> tuple[str, ...]:
-        """The numbers of every arm: ``METRICS``, and ``bleu4`` on a named data set."""
+        """The numbers of every arm: ``METRICS``, and ``bleu4`` on a named data set; the oracle: quality
+        (NLL-oracle) and coverage (NLL-test)."""
+        if self.is_oracle:
+            return ("quality", "coverage")
         return METRICS + (("bleu4",) if self.named else ())
 
-    def train_config(self, seed: int, out_dir: str) -> TrainConfig:
-        """The adversarial arm's TrainConfig: defaults <- a named data set's preset <- overrides, on the
-        benchmark's training file."""
+    def train_config(self, seed: int, out_dir: str, arm: str = "adversarial") -> TrainConfig:
+        """The TrainConfig of ``arm`` (the adversarial arm, or a variant): defaults <- a named data set's
+        preset <- overrides <- the variant's overrides, on the benchmark's training file (the oracle: its own
+        sample, drawn by the trainer with ``seed``)."""
         pretrained = any(o.startswith("generator.pretrained=") for o in self.overrides)
         preset = list(preset_overrides(self.named, pretrained)) if self.named else []
-        data = apply_overrides(config_to_dict(TrainConfig()), preset + list(self.overrides), TrainConfig)
-        data.update(seed=seed, out_dir=out_dir, name=f"gan-s{seed}")
-        data["data"]["path"] = str(Path(out_dir) / "train.txt")
+        extra = list(self.variant_overrides.get(arm, ()))
+        data = apply_overrides(config_to_dict(TrainConfig()), preset + list(self.overrides) + extra, TrainConfig)
+        data.update(seed=seed, out_dir=out_dir, name=f"{arm}-s{seed}")
+        data["data"]["path"] = ORACLE if self.is_oracle else str(Path(out_dir) / "train.txt")
         return train_config_from_dict(data)
 
 
@@ -155,6 +213,21 @@ def sample_metrics(samples: list[str], train: list[str], test: list[str], judge:
         "novelty": novelty(samples, train),
         "self_bleu3": self_bleu(samples, max_n=3),
     }
+
+
+def oracle_metrics(oracle: OracleLSTM, tokenizer: IntTokenizer, generator: torch.nn.Module, samples: torch.Tensor,
+                   test: torch.Tensor, temperature: float) -> dict[str, float]:
+    """The oracle's two numbers: ``quality`` NLL-oracle of ``samples`` (N, 20) model ids drawn at
+    ``temperature``, ``coverage`` NLL-test of ``generator`` at that temperature on ``test`` (M, 20) ids."""
+    return {"quality": oracle.nll_oracle(tokenizer.to_oracle(samples.cpu())),
+            "coverage": generator_nll(generator, test, temperature=temperature)}
+
+
+def oracle_heldout(cfg: GanBenchmarkConfig, oracle: OracleLSTM, tokenizer: IntTokenizer) -> torch.Tensor:
+    """(oracle_test, 20) model ids: the oracle's held-out sample (``split_seed``; validation: ``split_seed`` + 1),
+    a stream no run's seed draws (the trainer samples its rows with the run's seed)."""
+    gen = torch.Generator().manual_seed(cfg.split_seed + (1 if cfg.score_on == "valid" else 0))
+    return tokenizer.from_oracle(oracle.sample(cfg.oracle_test, generator=gen).cpu())
 
 
 def _train_mle(config: TrainConfig, eval_every: int, log: Callable[[str], None]) -> tuple[Trainer, int]:
@@ -188,12 +261,16 @@ def _train_filter_d(trainer: Trainer, cfg: GanBenchmarkConfig, seed: int) -> Dis
     return disc
 
 
-def run_seed(cfg: GanBenchmarkConfig, seed: int, rest: list[str], test: list[str], workdir: Path,
+def run_seed(cfg: GanBenchmarkConfig, seed: int, rest: list[str], test: list[str] | torch.Tensor, workdir: Path,
              log: Callable[[str], None] = print) -> dict[str, Any]:
-    """One seed: every arm trained, then sampled at every temperature; {arm: {temperature: metrics}}."""
+    """One seed: every arm trained, then sampled at every temperature; {arm: {temperature: metrics}}.
+
+    ``rest``: the training rows (unused on the oracle, whose trainer samples its own); ``test``: the rows
+    scored against (texts, or the oracle's (M, 20) model ids)."""
     out_dir = workdir / f"seed{seed}"
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "train.txt").write_text("\n".join(rest) + "\n", encoding="utf-8")
+    if not cfg.is_oracle:
+        (out_dir / "train.txt").write_text("\n".join(rest) + "\n", encoding="utf-8")
     base = cfg.train_config(seed, str(out_dir))
     trainers: dict[str, Trainer] = {}
     seconds: dict[str, float] = {}
@@ -205,7 +282,7 @@ def run_seed(cfg: GanBenchmarkConfig, seed: int, rest: list[str], test: list[str
         elif arm == "d_filter":
             trainers["_filter_d"] = _train_filter_d(trainers["mle"], cfg, seed)  # type: ignore[assignment]
         else:
-            arm_cfg = base
+            arm_cfg = cfg.train_config(seed, str(out_dir), arm) if arm in cfg.variant_overrides else base
             if arm == "scratch":
                 arm_cfg = dataclasses.replace(
                     base, schedule=dataclasses.replace(base.schedule, pretrain_steps=0),
@@ -223,7 +300,7 @@ def run_seed(cfg: GanBenchmarkConfig, seed: int, rest: list[str], test: list[str
         log(f"  seed {seed}: {arm} trained in {seconds[arm]:.0f}s")
     any_trainer = trainers["mle"] if "mle" in trainers else trainers[cfg.arms[0]]
     train_texts = any_trainer.data.train_texts
-    judge = CharNgramModel.fit(train_texts, order=cfg.ngram_order)
+    judge = None if cfg.is_oracle else CharNgramModel.fit(train_texts, order=cfg.ngram_order)
     tok = any_trainer.data.tokenizer
     for arm in cfg.arms:
         result["arms"][arm] = {}
@@ -238,12 +315,15 @@ def run_seed(cfg: GanBenchmarkConfig, seed: int, rest: list[str], test: list[str
                 )
             else:
                 tokens = trainers[arm].sample_tokens(cfg.samples, temperature=temp, seed=gen_seed)
+            if cfg.is_oracle:
+                result["arms"][arm][str(temp)] = oracle_metrics(any_trainer.data.oracle, tok, trainers[arm].agent.generator,
+                                                                tokens, test, temp)
+                continue
             samples = tok.decode_batch(tokens.cpu())
             result["arms"][arm][str(temp)] = sample_metrics(samples, train_texts, test, judge, cfg.ngram_order,
                                                             words=cfg.named is not None)
         m = result["arms"][arm]["1.0"]
-        log(f"  seed {seed}: {arm:11s} T=1 quality {m['quality']:.3f} coverage {m['coverage']:.3f} "
-            f"bigram_js {m['bigram_js']:.4f} uniq {m['uniqueness']:.3f}")
+        log(f"  seed {seed}: {arm:11s} T=1 " + " ".join(f"{k} {v:.4f}" for k, v in m.items()))
     for trainer in trainers.values():
         if isinstance(trainer, Trainer):
             trainer.run.close()
@@ -298,7 +378,8 @@ def summarize(cfg: GanBenchmarkConfig, per_seed: list[dict[str, Any]]) -> dict[s
 
 def format_table(cfg: GanBenchmarkConfig, summary: dict[str, Any], n: int) -> str:
     """Markdown: per arm mean ± std at T=1 and the paired difference of quality and coverage against mle."""
-    head = "| arm | " + " | ".join(cfg.metrics) + " | Δquality vs MLE | Δcoverage vs MLE |"
+    labels = {"quality": "quality (NLL-oracle)", "coverage": "coverage (NLL-test)"} if cfg.is_oracle else {}
+    head = "| arm | " + " | ".join(labels.get(k, k) for k in cfg.metrics) + " | Δquality vs MLE | Δcoverage vs MLE |"
     lines = [head, "|" + "---|" * (len(cfg.metrics) + 3)]
     for arm, entry in summary["arms"].items():
         cells = [f"{entry['t1'][k][0]:.3f} ± {entry['t1'][k][1]:.3f}" for k in cfg.metrics]
@@ -306,8 +387,9 @@ def format_table(cfg: GanBenchmarkConfig, summary: dict[str, Any], n: int) -> st
         dq = f"{d['quality'][0]:+.3f} ± {d['quality'][1]:.3f}" if d else ""
         dc = f"{d['coverage'][0]:+.3f} ± {d['coverage'][1]:.3f}" if d else ""
         lines.append(f"| {arm} | " + " | ".join(cells) + f" | {dq} | {dc} |")
-    better = "uniqueness, novelty" + (", bleu4" if cfg.named else "")
-    return "\n".join(lines) + f"\n\n(T = 1, {n} seeds, mean ± population std; lower is better except {better})"
+    better = "" if cfg.is_oracle else " except uniqueness, novelty" + (", bleu4" if cfg.named else "")
+    scored = "validation split (choosing, not reporting)" if cfg.score_on == "valid" else "held-out test split"
+    return "\n".join(lines) + f"\n\n(T = 1, {n} seeds, mean ± population std, on the {scored}; lower is better{better})"
 
 
 def plot_frontier(cfg: GanBenchmarkConfig, per_seed: list[dict[str, Any]], path: Path) -> None:
@@ -324,8 +406,12 @@ def plot_frontier(cfg: GanBenchmarkConfig, per_seed: list[dict[str, Any]], path:
         ax.plot(xs, ys, marker="o", label=arm, linewidth=2.5 if arm == "mle" else 1.5)
         for x, y, t in zip(xs, ys, cfg.temperatures):
             ax.annotate(f"{t:g}", (x, y), fontsize=7, textcoords="offset points", xytext=(3, 3))
-    ax.set_xlabel("coverage: test NLL/char under an n-gram of the samples (lower: more diverse)")
-    ax.set_ylabel("quality: sample NLL/char, training n-gram (lower: better)")
+    if cfg.is_oracle:
+        ax.set_xlabel("coverage: NLL-test per token at the temperature (lower: covers more of the oracle)")
+        ax.set_ylabel("quality: NLL-oracle per token of the samples (lower: better)")
+    else:
+        ax.set_xlabel("coverage: test NLL/char under an n-gram of the samples (lower: more diverse)")
+        ax.set_ylabel("quality: sample NLL/char, training n-gram (lower: better)")
     ax.set_title(f"quality-diversity over temperatures ({len(per_seed)} seeds)")
     ax.legend()
     ax.grid(alpha=0.3)
@@ -340,12 +426,20 @@ def run_benchmark(cfg: GanBenchmarkConfig, out_path: str | Path, log: Callable[[
     """All seeds; writes the JSON (atomically, after each seed), the frontier PNG beside it, and prints the table."""
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    if cfg.named:  # the data set's own test file; no line of it is trained on
+    rest: list[str]
+    test: list[str] | torch.Tensor
+    if cfg.is_oracle:  # the trainer samples its own rows; the held-out rows are another oracle sample
+        rest, test = [], oracle_heldout(cfg, OracleLSTM.from_npz(), IntTokenizer())
+    elif cfg.named:  # the data set's own test file; no line of it is trained on
         train_path, test_path = NAMED_DATA[cfg.named]
         rest, test = load_texts(train_path, None), load_texts(test_path, None)
     else:
         rest, test = split_test(load_texts(cfg.data, None), cfg.test_fraction, cfg.split_seed)
-    log(f"benchmark gan on {cfg.data}: {len(rest)} rows for training (and validation), {len(test)} held out")
+    if cfg.score_on == "valid" and not cfg.is_oracle:  # score on rows held out of training; test is not scored
+        rest, test = split_test(rest, cfg.test_fraction, cfg.split_seed + 1)
+    what = "validation rows scored (test not scored)" if cfg.score_on == "valid" else "held out"
+    log(f"benchmark gan on {cfg.data}: {len(rest) or 'oracle-sampled'} rows for training (and validation), "
+        f"{len(test)} {what}")
     per_seed: list[dict[str, Any]] = []
     result: dict[str, Any] = {"config": dataclasses.asdict(cfg), "seeds": per_seed}
     with tempfile.TemporaryDirectory(prefix="seqgan-benchmark-gan-", dir=workdir) as tmp:
@@ -367,5 +461,5 @@ def run_benchmark(cfg: GanBenchmarkConfig, out_path: str | Path, log: Callable[[
     return result
 
 
-__all__ = ["ARMS", "GanBenchmarkConfig", "run_benchmark", "run_seed", "summarize", "sample_metrics", "split_test",
+__all__ = ["ARMS", "ORACLE_ARMS", "GanBenchmarkConfig", "oracle_metrics", "oracle_heldout", "run_benchmark", "run_seed", "summarize", "sample_metrics", "split_test",
            "frontier_quality", "format_table", "plot_frontier"]

@@ -93,6 +93,8 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
     if args.task == "gan":
         if args.rows or args.budget != 1.0:
             raise ValueError("--rows and --budget belong to `benchmark oracle`; fix: use --arms and --set with gan.")
+    elif args.variant or args.score_on != "test":
+        raise ValueError("--variant and --score-on belong to `benchmark gan`; fix: use --rows and --budget with oracle.")
         return _benchmark_gan(args)
     if args.data or args.arms or args.set:
         raise ValueError("--data, --arms and --set belong to `benchmark gan`; fix: use --rows and --budget with oracle.")
@@ -114,15 +116,13 @@ def _benchmark_gan(args: argparse.Namespace) -> int:
     import time
     from pathlib import Path
 
-    from seqgan_benchmarks.quality_gan import ARMS, GanBenchmarkConfig, run_benchmark
+    from seqgan_benchmarks.quality_gan import GanBenchmarkConfig, run_benchmark
     from seqgan_env.data.text import DEFAULT_DATA_PATH
 
-    if args.data == "oracle":
-        raise ValueError("benchmark gan --data oracle is not built yet; fix: use `seqgan-env benchmark oracle` for "
-                         "the oracle task, or pass a text file to --data.")
-    arms = tuple(a.strip() for a in args.arms.split(",") if a.strip()) if args.arms else ARMS
+    arms = tuple(a.strip() for a in args.arms.split(",") if a.strip()) if args.arms else None
     cfg = GanBenchmarkConfig(data=args.data or str(DEFAULT_DATA_PATH), seeds=tuple(_parse_seeds(args.seeds)),
-                             arms=arms, overrides=tuple(args.set or ()))
+                             arms=arms, overrides=tuple(args.set or ()), variants=tuple(args.variant or ()),
+                             score_on=args.score_on)
     out = Path(args.out) if args.out else Path("benchmarks") / f"quality_gan-{time.strftime('%Y%m%d-%H%M%S')}.json"
     if out.exists() and out.is_dir():
         raise ValueError(f"--out '{out}' is a directory; fix: pass a file path such as {out / 'gan.json'}.")
@@ -510,8 +510,14 @@ def build_parser() -> argparse.ArgumentParser:
     benchmark.add_argument("task", choices=["oracle", "gan"],
                            help="oracle: SeqGAN's Table 1; gan: MLE vs adversarial vs D-filtered on a text file")
     benchmark.add_argument("--data", default=None, help="gan: text file, one sequence per line (default: census first "
-                           "names), or coco (MS COCO captions, their test file, the coco preset)")
-    benchmark.add_argument("--arms", default=None, help="gan: comma-separated subset of mle,adversarial,scratch,d_filter")
+                           "names), coco (MS COCO captions, their test file, the coco preset) or oracle (SeqGAN's "
+                           "synthetic task: NLL-oracle and NLL-test)")
+    benchmark.add_argument("--arms", default=None, help="gan: comma-separated subset of mle,adversarial,scratch,d_filter "
+                           "and the variants' names (default: all; the oracle: no d_filter)")
+    benchmark.add_argument("--variant", action="append", metavar="NAME:KEY=VALUE,...", default=None,
+                           help="gan: one more adversarial arm with these overrides, e.g. rloo:reinforce.baseline=rloo")
+    benchmark.add_argument("--score-on", default="test", choices=["test", "valid"],
+                           help="gan: test (report) or valid (choose recipes on a validation split; test is not scored)")
     benchmark.add_argument("--set", action="append", metavar="KEY=VALUE", default=None,
                            help="gan: override a TrainConfig field of the adversarial arm (as in train --set)")
     benchmark.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (mean ± std over them)")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 
 from seqgan_benchmarks.quality_gan import GanBenchmarkConfig, frontier_quality, run_benchmark, split_test, summarize
 
@@ -99,3 +100,80 @@ def test_coco_uses_its_test_file_and_preset(tmp_path, monkeypatch):
     assert f"{len(train)} rows for training (and validation), {len(test)} held out" in logs[0]
     m = result["seeds"][0]["arms"]["adversarial"]["1.0"]
     assert 0.0 <= m["bleu4"] <= 1.0 and "bleu4" in result["summary"]["arms"]["adversarial"]["diff_vs_mle"]
+
+
+TINY = ("generator.hidden_size=16", "generator.intermediate_size=32", "generator.num_layers=1",
+        "discriminator_model.hidden_size=16", "discriminator_model.intermediate_size=32",
+        "discriminator_model.num_layers=1", "schedule.updates=2", "schedule.pretrain_steps=2",
+        "schedule.d_pretrain_steps=1", "schedule.eval_every=2", "schedule.eval_samples=10",
+        "reinforce.batch_size=8", "d_updates.batch_size=8")
+
+
+@pytest.mark.parametrize("variants,match", [(("rloo",), "NAME:KEY=VALUE"), (("rloo:gamma",), "NAME:KEY=VALUE"),
+                                             (("mle:reinforce.gamma=0.9",), "taken"),
+                                             (("a:x=1", "a:y=2"), "taken"), (("1x:a=1",), "NAME:KEY=VALUE")])
+def test_bad_variant_is_named(variants, match):
+    with pytest.raises(ValueError, match=match):
+        GanBenchmarkConfig(variants=variants)
+
+
+def test_variants_are_adversarial_arms_with_their_overrides(tmp_path):
+    cfg = GanBenchmarkConfig(variants=("rloo:reinforce.baseline=rloo,reinforce.gamma=0.9",), overrides=TINY)
+    assert cfg.arms == ("mle", "adversarial", "scratch", "d_filter", "rloo")
+    tc = cfg.train_config(0, str(tmp_path), "rloo")
+    assert (tc.reinforce.baseline, tc.reinforce.gamma, tc.generator.hidden_size) == ("rloo", 0.9, 16)
+    assert cfg.train_config(0, str(tmp_path)).reinforce.baseline == "ewma"
+    with pytest.raises(ValueError, match="arms"):
+        GanBenchmarkConfig(arms=("mle", "nope"))
+
+
+def test_score_on_valid_never_scores_the_test_split(tmp_path, monkeypatch):
+    import seqgan_benchmarks.quality_gan as qg
+
+    texts = [f"name{chr(97 + i % 26)}{chr(97 + i // 26 % 26)}" for i in range(300)]
+    (tmp_path / "names.txt").write_text("\n".join(texts) + "\n")
+    cfg = GanBenchmarkConfig(data=str(tmp_path / "names.txt"), seeds=(0,), arms=("mle", "adversarial"),
+                             overrides=TINY, temperatures=(1.0,), samples=12, mle_eval_every=2, score_on="valid")
+    rest, test = split_test(texts, cfg.test_fraction, cfg.split_seed)
+    seen: list = []
+    real = qg.run_seed
+
+    def spy(c, seed, trained, scored, workdir, log):
+        seen.append((list(trained), list(scored)))
+        return real(c, seed, trained, scored, workdir, log)
+
+    monkeypatch.setattr(qg, "run_seed", spy)
+    logs: list[str] = []
+    run_benchmark(cfg, tmp_path / "gan.json", log=logs.append, workdir=tmp_path)
+    trained, scored = seen[0]
+    assert not set(scored) & set(test) and not set(trained) & set(test) and not set(trained) & set(scored)
+    assert len(trained) + len(scored) == len(rest) and "test not scored" in logs[0]
+
+
+def test_oracle_arms_metrics_and_refusals(tmp_path):
+    with pytest.raises(ValueError, match="no NLL-test"):
+        GanBenchmarkConfig(data="oracle", arms=("mle", "d_filter"))
+    cfg = GanBenchmarkConfig(data="oracle", seeds=(0,), overrides=TINY + ("data.oracle_train=64", "data.oracle_valid=32"),
+                             temperatures=(0.9, 1.0), samples=16, mle_eval_every=2, oracle_test=24)
+    assert cfg.arms == ("mle", "adversarial", "scratch") and cfg.metrics == ("quality", "coverage")
+    assert cfg.train_config(0, str(tmp_path)).data.is_oracle
+    result = run_benchmark(cfg, tmp_path / "gan.json", log=lambda m: None, workdir=tmp_path)
+    m = result["seeds"][0]["arms"]["mle"]
+    # NLL-oracle and NLL-test of a barely trained generator: near log(5000) = 8.5 nats per token, finite
+    assert all(5.0 < m[t][k] < 12.0 for t in ("0.9", "1.0") for k in ("quality", "coverage"))
+    assert m["0.9"]["coverage"] != m["1.0"]["coverage"]  # NLL-test follows the temperature
+    assert set(result["summary"]["verdicts"]) == {"adversarial", "scratch"}
+
+
+def test_oracle_heldout_is_a_separate_fixed_sample():
+    from seqgan_benchmarks.quality_gan import oracle_heldout
+    from seqgan_env.eval.oracle import OracleLSTM
+    from seqgan_env.eval.oracle_data import IntTokenizer, load_oracle_dataset
+
+    oracle, tok = OracleLSTM.from_npz(), IntTokenizer()
+    cfg = GanBenchmarkConfig(data="oracle", oracle_test=50)
+    a, b = oracle_heldout(cfg, oracle, tok), oracle_heldout(cfg, oracle, tok)
+    valid = oracle_heldout(GanBenchmarkConfig(data="oracle", oracle_test=50, score_on="valid"), oracle, tok)
+    run_rows = load_oracle_dataset(n_train=50, n_valid=10, seed=0, oracle=oracle)
+    assert torch.equal(a, b) and a.shape == (50, 20) and not torch.equal(a, valid)
+    assert not torch.equal(a, run_rows.train)
