@@ -52,7 +52,10 @@ def test_sample_d_filter_bad_values_are_named(run, capsys, argv, needle):
         (["benchmark", "gan", "--arms", "d_filter"], "add mle"),
         (["benchmark", "gan", "--rows", "mle"], "--rows and --budget belong"),
         (["benchmark", "oracle", "--arms", "mle"], "belong to `benchmark gan`"),
-        (["benchmark", "gan", "--data", "oracle"], "benchmark oracle"),
+        (["benchmark", "gan", "--data", "oracle", "--arms", "mle,d_filter"], "no NLL-test on the oracle"),
+        (["benchmark", "gan", "--variant", "rloo"], "NAME:KEY=VALUE"),
+        (["benchmark", "oracle", "--variant", "a:b=1"], "belong to `benchmark gan`"),
+        (["benchmark", "oracle", "--score-on", "valid"], "belong to `benchmark gan`"),
     ],
 )
 def test_benchmark_gan_bad_options_are_named(capsys, argv, needle):
