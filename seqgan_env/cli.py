@@ -93,11 +93,10 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
     if args.task == "gan":
         if args.rows or args.budget != 1.0:
             raise ValueError("--rows and --budget belong to `benchmark oracle`; fix: use --arms and --set with gan.")
-    elif args.variant or args.score_on != "test":
-        raise ValueError("--variant and --score-on belong to `benchmark gan`; fix: use --rows and --budget with oracle.")
         return _benchmark_gan(args)
-    if args.data or args.arms or args.set:
-        raise ValueError("--data, --arms and --set belong to `benchmark gan`; fix: use --rows and --budget with oracle.")
+    if args.data or args.arms or args.set or args.variant or args.score_on != "test":
+        raise ValueError("--data, --arms, --set, --variant and --score-on belong to `benchmark gan`; fix: use --rows "
+                         "and --budget with oracle (or `benchmark gan --data oracle`).")
     from seqgan_benchmarks.quality_oracle import ROWS, OracleBenchmarkConfig, run_benchmark
 
     rows = tuple(r.strip() for r in args.rows.split(",") if r.strip()) if args.rows else ROWS
