@@ -16,7 +16,8 @@ def _write(run: Path, rows: list[dict]) -> None:
     (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
 
 
-@pytest.mark.parametrize("with_kl,with_sources", [(False, False), (True, False), (False, True), (True, True)])
+@pytest.mark.parametrize("with_kl,with_sources", [(False, False), (True, False), (False, True), (True, True),
+                                                   (False, "discriminator only")])
 def test_kl_and_sources_panels_only_when_the_run_has_them(tmp_path, with_kl, with_sources):
     rows = []
     for step in range(1, 6):
@@ -24,7 +25,9 @@ def test_kl_and_sources_panels_only_when_the_run_has_them(tmp_path, with_kl, wit
                "discriminator/acc_real": 0.5, "discriminator/acc_fake": 0.5, "discriminator/phase_steps": step % 3 + 1}
         if with_kl:
             row.update(kl=0.01 * step, kl_coef=0.1 * 1.02 ** step)
-        if with_sources:
+        if with_sources == "discriminator only":  # the default run: one source, reward.png says it all
+            row.update({"reward/discriminator": 0.1 * step})
+        elif with_sources:
             row.update({"reward/discriminator": 0.2 * step, "reward/brevity": -0.1 * step, "reward/kl": -0.001})
         rows.append(row)
     rows.append({"step": 5, "eval/d_auc": 0.61, "eval/bigram_nll": 2.4})
@@ -32,6 +35,6 @@ def test_kl_and_sources_panels_only_when_the_run_has_them(tmp_path, with_kl, wit
     paths = plot_run(tmp_path / "run")
     names = sorted(p.name for p in paths)
     expected = (["discriminator.png", "eval.png", "reward.png"] + (["kl.png"] if with_kl else [])
-                + (["reward_sources.png"] if with_sources else []))
+                + (["reward_sources.png"] if with_sources is True else []))
     assert names == sorted(expected)
     assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in paths)

@@ -1,7 +1,7 @@
 """PNG plots of a run's metrics.jsonl, and of a multi-seed group with a mean ± std band.
 
 `plot_run` writes reward.png (reward mean with a ± std band), reward_sources.png (each
-reward source's ``reward/<name>`` beside the total, when the run logged them),
+reward source's ``reward/<name>`` beside the total, when the run logged more than one),
 discriminator.png (loss, accuracy on real and fake, D updates per phase when they vary),
 kl.png (when the run has a KL term) and eval.png (one panel per eval metric, ``d_auc`` included)
 into ``<run>/plots/``. `plot_group` overlays the seeds of a `train --seeds` group: each
@@ -64,7 +64,8 @@ def plot_run(run_path: str | Path, out_dir: str | Path | None = None) -> list[Pa
     written.append(_save(fig, out / "reward.png", plt))
 
     sources = sorted({k for r in rows for k in r if k.startswith("reward/")})
-    if sources:  # each source's weighted episode total (reward/kl: the agent's KL term as a reward)
+    if len(sources) > 1:  # each source's weighted episode total (reward/kl: the agent's KL term as a reward);
+        # one source alone is reward.png again
         fig, ax = plt.subplots(figsize=(7, 4))
         for key in sources:
             ax.plot(*_series(rows, key), label=key)
