@@ -27,6 +27,7 @@ import torch
 from seqgan_env.data.text import load_dataset
 from seqgan_env.eval.metrics import BigramModel, sample_report
 from seqgan_env.models.discriminator import Discriminator
+from seqgan_env.rewards.sources import INFO_PREFIX
 from seqgan_env.runs.configio import config_to_dict
 from seqgan_env.runs.rundir import RunDir
 from seqgan_env.utils.atomic import atomic_write_text
@@ -150,13 +151,23 @@ class PPOTrainer:
             def _on_rollout_start(self) -> None:
                 self.returns: list[float] = []
                 self.lengths: list[int] = []
+                self.source_returns: dict[str, list[float]] = {}  # reward/<name>: finished episodes' totals
                 self.t0 = time.perf_counter()
 
             def _on_step(self) -> bool:
-                for info in self.locals["infos"]:
+                infos = self.locals["infos"]
+                if len(getattr(self, "running", ())) != len(infos):  # first step: each env's episode so far, per source
+                    self.running: list[dict[str, float]] = [{} for _ in infos]
+                for info, running in zip(infos, self.running):
+                    for key, value in info.items():
+                        if key.startswith(INFO_PREFIX):
+                            running[key] = running.get(key, 0.0) + float(value)
                     if "episode" in info:
                         self.returns.append(float(info["episode"]["r"]))
                         self.lengths.append(int(info["episode"]["l"]))
+                        for key, total in running.items():
+                            self.source_returns.setdefault(key, []).append(total)
+                        running.clear()
                     if info.get("text") is not None and "terminal_observation" in info and not info.get("invalid_action"):
                         texts.append(info["text"])
                 del texts[: max(0, len(texts) - sch.eval_samples)]
@@ -175,6 +186,7 @@ class PPOTrainer:
                     "lr": trainer.config.ppo.lr,
                     "update_seconds": time.perf_counter() - self.t0,
                     "tokens": int(sum(self.lengths)),
+                    **{key: float(np.mean(v)) for key, v in self.source_returns.items()},
                 }
                 # D updates run in SB3DiscriminatorCallback's _on_rollout_end, which is called before this one.
                 if trainer.d_callback.last_metrics and trainer.d_callback.num_generator_updates % trainer.config.d_updates.every == 0:

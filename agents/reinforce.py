@@ -37,6 +37,7 @@ from seqgan_env.models.fastllama_train import supports as supports_lean_forward
 from seqgan_env.models.fastllama_train import teacher_forced_logits
 from seqgan_env.models.sampling import sample_categorical
 from seqgan_env.rewards.scoring import preallocated_cache
+from seqgan_env.rewards.sources import INFO_PREFIX, KL
 from seqgan_env.utils.codec import (
     flatten_optimizer_state,
     flatten_scheduler_state,
@@ -375,7 +376,9 @@ class Rollout:
     used at each step. keep_masks (B, T, V) bool or None: top-p nucleus at each step
     (None when top_p == 1). sample_logp (B, T) float: log-prob of each token under the
     sampling distribution, computed at sampling time. texts: each row's finished text
-    from ``infos["text"]`` (None if the env gave none).
+    from ``infos["text"]`` (None if the env gave none). sources: {"reward/<name>": (B, T)
+    float} each reward source's weighted share of ``rewards`` (from the env's infos), 0
+    where ``mask`` is False.
     """
 
     tokens: torch.Tensor
@@ -385,6 +388,7 @@ class Rollout:
     keep_masks: torch.Tensor | None
     sample_logp: torch.Tensor
     texts: list[str | None] = field(default_factory=list)
+    sources: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
 class TeacherForced(torch.nn.Module):
@@ -574,6 +578,7 @@ class ReinforceAgent:
         sample_logp = torch.zeros(B, T, device=dev)  # (B, T)
         amasks, keeps = [], []
         texts: list[str | None] = [None] * B
+        sources: dict[str, torch.Tensor] = {}
         active = torch.ones(B, dtype=torch.bool, device=dev)  # (B,) first episode still running
         inp = torch.full((B, 1), BOS_ID, dtype=torch.long, device=dev)  # (B, 1)
         next_logits = self._stepper(B, T + 1)
@@ -600,6 +605,11 @@ class ReinforceAgent:
             done = torch.as_tensor(term, device=dev) | torch.as_tensor(trunc, device=dev)  # (B,)
             tokens[:, t] = action
             rewards[:, t] = r  # steps after a row's first episode are zeroed below
+            for key in infos:  # each reward source's share of r (seqgan_env.rewards.sources)
+                if key.startswith(INFO_PREFIX):
+                    if key not in sources:
+                        sources[key] = torch.zeros(B, T, device=dev)  # (B, T)
+                    sources[key][:, t] = torch.as_tensor(infos[key], device=dev, dtype=torch.float32)
             mask[:, t] = active
             amasks.append(amask)
             if "text" in infos:
@@ -612,6 +622,8 @@ class ReinforceAgent:
             if not bool(active.any()):
                 break
         rewards.masked_fill_(~mask, 0.0)  # only the first episode of each row counts
+        for part in sources.values():
+            part.masked_fill_(~mask, 0.0)
         # Steps never taken (all rows finished early) keep mask False; pad the masks with True.
         V = amasks[0].shape[1]
         pad = T - steps
@@ -623,7 +635,7 @@ class ReinforceAgent:
             keep_masks = torch.stack(keeps, dim=1)  # (B, steps, V)
             if pad:
                 keep_masks = torch.cat([keep_masks, torch.ones(B, pad, V, dtype=torch.bool, device=dev)], 1)
-        return Rollout(tokens, rewards, mask, action_masks, keep_masks, sample_logp, texts)
+        return Rollout(tokens, rewards, mask, action_masks, keep_masks, sample_logp, texts, sources)
 
     # -- learning --------------------------------------------------------------------
     def _loss(self, rollout: Rollout, real: torch.Tensor | None):
@@ -671,7 +683,11 @@ class ReinforceAgent:
             loss = loss + cfg.mle_coef * mle_loss
         kl = torch.tensor(float("nan"))
         if cfg.kl_coef > 0:
-            kl = (self._kl_to_reference(rollout, x, logp_all) * mask).sum() / n
+            kl_steps = self._kl_to_reference(rollout, x, logp_all) * mask  # (B, T)
+            kl = kl_steps.sum() / n
+            # The KL term as a reward (it enters the loss as an exact gradient, not through the returns):
+            # -kl_coef x the episode's summed per-step KL, mean over this rank's episodes.
+            kl_reward = -self.kl_coef * float(kl_steps.detach().sum(1).mean())
             if reduce is not None:
                 kl = kl * self.dist.world_size
             loss = loss + self.kl_coef * kl
@@ -686,8 +702,11 @@ class ReinforceAgent:
             "mle_loss": float(mle_loss.detach()),
             "episode_length_mean": float(mask.sum(1).float().mean()),
         }
+        for key, part in rollout.sources.items():  # reward/<name>: each source's episode total, mean over episodes
+            metrics[key] = float((part.to(self.device) * mask).sum(1).mean())
         if cfg.kl_coef > 0:
             metrics["kl"], metrics["kl_coef"] = float(kl.detach()), self.kl_coef
+            metrics[INFO_PREFIX + KL] = kl_reward
         if reduce is not None:  # statistics that are not a mean of per-rank values: full-batch, on every rank
             e = ep_reward.double()  # (B,)
             tot = reduce(torch.stack([e.sum(), torch.tensor(float(e.numel()), dtype=torch.float64, device=e.device),

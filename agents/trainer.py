@@ -32,6 +32,7 @@ from seqgan_env.data.subword import save_tokenizer_files
 from seqgan_env.models.pretrained import make_generator
 from seqgan_env.rewards.callbacks import DiscriminatorUpdateCallback
 from seqgan_env.rewards.mc_rollout import make_mc_rollout_scorer
+from seqgan_env.rewards.sources import split_kl
 from seqgan_env.rewards.wrappers import DiscriminatorRewardVector
 from seqgan_env.runs.alarms import EVAL_ALARMS, SAMPLE_ALARMS, UPDATE_ALARMS, AlarmMonitor, alarm_metrics
 from seqgan_env.runs.rundir import RunDir, rng_state, save_generator_export, set_rng_state
@@ -100,7 +101,9 @@ class Trainer:
                 temperature=mc.temperature, seed=seed + 3,
             )
         scorer = self.mc_scorer if self.mc_scorer is not None else self.discriminator
-        self.venv = DiscriminatorRewardVector(base, scorer, cfg.reward, real_data=self.real, seed=seed)
+        env_sources, _ = split_kl(cfg.reward.sources)  # the KL term is the agent's (reinforce.kl_coef)
+        self.venv = DiscriminatorRewardVector(base, scorer, cfg.reward, real_data=self.real, seed=seed,
+                                              sources=env_sources)
         self.callback = DiscriminatorUpdateCallback(self.venv, self._sample_fake, cfg.d_updates)
         self.bigram = BigramModel.fit(self.data.valid_texts)
         self.real_gen = torch.Generator().manual_seed(seed + 2)

@@ -19,6 +19,7 @@ from seqgan_env.models.discriminator import DiscriminatorConfig
 from seqgan_env.models.networks import GeneratorConfig, ModelConfig
 from seqgan_env.rewards.callbacks import DiscriminatorUpdateConfig
 from seqgan_env.rewards.mc_rollout import MCRolloutConfig
+from seqgan_env.rewards.sources import split_kl
 from seqgan_env.rewards.wrappers import RewardConfig
 from seqgan_env.runs.alarms import AlarmConfig
 from seqgan_env.runs.configio import config_from_dict
@@ -170,6 +171,7 @@ class TrainConfig:
                 f"Q values instead (about {ORACLE_LENGTH - 1}x Q_t for the first of {ORACLE_LENGTH} tokens); "
                 f"fix: --set reinforce.gamma=0."
             )
+        self._check_sources()
         if self.reward.update_every is not None:
             raise ValueError(
                 f"reward.update_every={self.reward.update_every} must be None in the trainer: the "
@@ -186,6 +188,30 @@ class TrainConfig:
                     f"data.max_length + 1 = {self.data.max_length + 1}: raise it."
                 )
 
+
+    def _check_sources(self) -> None:
+        """reward.sources in the trainer: the env pays all but ``kl``, whose weight is reinforce.kl_coef.
+
+        ``kl=<w>`` sets reinforce.kl_coef when that is 0 (so config.json records both, agreeing);
+        two different non-zero values are refused.
+        """
+        env_sources, kl = split_kl(self.reward.sources)
+        if not env_sources:
+            raise ValueError(f"reward.sources={self.reward.sources!r} has no source the env pays (only kl); fix: add "
+                             f"the discriminator or a callable, e.g. 'discriminator=1.0,kl={kl:g}'.")
+        if kl is None:
+            return
+        if self.agent != "reinforce":
+            raise ValueError(f"reward.sources names kl, the KL term of agent=reinforce; agent={self.agent} has none. "
+                             f"Fix: drop kl from reward.sources.")
+        if kl < 0:
+            raise ValueError(f"reward.sources kl={kl:g} is invalid: the KL weight is reinforce.kl_coef, a number >= 0; "
+                             f"fix: e.g. kl=0.1.")
+        if self.reinforce.kl_coef == 0:
+            self.reinforce = dataclasses.replace(self.reinforce, kl_coef=kl)
+        elif self.reinforce.kl_coef != kl:
+            raise ValueError(f"reward.sources kl={kl:g} and reinforce.kl_coef={self.reinforce.kl_coef:g} disagree: both "
+                             f"are the KL term's weight; fix: give one of them, or the same value to both.")
 
     def _check_tokenizer_and_pretrained(self) -> None:
         tok, pre = self.tokenizer, self.generator.pretrained

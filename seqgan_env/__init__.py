@@ -10,6 +10,7 @@ from gymnasium.envs.registration import register, registry
 from seqgan_env.envs.env import TokenGenerationEnv
 from seqgan_env.envs.vector_env import TokenGenerationVectorEnv
 from seqgan_env.rewards.registration import make_env, make_vector_env
+from seqgan_env.rewards.sources import RewardSource
 from seqgan_env.rewards.wrappers import DiscriminatorReward, DiscriminatorRewardVector, RewardConfig
 
 __version__ = "0.1.0"
@@ -27,6 +28,7 @@ __all__ = [
     "DiscriminatorReward",
     "DiscriminatorRewardVector",
     "RewardConfig",
+    "RewardSource",
     "TokenGenerationEnv",
     "TokenGenerationVectorEnv",
     "make_env",

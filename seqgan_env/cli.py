@@ -459,7 +459,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
-    """PNGs of a run (reward, discriminator, eval) or of a --seeds group (mean ± std band)."""
+    """PNGs of a run (reward, reward sources, discriminator, KL, eval) or of a --seeds group (mean ± std band)."""
     from pathlib import Path
 
     from seqgan_env.runs.plots import plot_group, plot_run

@@ -325,7 +325,8 @@ def test_update_metrics_mle_and_onecycle(tokenizer):
         lrs.append(m["lr"])
         assert all(math.isfinite(v) for v in m.values())
     assert set(m) == {"reward_mean", "reward_std", "return_mean", "policy_loss", "entropy", "mle_loss",
-                      "grad_norm", "lr", "episode_length_mean"}
+                      "grad_norm", "lr", "episode_length_mean", "reward/discriminator"}
+    assert m["reward/discriminator"] == pytest.approx(m["reward_mean"], abs=1e-5)  # the only source
     # OneCycle (pct_start 0.3): warm-up to the peak lr at update 2, cosine down to the end at update 9
     assert lrs[2] == pytest.approx(1e-2) and lrs[0] < lrs[1] < lrs[2] > lrs[3] > lrs[8] > lrs[9]
     assert lrs[9] == lrs[10] == lrs[11]

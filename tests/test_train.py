@@ -312,6 +312,13 @@ def test_cli_train_sb3_agents_same_run_layout(tmp_path, capsys, agent):
     updates = [m for m in lines if "reward_mean" in m]
     assert [m["step"] for m in updates] == [1, 2, 3]
     assert all("discriminator/loss" in m for m in updates)  # d_updates.every=1: D trained after each rollout
+    # the discriminator, the only reward source, pays every episode's reward but the masked-action penalties
+    # (plain PPO samples masked actions; MaskablePPO never does)
+    for m in updates:
+        if agent == "maskable_ppo":
+            assert m["reward/discriminator"] == pytest.approx(m["reward_mean"], abs=1e-4)
+        else:
+            assert m["reward/discriminator"] >= m["reward_mean"] - 1e-4
     assert any("eval/uniqueness" in m for m in lines) and any((run / "samples").iterdir())
     assert (run / "checkpoints" / "latest").is_file() and (run / "config.json").is_file()
     capsys.readouterr()

@@ -179,6 +179,12 @@ class TokenGenerationVectorEnv(gym.vector.VectorEnv):
         rows = self.tokens.cpu().numpy()
         return [self._decode(rows[i, : int(n)]) for i, n in enumerate(self.lengths.cpu().tolist())]
 
+    def decode_rows(self, rows: np.ndarray) -> list[str]:
+        """Texts of (K, T) token rows (right-padded, EOS ends a row), as ``info["text"]`` gives them."""
+        if hasattr(self.tokenizer, "decode_batch"):
+            return list(self.tokenizer.decode_batch(rows))
+        return [self._decode(r) for r in rows]
+
     def _check_actions(self, actions) -> torch.Tensor:
         if torch.is_tensor(actions):
             a = actions
@@ -213,11 +219,7 @@ class TokenGenerationVectorEnv(gym.vector.VectorEnv):
         if self.decode_text:
             text = np.empty(self.num_envs, dtype=object)
             idx = np.flatnonzero(done)  # only the sub-envs that just finished
-            rows = self.tokens[torch.from_numpy(idx).to(self.device)].cpu().numpy()  # (K, T)
-            if hasattr(self.tokenizer, "decode_batch"):
-                text[idx] = self.tokenizer.decode_batch(rows)
-            else:
-                text[idx] = [self._decode(r) for r in rows]
+            text[idx] = self.decode_rows(self.tokens[torch.from_numpy(idx).to(self.device)].cpu().numpy())
             infos["text"], infos["_text"] = text, done.copy()
         inv = invalid.cpu().numpy()
         if inv.any():

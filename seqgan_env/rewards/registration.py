@@ -5,7 +5,9 @@ names unless ``data_path`` is given: a file, or ``coco``), the tokenizer built f
 (one id per character, or ``tokenizer``: ``bpe`` | ``unigram`` | ``word`` trained on the
 file, a tokenizer.json / tokenizer directory, or a tokenizer object), a freshly
 initialised discriminator (seeded by ``seed``) and the token-generation env
-wrapped in the discriminator reward.
+wrapped in the discriminator reward. ``reward_sources``: the weighted reward sources (a spec
+string such as ``"discriminator=1.0,mypkg.rewards:brevity=0.1"``, or a list of RewardSource /
+spec items / callables; see ``seqgan_env.rewards.sources``); None: the discriminator alone.
 """
 
 from __future__ import annotations
@@ -95,6 +97,7 @@ def make_env(
     seed: int = 0,
     render_mode: str | None = None,
     tokenizer: Any = None,
+    reward_sources: Any = None,
 ) -> DiscriminatorReward:
     """A ``TokenGenerationEnv`` paid by a discriminator; see ``DiscriminatorReward``.
 
@@ -115,7 +118,7 @@ def make_env(
         render_mode=render_mode,
     )
     reward = RewardConfig(reward_mode, reward_transform, potential_baseline, update_every, update_batch_size)
-    return DiscriminatorReward(env, disc, reward, real_data=dataset.train, seed=seed)
+    return DiscriminatorReward(env, disc, reward, real_data=dataset.train, seed=seed, sources=reward_sources)
 
 
 def make_vector_env(
@@ -139,6 +142,7 @@ def make_vector_env(
     decode_text: bool = True,
     render_mode: str | None = None,
     tokenizer: Any = None,
+    reward_sources: Any = None,
 ) -> DiscriminatorRewardVector:
     """A ``TokenGenerationVectorEnv`` paid by a discriminator; see ``DiscriminatorRewardVector``.
 
@@ -161,4 +165,5 @@ def make_vector_env(
         render_mode=render_mode,
     )
     reward = RewardConfig(reward_mode, reward_transform, potential_baseline, update_every, update_batch_size)
-    return DiscriminatorRewardVector(env, disc, reward, real_data=dataset.train.to(device), seed=seed)
+    return DiscriminatorRewardVector(env, disc, reward, real_data=dataset.train.to(device), seed=seed,
+                                     sources=reward_sources)

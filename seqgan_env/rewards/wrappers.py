@@ -11,12 +11,18 @@ Adversarial training without a callback: given ``real_data`` and
 runs ``update_discriminator()`` every K finished episodes. With a callback, leave
 ``update_every=None`` and call ``update_discriminator()`` between rollouts.
 ``load_discriminator_state`` replaces the weights (to sync subprocess copies).
+
+Weighted sources (``seqgan_env.rewards.sources``): ``RewardConfig.sources`` (a spec string) or
+the wrappers' ``sources`` argument (RewardSource objects, spec items or callables; it replaces
+the config's) list the discriminator and plain callables with their weights. A valid step pays
+the weighted sum and reports each weighted contribution as ``info["reward/<name>"]``; the
+default, the discriminator alone at weight 1, pays exactly what it paid before sources existed.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 import gymnasium as gym
 import numpy as np
@@ -26,6 +32,7 @@ from seqgan_env.envs.spec import PAD_ID
 from seqgan_env.rewards.d_trainer import DiscriminatorTrainer
 from seqgan_env.rewards.modes import get_mode, get_transform, step_rewards
 from seqgan_env.rewards.scoring import IncrementalPrefixScorer
+from seqgan_env.rewards.sources import DEFAULT_SPEC, SourceCombiner, as_sources
 from seqgan_env.utils.validation import check_int, check_number
 
 
@@ -43,7 +50,9 @@ class RewardConfig:
     | ``log`` | ``logit``; potential_baseline: s_{-1} of ``potential``;
     update_every: finished episodes between self-run D updates (None: never);
     update_batch_size: real and fake sequences per D update; buffer_size: finished
-    generated sequences kept for D updates.
+    generated sequences kept for D updates; sources: the weighted reward sources, a spec string
+    such as ``"discriminator=1.0,mypkg.rewards:brevity=0.1"`` (see ``seqgan_env.rewards.sources``;
+    checked, and its callables imported, on construction).
     """
 
     mode: str = "per_step"
@@ -52,6 +61,7 @@ class RewardConfig:
     update_every: int | None = None
     update_batch_size: int = 64
     buffer_size: int = 1024
+    sources: str = DEFAULT_SPEC
 
     def __post_init__(self) -> None:
         get_mode(self.mode)
@@ -62,6 +72,10 @@ class RewardConfig:
                       "finished episodes between D updates, or None to leave D updates to a callback")
         check_int("update_batch_size", self.update_batch_size, 1)
         check_int("buffer_size", self.buffer_size, self.update_batch_size, "at least update_batch_size")
+        if not isinstance(self.sources, str):
+            raise ValueError(f"sources={self.sources!r} must be a spec string such as 'discriminator=1.0'; pass "
+                             f"RewardSource objects or callables as the wrapper's `sources` argument instead.")
+        as_sources(self.sources)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -81,29 +95,39 @@ class DiscriminatorReward(gym.Wrapper):
         config: RewardConfig | None = None,
         real_data: torch.Tensor | None = None,
         seed: int = 0,
+        sources: Any = None,
         **overrides: Any,
     ) -> None:
         super().__init__(env)
         self.reward_config = RewardConfig(**{**(config.to_dict() if config else {}), **overrides})
+        self.combiner = SourceCombiner(self.reward_config.sources if sources is None else sources)
         self.scorer = scorer
         self.trainer = DiscriminatorTrainer(scorer, real_data, self.reward_config.update_every, self.reward_config.update_batch_size,
                                             self.reward_config.buffer_size, seed)
 
     def step(self, action):
         obs, reward, terminated, truncated, info = self.env.step(action)
+        comb = self.combiner
         if not info.get("invalid_action", False):
             tokens = torch.as_tensor(obs, dtype=torch.long).unsqueeze(0)  # (1, T)
             length = int((tokens != PAD_ID).sum())
             cfg = self.reward_config
-            if cfg.mode != "final" or terminated:
+            d_reward = None
+            if comb.uses_discriminator and (cfg.mode != "final" or terminated):
                 logits = self.scorer.score_logits(tokens[:, :length])  # (1, length)
                 pos = torch.tensor([length - 1])
                 done = torch.tensor([bool(terminated)])
-                reward = float(step_rewards(logits, pos, done, cfg.mode, cfg.transform, cfg.potential_baseline)[0])
+                d_reward = step_rewards(logits, pos, done, cfg.mode, cfg.transform, cfg.potential_baseline)  # (1,)
                 if terminated:
                     info["disc_score"] = float(torch.sigmoid(logits[0, -1]))
-            else:
-                reward = 0.0
+            elif comb.uses_discriminator:
+                d_reward = torch.zeros(1)
+            finished = torch.tensor([bool(terminated)])  # (1,) a valid last token ends the sequence
+            total, parts = comb.combine(d_reward, finished, tokens, lambda idx: [info["text"]])
+            reward = float(total[0])
+            info.update({key: float(part[0]) for key, part in parts.items()})
+        else:
+            info.update(dict.fromkeys(comb.info_keys, 0.0))
         if terminated or truncated:
             if self.trainer.add_finished(torch.as_tensor(obs, dtype=torch.long).unsqueeze(0)):
                 self.update_discriminator()
@@ -150,6 +174,7 @@ class DiscriminatorRewardVector(gym.vector.VectorWrapper):
         real_data: torch.Tensor | None = None,
         seed: int = 0,
         incremental: bool | None = None,
+        sources: Any = None,
         **overrides: Any,
     ) -> None:
         super().__init__(env)
@@ -158,10 +183,12 @@ class DiscriminatorRewardVector(gym.vector.VectorWrapper):
             if not hasattr(base, attr):
                 raise TypeError(f"DiscriminatorRewardVector needs a TokenGenerationVectorEnv, got {type(base).__name__}.")
         self.reward_config = RewardConfig(**{**(config.to_dict() if config else {}), **overrides})
+        self.combiner = SourceCombiner(self.reward_config.sources if sources is None else sources)
         self.scorer = scorer
         self.trainer = DiscriminatorTrainer(scorer, real_data, self.reward_config.update_every, self.reward_config.update_batch_size,
                                             self.reward_config.buffer_size, seed)
         b, t = base.num_envs, base.config.max_length
+        self._all_rows = np.ones(b, dtype=bool)  # the ``_reward/<name>`` masks: every row has a value every step
         can_cache = hasattr(scorer, "net") and not hasattr(scorer, "score_last")
         if incremental and not can_cache:
             raise ValueError("incremental=True needs a Discriminator with a `net`; this scorer has none.")
@@ -200,6 +227,35 @@ class DiscriminatorRewardVector(gym.vector.VectorWrapper):
         done = torch.as_tensor(terminated, device=base.device) | torch.as_tensor(truncated, device=base.device)
         env_rewards = torch.as_tensor(rewards, device=base.device, dtype=torch.float32)
         pos = (lengths - 1).clamp(min=0)  # (B,)
+        finished = written & done  # (B,) sequences completed by this step's token
+        d_rewards, new = (self._discriminator_rewards(tokens, lengths, written, restarted, done, pos)
+                          if self.combiner.uses_discriminator else (None, None))
+        total, parts = self.combiner.combine(d_rewards, finished, tokens, self._texts_of(infos))
+        out = torch.where(written, total, torch.where(invalid, env_rewards, torch.zeros_like(env_rewards)))
+        infos = dict(infos)
+        for key, part in parts.items():
+            value = torch.where(written, part, torch.zeros_like(part))  # (B,) 0 on invalid and autoreset steps
+            infos[key], infos["_" + key] = (value if base.return_torch else value.cpu().numpy()), self._all_rows
+        if new is not None and bool(finished.any()):
+            score = np.zeros(base.num_envs, dtype=np.float32)
+            score[finished.cpu().numpy()] = torch.sigmoid(new[finished]).cpu().numpy()
+            infos["disc_score"], infos["_disc_score"] = score, finished.cpu().numpy()
+        self._prev_done = done.clone()
+        if bool(done.any()) and self.trainer.add_finished(tokens[done]):
+            self.update_discriminator()
+        return obs, (out if base.return_torch else out.cpu().numpy()), terminated, truncated, infos
+
+    def _texts_of(self, infos: dict) -> Callable[[torch.Tensor], list[str]]:
+        """idx (K,) -> the texts of those finished rows: the env's ``info["text"]``, or decoded here."""
+        def texts(idx: torch.Tensor) -> list[str]:
+            if "text" in infos:
+                return [str(t) for t in infos["text"][idx.cpu().numpy()]]
+            return self.env.unwrapped.decode_rows(self.env.unwrapped.tokens[idx].cpu().numpy())
+        return texts
+
+    def _discriminator_rewards(self, tokens, lengths, written, restarted, done, pos):
+        """(d_rewards (B,), new (B,) logit of each row's newest prefix): one scoring of the current prefixes."""
+        base = self.env.unwrapped
         cfg = self.reward_config
         if cfg.mode == "final":
             scored = written & done
@@ -227,17 +283,7 @@ class DiscriminatorRewardVector(gym.vector.VectorWrapper):
         keep = self._logits.gather(1, pos.unsqueeze(1)).squeeze(1)  # (B,)
         self._logits.scatter_(1, pos.unsqueeze(1), torch.where(written, new, keep).unsqueeze(1))
         d_rewards = step_rewards(self._logits, pos, done, cfg.mode, cfg.transform, cfg.potential_baseline)  # (B,)
-        out = torch.where(written, d_rewards, torch.where(invalid, env_rewards, torch.zeros_like(env_rewards)))
-        finished = written & done
-        if bool(finished.any()):
-            infos = dict(infos)
-            score = np.zeros(base.num_envs, dtype=np.float32)
-            score[finished.cpu().numpy()] = torch.sigmoid(new[finished]).cpu().numpy()
-            infos["disc_score"], infos["_disc_score"] = score, finished.cpu().numpy()
-        self._prev_done = done.clone()
-        if bool(done.any()) and self.trainer.add_finished(tokens[done]):
-            self.update_discriminator()
-        return obs, (out if base.return_torch else out.cpu().numpy()), terminated, truncated, infos
+        return d_rewards, new
 
     def update_discriminator(self, fake: torch.Tensor | None = None) -> dict[str, float]:
         """One D update on real data vs ``fake`` (default: the newest buffered sequences)."""

@@ -1,8 +1,9 @@
 """PNG plots of a run's metrics.jsonl, and of a multi-seed group with a mean ± std band.
 
-`plot_run` writes reward.png (reward mean with a ± std band), discriminator.png
-(loss, accuracy on real and fake, D updates per phase when they vary), kl.png (when
-the run has a KL term) and eval.png (one panel per eval metric, ``d_auc`` included)
+`plot_run` writes reward.png (reward mean with a ± std band), reward_sources.png (each
+reward source's ``reward/<name>`` beside the total, when the run logged more than one),
+discriminator.png (loss, accuracy on real and fake, D updates per phase when they vary),
+kl.png (when the run has a KL term) and eval.png (one panel per eval metric, ``d_auc`` included)
 into ``<run>/plots/``. `plot_group` overlays the seeds of a `train --seeds` group: each
 seed a thin line, their mean a thick one, mean ± std (population) as a band.
 """
@@ -61,6 +62,17 @@ def plot_run(run_path: str | Path, out_dir: str | Path | None = None) -> list[Pa
     ax.set(xlabel="generator update", ylabel="reward", title=f"reward: {run.name}")
     ax.legend(loc="best")
     written.append(_save(fig, out / "reward.png", plt))
+
+    sources = sorted({k for r in rows for k in r if k.startswith("reward/")})
+    if len(sources) > 1:  # each source's weighted episode total (reward/kl: the agent's KL term as a reward);
+        # one source alone is reward.png again
+        fig, ax = plt.subplots(figsize=(7, 4))
+        for key in sources:
+            ax.plot(*_series(rows, key), label=key)
+        ax.plot(*_series(rows, "reward_mean"), color="black", linestyle="--", linewidth=1, label="reward_mean (env)")
+        ax.set(xlabel="generator update", ylabel="weighted episode reward", title=f"reward sources: {run.name}")
+        ax.legend(loc="best")
+        written.append(_save(fig, out / "reward_sources.png", plt))
 
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
     for key, label in (("discriminator/loss", "loss"),):
