@@ -407,12 +407,13 @@ def plot_frontier(cfg: GanBenchmarkConfig, per_seed: list[dict[str, Any]], path:
         for x, y, t in zip(xs, ys, cfg.temperatures):
             ax.annotate(f"{t:g}", (x, y), fontsize=7, textcoords="offset points", xytext=(3, 3))
     if cfg.is_oracle:
-        ax.set_xlabel("coverage: NLL-test per token at the temperature (lower: covers more of the oracle)")
+        ax.set_xlabel(f"coverage: NLL of the {cfg.score_on} rows per token at the temperature (lower: covers more)")
         ax.set_ylabel("quality: NLL-oracle per token of the samples (lower: better)")
     else:
-        ax.set_xlabel("coverage: test NLL/char under an n-gram of the samples (lower: more diverse)")
+        ax.set_xlabel(f"coverage: {cfg.score_on} NLL/char under an n-gram of the samples (lower: more diverse)")
         ax.set_ylabel("quality: sample NLL/char, training n-gram (lower: better)")
-    ax.set_title(f"quality-diversity over temperatures ({len(per_seed)} seeds)")
+    ax.set_title(f"quality-diversity over temperatures (mean of {len(per_seed)} seed{'s' * (len(per_seed) > 1)}, "
+                 f"scored on the {cfg.score_on} split)")
     ax.legend()
     ax.grid(alpha=0.3)
     fig.tight_layout()
