@@ -41,7 +41,7 @@ from transformers import LlamaForCausalLM
 from seqgan_env.envs.spec import BOS_ID, EOS_ID, PAD_ID, EnvConfig
 from seqgan_env.models.fastllama import LlamaStepDecoder, make_step_decoder
 from seqgan_env.models.sampling import sample_categorical
-from seqgan_env.rewards.scoring import preallocated_cache
+from seqgan_env.rewards.scoring import generation_cache
 from seqgan_env.utils.validation import check_int, check_number
 
 PROB_EPS = 1e-6  # Q is clipped to [PROB_EPS, 1 - PROB_EPS] before its logit
@@ -310,7 +310,7 @@ class MCRolloutScorer:
         amask[:, :width] = (j >= -1).long()
         amask[:, width:] = 1
         position = (j + 1).clamp(min=0)  # (N, W) BOS at 0
-        cache = preallocated_cache(gen.config.num_hidden_layers, width + L)
+        cache = generation_cache(gen, width + L)  # KV columns, or an LSTM's (h, c)
         out = gen(input_ids=inp, attention_mask=amask[:, :width], position_ids=position,
                   cache=cache, use_cache=True, logits_to_keep=1)
         cache = out.cache

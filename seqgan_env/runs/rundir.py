@@ -42,6 +42,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from seqgan_env.models.lstm import MODEL_TYPE as LSTM_MODEL_TYPE, lstm_from_export
 from seqgan_env.utils.atomic import TMP_PREFIX, atomic_save_tensors, atomic_write_text, fsync_dir
 from seqgan_env.utils.codec import load_tensors, read_json
 from seqgan_env.utils.pidlock import PidLock
@@ -107,6 +108,8 @@ def load_generator_export(directory: str | os.PathLike, fix: str | None = None) 
     weights: dict[str, torch.Tensor] = {}
     for shard in shards:
         weights.update(load_tensors(shard, fix))
+    if model_type == LSTM_MODEL_TYPE:  # SeqGAN's LSTM family (seqgan_env.models.lstm), not a transformers model
+        return lstm_from_export(raw, weights, str(config_path), fix)
     with quiet_transformers():
         try:
             with torch.random.fork_rng(devices=[]):
