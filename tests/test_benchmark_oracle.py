@@ -93,6 +93,10 @@ def test_tiny_bench_oracle_reports_ratios():
         assert res[key] > 0
     assert res["mc_rollout_vs_peer"] == pytest.approx(res["mc_rollout_tokens_per_s"] / 45.0)
     assert any("x peer" in line for line in logs)
+    for arm in ("lstm", "peer", "llama"):  # MLE epochs measured side by side, one time per round
+        assert len(res[f"mle_epoch_{arm}_rounds"]) == 3 and res[f"mle_epoch_{arm}_s"] > 0
+        assert res[f"mle_epoch_{arm}_vs_peer"] == pytest.approx(res["mle_epoch_peer_s"] / res[f"mle_epoch_{arm}_s"])
+    assert res["mle_epoch_peer_vs_peer"] == pytest.approx(1.0)
 
 
 @pytest.mark.parametrize("argv, match", [
