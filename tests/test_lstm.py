@@ -147,6 +147,8 @@ def test_mc_rollout_completes_prefixes_with_the_lstm():
     (["--set", "generator.family=gru"], "generator.family='gru' is invalid"),
     (["--set", "generator.family=lstm", "--set", "generator.embedding_size=0"], "generator.embedding_size=0"),
     (["--set", "generator.embedding_size=8"], "generator.embedding_size=8 is used only by generator.family=lstm"),
+    (["--set", "generator.dropout=0.2"], "generator.dropout=0.2 is used only by generator.family=lstm"),
+    (["--set", "generator.family=lstm", "--set", "generator.dropout=1.0"], "generator.dropout=1.0"),
 ])
 def test_bad_family_settings_are_refused(extra, needle, capsys, tmp_path):
     rc = main(["train", "--data", "oracle", "--set", f"out_dir={tmp_path}", *extra])
@@ -176,3 +178,17 @@ def test_train_oracle_with_the_lstm_then_resume(tmp_path, capsys):
     assert main(["sample", str(run), "-n", "2"]) == 0
     rows = capsys.readouterr().out.splitlines()
     assert len(rows) == 2 and all(len(r.split()) == 20 for r in rows)
+
+
+def test_dropout_acts_in_training_mode_only():
+    torch.manual_seed(0)
+    g = build_generator(GeneratorConfig(family="lstm", hidden_size=16, dropout=0.5), V)
+    ids = _ids()
+    g.train()
+    assert not torch.equal(g(input_ids=ids).logits, g(input_ids=ids).logits)
+    g.eval()
+    dec = make_step_decoder(g)
+    keys, values = dec.new_cache(ids.shape[0])
+    with torch.no_grad():
+        steps = torch.stack([dec.step(ids[:, t], t, keys, values) for t in range(ids.shape[1])], dim=1)
+    torch.testing.assert_close(steps, g(input_ids=ids).logits, atol=1e-5, rtol=1e-5)

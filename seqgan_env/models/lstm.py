@@ -51,7 +51,9 @@ CONFIG_FILE = "config.json"
 class LSTMConfig:
     """Shape of an :class:`LSTMGenerator`; SeqGAN's: embedding 32, hidden 32, one layer.
 
-    ``init_std``: every weight and bias starts as N(0, init_std^2), SeqGAN's initialiser
+    ``dropout``: in training mode, the probability of zeroing each unit of the embedded inputs and of
+    every LSTM layer's output (the usual LSTM language-model regulariser; 0 in SeqGAN; sampling and
+    scoring run in eval mode, without it). ``init_std``: every weight and bias starts as N(0, init_std^2), SeqGAN's initialiser
     (0.1); the forget-gate bias then starts near 0 as in SeqGAN, not at PyTorch's U(+-1/sqrt(H)).
     """
 
@@ -59,6 +61,7 @@ class LSTMConfig:
     embedding_size: int = 32
     hidden_size: int = 32
     num_layers: int = 1
+    dropout: float = 0.0
     init_std: float = 0.1
     model_type: str = MODEL_TYPE
     pad_token_id: int = PAD_ID
@@ -70,6 +73,7 @@ class LSTMConfig:
                   "pass the tokenizer's full vocabulary size")
         for name in ("embedding_size", "hidden_size", "num_layers"):
             check_int(f"generator.{name}", getattr(self, name), 1, f"SeqGAN uses {name}={32 if 'size' in name else 1}")
+        check_number("generator.dropout", self.dropout, 0, 1, "fix: 0.0 disables it, e.g. 0.3", high_open=True)
         check_number("init_std", self.init_std, 0, fix="SeqGAN initialises with std 0.1", low_open=True)
         if self.model_type != MODEL_TYPE:
             raise ValueError(f"model_type={self.model_type!r} is not an LSTM generator's ({MODEL_TYPE!r}).")
@@ -116,7 +120,9 @@ class LSTMGenerator(nn.Module):
         super().__init__()
         self.config = config
         self.embedding = nn.Embedding(config.vocab_size, config.embedding_size)
-        self.lstm = nn.LSTM(config.embedding_size, config.hidden_size, config.num_layers, batch_first=True)
+        self.lstm = nn.LSTM(config.embedding_size, config.hidden_size, config.num_layers, batch_first=True,
+                            dropout=config.dropout if config.num_layers > 1 else 0.0)  # between layers
+        self.drop = nn.Dropout(config.dropout)  # inputs and last layer's outputs
         self.head = nn.Linear(config.hidden_size, config.vocab_size)
         with torch.no_grad():
             for p in self.parameters():
@@ -167,7 +173,7 @@ class LSTMGenerator(nn.Module):
             raise TypeError(f"an LSTM generator's cache is an LSTMCache, got {type(cache).__name__}; fix: pass "
                             f"None or the cache of the previous call (seqgan_env.rewards.scoring.generation_cache).")
         state = cache if cache is not None and cache.layers else self.zero_state(b)
-        x = self.embedding(input_ids)  # (B, S, E)
+        x = self.drop(self.embedding(input_ids))  # (B, S, E)
         masked = attention_mask is not None and not bool(attention_mask.bool().all())
         if masked:  # step by step so that masked columns keep the state (left-padded prefixes)
             keep = attention_mask.bool()  # (B, S)
@@ -188,6 +194,7 @@ class LSTMGenerator(nn.Module):
             h0 = torch.stack([layer.keys for layer in state.layers])  # (L, B, H)
             c0 = torch.stack([layer.values for layer in state.layers])  # (L, B, H)
             y, (h_n, c_n) = self.lstm(x, (h0, c0))  # (B, S, H)
+        y = self.drop(y)
         if logits_to_keep:
             y = y[:, -logits_to_keep:]  # (B, k, H)
         logits = self.head(y)  # (B, S or k, V)
@@ -204,7 +211,8 @@ class LSTMGenerator(nn.Module):
         b, s = input_ids.shape
         h0 = torch.zeros(self.config.num_layers, b, self.config.hidden_size, device=input_ids.device,
                          dtype=self.head.weight.dtype)  # (L, B, H)
-        y, _ = self.lstm(self.embedding(input_ids), (h0, h0))  # (B, S, H)
+        y, _ = self.lstm(self.drop(self.embedding(input_ids)), (h0, h0))  # (B, S, H)
+        y = self.drop(y)
         return linear_cross_entropy(y.reshape(b * s, -1), self.head.weight, self.head.bias, targets.reshape(-1),
                                     ignore_index)
 

@@ -114,6 +114,7 @@ class GeneratorConfig(ModelConfig):
     pretrained: str | None = None  # a directory with any causal LM transformers loads, and its tokenizer
     family: str = "llama"  # llama | lstm (SeqGAN's: --generator.family lstm --generator.num-layers 1)
     embedding_size: int | None = None  # lstm only: the token embedding's width; None: hidden_size
+    dropout: float = 0.0  # lstm only: dropout of the embedded inputs and LSTM outputs while training
 
     def __post_init__(self) -> None:
         if self.family not in GENERATOR_FAMILIES:
@@ -126,6 +127,8 @@ class GeneratorConfig(ModelConfig):
                 _check_positive_int(f"generator.{name}", getattr(self, name))
             if self.embedding_size is not None:
                 _check_positive_int("generator.embedding_size", self.embedding_size)
+            self.dropout = check_number("generator.dropout", self.dropout, 0, 1, "fix: 0.0 disables it, e.g. 0.3",
+                                        high_open=True)
             if self.pretrained is not None:
                 raise ValueError(f"generator.pretrained={self.pretrained!r} does not fit generator.family=lstm (a "
                                  f"pretrained directory brings its own architecture); fix: drop one of them.")
@@ -134,6 +137,9 @@ class GeneratorConfig(ModelConfig):
         if self.embedding_size is not None:
             raise ValueError(f"generator.embedding_size={self.embedding_size!r} is used only by generator.family=lstm "
                              f"(a Llama's embedding is hidden_size wide); fix: drop it or --generator.family lstm.")
+        if self.dropout != 0.0:
+            raise ValueError(f"generator.dropout={self.dropout!r} is used only by generator.family=lstm (a Llama's is "
+                             f"attention_dropout); fix: drop it or --generator.family lstm.")
         if self.pretrained is not None and (not isinstance(self.pretrained, str) or not self.pretrained):
             raise ValueError(f"generator.pretrained={self.pretrained!r} is invalid: it must be a directory path "
                              f"(or None for a fresh tiny Llama).")
@@ -184,7 +190,7 @@ def build_generator(cfg: ModelConfig, vocab_size: int) -> torch.nn.Module:
         from seqgan_env.models.lstm import LSTMConfig, LSTMGenerator
 
         emb = cfg.embedding_size if cfg.embedding_size is not None else cfg.hidden_size
-        return LSTMGenerator(LSTMConfig(vocab_size, emb, cfg.hidden_size, cfg.num_layers))
+        return LSTMGenerator(LSTMConfig(vocab_size, emb, cfg.hidden_size, cfg.num_layers, dropout=cfg.dropout))
     return transformers.LlamaForCausalLM(to_llama_config(cfg, vocab_size))
 
 
