@@ -1,6 +1,8 @@
 """REINFORCE for the SeqGAN token-generation env, in one readable file.
 
-The generator is a ``transformers.LlamaForCausalLM``. One training iteration is:
+The generator is a causal LM called like a transformers one (``generator(input_ids=...).logits``): a
+``transformers`` model such as our tiny ``LlamaForCausalLM``, or SeqGAN's LSTM family
+(``seqgan_env.models.lstm``, whose (h, c) state is its cache). One training iteration is:
 
 1. ``collect(venv)``: reset the vector env and sample one episode per row with the
    model's KV cache (feed BOS, then only the token just sampled), stepping the env
@@ -378,7 +380,7 @@ class TeacherForced(torch.nn.Module):
 
 
 class ReinforceAgent:
-    """REINFORCE (+ optional MLE mixing) on a ``LlamaForCausalLM`` generator.
+    """REINFORCE (+ optional MLE mixing) on a causal-LM generator (a transformers model or an LSTMGenerator).
 
     ``train_module`` is the forward used with grad (``TeacherForced(generator)``, or its
     DistributedDataParallel wrapper after :meth:`distribute`); sampling and scoring use

@@ -76,7 +76,8 @@ def save_generator_export(model: Any, directory: str | os.PathLike) -> Path:
 def load_generator_export(directory: str | os.PathLike, fix: str | None = None) -> Any:
     """The causal LM that :func:`save_generator_export` wrote, read with the loud loaders.
 
-    Our tiny Llamas come back as ``LlamaForCausalLM``; a run started from ``generator.pretrained``
+    Our tiny Llamas come back as ``LlamaForCausalLM``, the LSTM family (``model_type`` ``seqgan_lstm``)
+    as ``seqgan_env.models.lstm.LSTMGenerator``; a run started from ``generator.pretrained``
     exports that model's architecture, built with ``AutoModelForCausalLM.from_config``.
 
     Not ``from_pretrained``: that one ends a truncated file with a traceback and draws a
