@@ -166,7 +166,7 @@ def _peer_step(vocab: int, device: torch.device) -> Callable[[torch.Tensor], flo
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
         opt.step()
-        return float(loss)
+        return loss.item()
 
     return step
 
