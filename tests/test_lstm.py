@@ -70,6 +70,9 @@ def test_masked_columns_keep_the_state():
     cont = g(input_ids=ids[:, :2], cache=out.cache, use_cache=True).logits  # the cache carries on
     ref = g(input_ids=torch.cat([ids, ids[:, :2]], 1)).logits[:, -2:]
     torch.testing.assert_close(cont, ref, atol=1e-5, rtol=1e-5)
+    wide = torch.cat([mask, torch.ones_like(mask[:, :2])], 1)  # transformers' layout: past columns, then ours
+    torch.testing.assert_close(g(input_ids=ids[:, :2], attention_mask=wide, cache=g(
+        input_ids=pad, attention_mask=mask, use_cache=True).cache).logits, ref, atol=1e-5, rtol=1e-5)
     with pytest.raises(TypeError, match="LSTMCache"):
         g(input_ids=ids, cache=object())
 

@@ -163,7 +163,8 @@ class LSTMGenerator(nn.Module):
     ) -> LSTMOutput:
         """Logits of the next token after every column of ``input_ids`` (B, S), from ``cache``'s state (or zeros).
 
-        ``attention_mask`` (B, S) 0/1: a 0 column leaves the state as it was (left padding);
+        ``attention_mask`` (B, S) 0/1, or wider with the past's columns first (transformers' layout): a 0
+        column leaves the state as it was (left padding);
         ``cache`` is filled with the final state in place when given (as transformers fills its caches).
         """
         if input_ids.dim() != 2:
@@ -173,6 +174,8 @@ class LSTMGenerator(nn.Module):
             raise TypeError(f"an LSTM generator's cache is an LSTMCache, got {type(cache).__name__}; fix: pass "
                             f"None or the cache of the previous call (seqgan_env.rewards.scoring.generation_cache).")
         state = cache if cache is not None and cache.layers else self.zero_state(b)
+        if attention_mask is not None:  # transformers' masks cover the cached past too: the last S columns are ours
+            attention_mask = attention_mask[:, -s:]  # (B, S)
         x = self.drop(self.embedding(input_ids))  # (B, S, E)
         masked = attention_mask is not None and not bool(attention_mask.bool().all())
         if masked:  # step by step so that masked columns keep the state (left-padded prefixes)
