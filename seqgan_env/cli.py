@@ -91,9 +91,11 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     if args.task == "gan":
-        if args.rows or args.budget != 1.0 or args.mle_recipe:
-            raise ValueError("--rows, --budget and --mle-recipe belong to `benchmark oracle`; fix: use --arms and "
-                             "--set with gan.")
+        if args.rows or args.budget != 1.0:
+            raise ValueError("--rows and --budget belong to `benchmark oracle`; fix: use --arms and --set with gan.")
+        if args.mle_recipe:
+            raise ValueError("--mle-recipe belongs to `benchmark oracle`; fix: drop it with gan (its mle arm early-stops "
+                             "on the validation split already).")
         return _benchmark_gan(args)
     if args.data or args.arms or args.set:
         raise ValueError("--data, --arms and --set belong to `benchmark gan`; fix: use --rows and --budget with oracle.")
