@@ -523,7 +523,8 @@ def build_parser() -> argparse.ArgumentParser:
     benchmark.add_argument("--rows", default=None, help="comma-separated subset of mle,seqgan,per_step,potential,constant")
     benchmark.add_argument("--mle-recipe", dest="mle_recipe", default=None, choices=["seqgan"],
                            help="oracle: MLE pretraining recipe; seqgan: SeqGAN's LSTM generator, Adam 0.01, clip 5, up "
-                                "to 80 epochs early-stopped on a validation split, dropout 0.3 (NLL-oracle 9.29 on seed 0; published MLE: 9.038)")
+                                "to 80 epochs early-stopped on a validation split, dropout 0.3 (NLL-oracle 9.29 on "
+                                "seed 0; published MLE: 9.038)")
     benchmark.add_argument("--out", default=None, help="JSON results file (default benchmarks/quality_oracle-<time>.json)")
     benchmark.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     benchmark.set_defaults(func=cmd_benchmark)
