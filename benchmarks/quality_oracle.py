@@ -22,6 +22,10 @@ Rows (``ROWS``):
 * ``constant``: a constant reward of 0.5 per token (D ignored): the control for
   "policy gradient alone lowers NLL-oracle by sharpening the generator".
 
+Pretraining is ``pretrain_steps`` MLE steps of the tiny Llama by default; ``--mle-recipe seqgan``
+(``MLE_RECIPES``) pretrains SeqGAN's LSTM generator for up to 80 epochs instead, early-stopped on an
+oracle split drawn apart from the NLL-test rows (``seqgan_agents.mle.fit_mle``).
+
 Every adversarial row uses SeqGAN's REINFORCE settings (no baseline, no MLE mixing)
 so the rows differ only in the reward. Results are the mean and population std
 over seeds; published numbers (Yu et al. 2017, Table 1) are printed beside ours.
