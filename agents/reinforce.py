@@ -1,6 +1,8 @@
 """REINFORCE for the SeqGAN token-generation env, in one readable file.
 
-The generator is a ``transformers.LlamaForCausalLM``. One training iteration is:
+The generator is a causal LM called like a transformers one (``generator(input_ids=...).logits``): a
+``transformers`` model such as our tiny ``LlamaForCausalLM``, or SeqGAN's LSTM family
+(``seqgan_env.models.lstm``, whose (h, c) state is its cache). One training iteration is:
 
 1. ``collect(venv)``: reset the vector env and sample one episode per row with the
    model's KV cache (feed BOS, then only the token just sampled), stepping the env
@@ -36,7 +38,7 @@ from seqgan_env.models.fastllama import make_step_decoder
 from seqgan_env.models.fastllama_train import supports as supports_lean_forward
 from seqgan_env.models.fastllama_train import teacher_forced_logits
 from seqgan_env.models.sampling import sample_categorical
-from seqgan_env.rewards.scoring import preallocated_cache
+from seqgan_env.rewards.scoring import generation_cache
 from seqgan_env.rewards.sources import INFO_PREFIX, KL
 from seqgan_env.utils.codec import (
     flatten_optimizer_state,
@@ -418,7 +420,7 @@ class TeacherForced(torch.nn.Module):
 
 
 class ReinforceAgent:
-    """REINFORCE (+ optional MLE mixing) on a ``LlamaForCausalLM`` generator.
+    """REINFORCE (+ optional MLE mixing) on a causal-LM generator (a transformers model or an LSTMGenerator).
 
     ``train_module`` is the forward used with grad (``TeacherForced(generator)``, or its
     DistributedDataParallel wrapper after :meth:`distribute`); sampling and scoring use
@@ -482,8 +484,9 @@ class ReinforceAgent:
 
     # -- helpers ---------------------------------------------------------------------
     def _new_cache(self, capacity: int):
-        """A transformers cache written in place (no per-token concatenation of the past)."""
-        return preallocated_cache(self.generator.config.num_hidden_layers, capacity)
+        """The generator's empty cache: a transformers cache written in place (no per-token
+        concatenation of the past), or an LSTM's (h, c) state."""
+        return generation_cache(self.generator, capacity)
 
     def _autocast(self):
         if self.device.type == "cuda" and self.config.bf16:
@@ -507,6 +510,11 @@ class ReinforceAgent:
         this rank returns its share x world_size (the mean over ranks is the global mean).
         """
         real = real.to(self.device, torch.long)  # (N, T)
+        if logits is None and not self.dist.is_distributed and hasattr(self.generator, "mle_loss"):
+            # the LSTM family: the same loss without materialising the (N T, V) logits (DDP needs train_module)
+            real = trim_padding(real)  # (N, T')
+            with self._autocast():
+                return self.generator.mle_loss(self._teacher_input(real), real, PAD_ID)
         if logits is None:
             real = trim_padding(real)  # (N, T') the same loss: causal logits, PAD targets ignored
             with self._autocast():

@@ -221,6 +221,9 @@ class TrainConfig:
         if self.data.is_oracle and (pre or self.discriminator.pretrained):
             raise ValueError("generator.pretrained / discriminator.pretrained do not fit data.path=oracle (5,000 "
                              "integer tokens); fix: drop them.")
+        if self.generator.family != "llama" and self.agent != "reinforce":
+            raise ValueError(f"generator.family={self.generator.family} needs agent=reinforce, not agent={self.agent} "
+                             f"(the SB3 policies are their own networks); fix: drop --generator.family.")
         if (pre or self.discriminator.pretrained) and self.agent != "reinforce":
             raise ValueError(f"generator.pretrained / discriminator.pretrained need agent=reinforce, not "
                              f"agent={self.agent} (the SB3 policies are not causal LMs).")

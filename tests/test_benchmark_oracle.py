@@ -93,6 +93,10 @@ def test_tiny_bench_oracle_reports_ratios():
         assert res[key] > 0
     assert res["mc_rollout_vs_peer"] == pytest.approx(res["mc_rollout_tokens_per_s"] / 45.0)
     assert any("x peer" in line for line in logs)
+    for arm in ("lstm", "peer", "llama"):  # MLE epochs measured side by side, one time per round
+        assert len(res[f"mle_epoch_{arm}_rounds"]) == 3 and res[f"mle_epoch_{arm}_s"] > 0
+        assert res[f"mle_epoch_{arm}_vs_peer"] == pytest.approx(res["mle_epoch_peer_s"] / res[f"mle_epoch_{arm}_s"])
+    assert res["mle_epoch_peer_vs_peer"] == pytest.approx(1.0)
 
 
 @pytest.mark.parametrize("argv, match", [
@@ -106,3 +110,24 @@ def test_cli_bad_benchmark_input_exits_2_with_message(argv, match, capsys, tmp_p
     assert main(argv) == 2
     assert match in capsys.readouterr().err
     assert not (tmp_path / "benchmarks").exists() or not any((tmp_path / "benchmarks").iterdir())
+
+
+def test_seqgan_mle_recipe_early_stops_on_its_own_split(tmp_path):
+    """--mle-recipe seqgan: the LSTM family, epochs early-stopped on rows apart from the NLL-test rows."""
+    from seqgan_benchmarks.quality_oracle import early_stop_split
+    from seqgan_env.eval.oracle_data import load_oracle_dataset
+
+    cfg = OracleBenchmarkConfig.with_recipe(
+        "seqgan", seeds=(0,), rows=("mle",), batch_size=16, pretrain_epochs=3, pretrain_patience=1, d_pretrain_steps=1,
+        updates=1, eval_samples=16, oracle_train=64, oracle_valid=16, stop_valid=16, device="cpu",
+    )
+    assert cfg.generator.family == "lstm" and cfg.pretrain_lr == 0.01 and cfg.pretrain_clip == 5.0
+    result = run_benchmark(cfg, tmp_path / "out.json", log=lambda _: None)
+    pre = result["seeds"][0]["pretrain"]
+    assert 1 <= pre["best_epoch"] <= pre["epochs"] <= 3 and len(pre["history"]) == pre["epochs"]
+    assert pre["best_valid_nll"] == min(h["valid_nll"] for h in pre["history"])
+    data = load_oracle_dataset(64, 16, seed=0)
+    stop = early_stop_split(data, 16, 0)
+    assert not any(torch.equal(stop[i], data.valid[j]) for i in range(16) for j in range(16))
+    with pytest.raises(ValueError, match="--mle-recipe 'nope' is unknown"):
+        OracleBenchmarkConfig.with_recipe("nope")

@@ -51,6 +51,7 @@ def test_sample_d_filter_bad_values_are_named(run, capsys, argv, needle):
     [
         (["benchmark", "gan", "--arms", "d_filter"], "add mle"),
         (["benchmark", "gan", "--rows", "mle"], "--rows and --budget belong"),
+        (["benchmark", "gan", "--mle-recipe", "seqgan"], "--mle-recipe belongs to `benchmark oracle`"),
         (["benchmark", "oracle", "--arms", "mle"], "belong to `benchmark gan`"),
         (["benchmark", "gan", "--data", "oracle", "--arms", "mle,d_filter"], "no NLL-test on the oracle"),
         (["benchmark", "gan", "--variant", "rloo"], "NAME:KEY=VALUE"),

@@ -34,6 +34,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from seqgan_env.models.lstm import LSTMStepDecoder, is_lstm
+
 __all__ = ["LlamaStepDecoder", "fuse_layer", "make_step_decoder", "rotary_tables", "supports"]
 
 
@@ -104,15 +106,20 @@ def rotary_tables(backbone, positions: int, head_dim: int, device, dtype) -> tup
     return torch.cat([cos * scale, cos], 1), torch.cat([sin * scale, sin], 1)  # (P, 2 H D) each
 
 
-def make_step_decoder(model: torch.nn.Module, reuse: "LlamaStepDecoder | None" = None,
-                      enabled: bool = True) -> "LlamaStepDecoder | None":
+def make_step_decoder(model: torch.nn.Module, reuse: "LlamaStepDecoder | LSTMStepDecoder | None" = None,
+                      enabled: bool = True) -> "LlamaStepDecoder | LSTMStepDecoder | None":
     """The one decoder choice: the lean step decoder of ``model`` when it computes exactly
-    ``model``'s forward, else None (the caller then runs the transformers forward with its KV cache).
+    ``model``'s forward, else None (the caller then runs the model's forward with its cache).
 
-    ``reuse`` is returned when it already decodes ``model`` (it re-reads the weights after every
-    update, so one decoder serves a whole run); ``enabled=False`` always chooses transformers.
+    An LSTM generator (``seqgan_env.models.lstm``) gets its :class:`LSTMStepDecoder`. ``reuse``
+    is returned when it already decodes ``model`` (it re-reads the weights after every update, so
+    one decoder serves a whole run); ``enabled=False`` always chooses the model's forward.
     """
-    if not enabled or not supports(model):
+    if not enabled:
+        return None
+    if is_lstm(model):
+        return reuse if isinstance(reuse, LSTMStepDecoder) and reuse.model is model else LSTMStepDecoder(model)
+    if not supports(model):
         return None
     if reuse is not None and reuse.model is model:
         return reuse

@@ -97,18 +97,49 @@ class ModelConfig:
         return self.hidden_size // self.num_heads
 
 
+GENERATOR_FAMILIES = ("llama", "lstm")
+
+
 @dataclass
 class GeneratorConfig(ModelConfig):
     """The generator's architecture (a :class:`ModelConfig`), or ``pretrained``: a directory holding
     any causal LM ``transformers`` can load, with its tokenizer (``seqgan_env.models.pretrained``).
 
-    With ``pretrained`` set the architecture fields are not used: the directory's config.json is.
+    ``family``: ``llama`` (a tiny Llama of the ModelConfig fields) or ``lstm`` (SeqGAN's generator,
+    ``seqgan_env.models.lstm``: an embedding of ``embedding_size``, ``num_layers`` LSTM layers of
+    ``hidden_size``, a linear output; the attention fields are not used). With ``pretrained`` set
+    the architecture fields are not used: the directory's config.json is.
     """
 
     pretrained: str | None = None  # a directory with any causal LM transformers loads, and its tokenizer
+    family: str = "llama"  # llama | lstm (SeqGAN's: --generator.family lstm --generator.num-layers 1)
+    embedding_size: int | None = None  # lstm only: the token embedding's width; None: hidden_size
+    dropout: float = 0.0  # lstm only: dropout of the embedded inputs and LSTM outputs while training
 
     def __post_init__(self) -> None:
+        if self.family not in GENERATOR_FAMILIES:
+            raise ValueError(
+                f"generator.family={self.family!r} is invalid: choose one of {list(GENERATOR_FAMILIES)} (llama: a tiny "
+                f"Llama; lstm: SeqGAN's LSTM generator); fix: --generator.family lstm or drop the option."
+            )
+        if self.family == "lstm":  # the attention fields do not apply: check only what an LSTM uses
+            for name in ("hidden_size", "num_layers", "max_position_embeddings"):
+                _check_positive_int(f"generator.{name}", getattr(self, name))
+            if self.embedding_size is not None:
+                _check_positive_int("generator.embedding_size", self.embedding_size)
+            self.dropout = check_number("generator.dropout", self.dropout, 0, 1, "fix: 0.0 disables it, e.g. 0.3",
+                                        high_open=True)
+            if self.pretrained is not None:
+                raise ValueError(f"generator.pretrained={self.pretrained!r} does not fit generator.family=lstm (a "
+                                 f"pretrained directory brings its own architecture); fix: drop one of them.")
+            return
         super().__post_init__()
+        if self.embedding_size is not None:
+            raise ValueError(f"generator.embedding_size={self.embedding_size!r} is used only by generator.family=lstm "
+                             f"(a Llama's embedding is hidden_size wide); fix: drop it or --generator.family lstm.")
+        if self.dropout != 0.0:
+            raise ValueError(f"generator.dropout={self.dropout!r} is used only by generator.family=lstm (a Llama's is "
+                             f"attention_dropout); fix: drop it or --generator.family lstm.")
         if self.pretrained is not None and (not isinstance(self.pretrained, str) or not self.pretrained):
             raise ValueError(f"generator.pretrained={self.pretrained!r} is invalid: it must be a directory path "
                              f"(or None for a fresh tiny Llama).")
@@ -152,8 +183,14 @@ def to_llama_config(
     )
 
 
-def build_generator(cfg: ModelConfig, vocab_size: int) -> transformers.LlamaForCausalLM:
-    """A freshly initialised causal LM over ``vocab_size`` tokens (uses the global RNG)."""
+def build_generator(cfg: ModelConfig, vocab_size: int) -> torch.nn.Module:
+    """A freshly initialised generator over ``vocab_size`` tokens (uses the global RNG): a
+    ``transformers.LlamaForCausalLM``, or SeqGAN's LSTM for a :class:`GeneratorConfig` of family ``lstm``."""
+    if getattr(cfg, "family", "llama") == "lstm":
+        from seqgan_env.models.lstm import LSTMConfig, LSTMGenerator
+
+        emb = cfg.embedding_size if cfg.embedding_size is not None else cfg.hidden_size
+        return LSTMGenerator(LSTMConfig(vocab_size, emb, cfg.hidden_size, cfg.num_layers, dropout=cfg.dropout))
     return transformers.LlamaForCausalLM(to_llama_config(cfg, vocab_size))
 
 

@@ -40,8 +40,9 @@ from transformers import LlamaForCausalLM
 
 from seqgan_env.envs.spec import BOS_ID, EOS_ID, PAD_ID, EnvConfig
 from seqgan_env.models.fastllama import LlamaStepDecoder, make_step_decoder
+from seqgan_env.models.lstm import LSTMStepDecoder
 from seqgan_env.models.sampling import sample_categorical
-from seqgan_env.rewards.scoring import preallocated_cache
+from seqgan_env.rewards.scoring import generation_cache
 from seqgan_env.utils.validation import check_int, check_number
 
 PROB_EPS = 1e-6  # Q is clipped to [PROB_EPS, 1 - PROB_EPS] before its logit
@@ -90,7 +91,7 @@ class MCRolloutScorer:
     discriminator: anything with ``score_logits(tokens (B, T)) -> (B, T)`` realness
     logits per prefix (a :class:`~seqgan_env.models.discriminator.Discriminator` or a stub);
     a completed sequence is scored at its last real token.
-    rollout_generator: the rollout policy, a ``LlamaForCausalLM`` used as given (pass a
+    rollout_generator: the rollout policy, a ``LlamaForCausalLM`` or ``LSTMGenerator`` used as given (pass a
     copy of the generator: :func:`make_mc_rollout_scorer` does that); it samples in
     eval mode with no grad.
     num_rollouts: K >= 1 completions per prefix. max_length: the env's ``max_length``
@@ -132,7 +133,7 @@ class MCRolloutScorer:
         self.temperature = temperature
         self.rate = _check_rate(rate)
         self.device = next(rollout_generator.parameters()).device
-        self._decoder: LlamaStepDecoder | None = None  # lean one-token steps of the completions, when supported
+        self._decoder: LlamaStepDecoder | LSTMStepDecoder | None = None  # lean one-token steps, when supported
         self.reset_rng(seed)
 
     def reset_rng(self, seed: int) -> None:
@@ -310,7 +311,7 @@ class MCRolloutScorer:
         amask[:, :width] = (j >= -1).long()
         amask[:, width:] = 1
         position = (j + 1).clamp(min=0)  # (N, W) BOS at 0
-        cache = preallocated_cache(gen.config.num_hidden_layers, width + L)
+        cache = generation_cache(gen, width + L)  # KV columns, or an LSTM's (h, c)
         out = gen(input_ids=inp, attention_mask=amask[:, :width], position_ids=position,
                   cache=cache, use_cache=True, logits_to_keep=1)
         cache = out.cache

@@ -13,10 +13,13 @@ it is rebuilt with one full causal pass over the current tokens.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from transformers.cache_utils import Cache, DynamicLayer
 
 from seqgan_env.models.fastllama import LlamaStepDecoder, make_step_decoder
+from seqgan_env.models.lstm import LSTMCache, is_lstm
 
 
 class PreallocatedLayer(DynamicLayer):
@@ -59,6 +62,14 @@ class PreallocatedLayer(DynamicLayer):
 def preallocated_cache(num_layers: int, capacity: int) -> Cache:
     """A transformers ``Cache`` of ``num_layers`` :class:`PreallocatedLayer`."""
     return Cache(layers=[PreallocatedLayer(capacity) for _ in range(num_layers)])
+
+
+def generation_cache(model: torch.nn.Module, capacity: int) -> Any:
+    """An empty cache for ``model``'s forward: an LSTM generator's (h, c) state, else a
+    :func:`preallocated_cache` of ``capacity`` columns per layer (filled by the first call)."""
+    if is_lstm(model):
+        return LSTMCache()
+    return preallocated_cache(model.config.num_hidden_layers, capacity)
 
 
 class IncrementalPrefixScorer:

@@ -42,6 +42,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from seqgan_env.models.lstm import MODEL_TYPE as LSTM_MODEL_TYPE, lstm_from_export
 from seqgan_env.utils.atomic import TMP_PREFIX, atomic_save_tensors, atomic_write_text, fsync_dir
 from seqgan_env.utils.codec import load_tensors, read_json
 from seqgan_env.utils.pidlock import PidLock
@@ -75,7 +76,8 @@ def save_generator_export(model: Any, directory: str | os.PathLike) -> Path:
 def load_generator_export(directory: str | os.PathLike, fix: str | None = None) -> Any:
     """The causal LM that :func:`save_generator_export` wrote, read with the loud loaders.
 
-    Our tiny Llamas come back as ``LlamaForCausalLM``; a run started from ``generator.pretrained``
+    Our tiny Llamas come back as ``LlamaForCausalLM``, the LSTM family (``model_type`` ``seqgan_lstm``)
+    as ``seqgan_env.models.lstm.LSTMGenerator``; a run started from ``generator.pretrained``
     exports that model's architecture, built with ``AutoModelForCausalLM.from_config``.
 
     Not ``from_pretrained``: that one ends a truncated file with a traceback and draws a
@@ -107,6 +109,8 @@ def load_generator_export(directory: str | os.PathLike, fix: str | None = None) 
     weights: dict[str, torch.Tensor] = {}
     for shard in shards:
         weights.update(load_tensors(shard, fix))
+    if model_type == LSTM_MODEL_TYPE:  # SeqGAN's LSTM family (seqgan_env.models.lstm), not a transformers model
+        return lstm_from_export(raw, weights, str(config_path), fix)
     with quiet_transformers():
         try:
             with torch.random.fork_rng(devices=[]):
