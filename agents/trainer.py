@@ -104,7 +104,9 @@ class Trainer:
         env_sources, _ = split_kl(cfg.reward.sources)  # the KL term is the agent's (reinforce.kl_coef)
         self.venv = DiscriminatorRewardVector(base, scorer, cfg.reward, real_data=self.real, seed=seed,
                                               sources=env_sources)
-        self.callback = DiscriminatorUpdateCallback(self.venv, self._sample_fake, cfg.d_updates)
+        mean_over_ranks = ((lambda x: distributed.mean_metrics({"acc": x}, self.dist)["acc"])
+                           if self.dist.is_distributed else None)
+        self.callback = DiscriminatorUpdateCallback(self.venv, self._sample_fake, cfg.d_updates, mean_over_ranks)
         self.bigram = BigramModel.fit(self.data.valid_texts)
         self.real_gen = torch.Generator().manual_seed(seed + 2)
         self.step = 0

@@ -203,6 +203,27 @@ def test_until_accuracy_keeps_training_until_the_target():
     assert cb2.on_generator_update()["discriminator/phase_steps"] == 3  # capped at max_d_steps
 
 
+def test_until_accuracy_decides_on_the_mean_over_ranks():
+    """Data-parallel: two ranks whose local accuracies straddle the target stop after the same step."""
+    local = {0: [0.6, 0.6, 0.6], 1: [0.8, 0.8, 0.8]}  # rank means: 0.7 >= 0.65 at once; rank 0 alone: never
+    steps = {}
+    for rank in (0, 1):
+        script = [{"acc_real": a, "acc_fake": a} for a in local[rank]]
+        env = FakeRewardEnv(script=script)
+        seen: list[float] = []
+
+        def mean_over_ranks(acc: float, rank: int = rank) -> float:
+            seen.append(acc)
+            return 0.5 * (local[0][len(seen) - 1] + local[1][len(seen) - 1])
+
+        cb = DiscriminatorUpdateCallback(env, lambda n: torch.zeros(n, T, dtype=torch.long),
+                                         DiscriminatorUpdateConfig(d_steps=1, batch_size=1, until_accuracy=0.65,
+                                                                   max_d_steps=3), mean_over_ranks)
+        steps[rank] = cb.on_generator_update()["discriminator/phase_steps"]
+        assert seen == [local[rank][0]]  # this rank's own accuracy goes into the mean
+    assert steps == {0: 1, 1: 1}
+
+
 @pytest.mark.parametrize("kw,needle", [
     (dict(replay_fraction=1.0), "replay_fraction"),
     (dict(replay_fraction=-0.1), "replay_fraction"),

@@ -99,7 +99,8 @@ class DiscriminatorUpdateCallback:
     """
 
     def __init__(self, reward_env: SupportsDiscriminatorUpdate, sample_fake: Callable[[int], torch.Tensor],
-                 config: DiscriminatorUpdateConfig | None = None) -> None:
+                 config: DiscriminatorUpdateConfig | None = None,
+                 mean_over_ranks: Callable[[float], float] | None = None) -> None:
         if not callable(getattr(reward_env, "update_discriminator", None)):
             raise TypeError(f"reward_env ({type(reward_env).__name__}) has no update_discriminator(fake); wrap the "
                             f"env in DiscriminatorReward / DiscriminatorRewardVector.")
@@ -107,6 +108,9 @@ class DiscriminatorUpdateCallback:
             raise TypeError("sample_fake must be a callable n -> (n, T) tensor of generated token ids.")
         self.reward_env = reward_env
         self.sample_fake = sample_fake
+        # Data-parallel: every rank must stop a train-until-accuracy phase after the same step (D's updates are
+        # collectives), so the decision uses the accuracy averaged over ranks; None: one process.
+        self.mean_over_ranks = mean_over_ranks
         self.config = config if config is not None else DiscriminatorUpdateConfig()
         self.num_generator_updates = 0
         self.num_discriminator_updates = 0
@@ -199,7 +203,10 @@ class DiscriminatorUpdateCallback:
             return False
         if "acc_real" not in metrics or "acc_fake" not in metrics:
             raise ValueError("d_updates.until_accuracy needs update_discriminator() metrics acc_real and acc_fake.")
-        return 0.5 * (float(metrics["acc_real"]) + float(metrics["acc_fake"])) < target
+        acc = 0.5 * (float(metrics["acc_real"]) + float(metrics["acc_fake"]))
+        if self.mean_over_ranks is not None:
+            acc = float(self.mean_over_ranks(acc))
+        return acc < target
 
     # -- resume -------------------------------------------------------------------
 
