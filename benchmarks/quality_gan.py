@@ -144,6 +144,8 @@ class GanBenchmarkConfig:
             raise ValueError(f"test_fraction={self.test_fraction!r} is invalid: it must be in (0, 0.5).")
         for name in ("samples", "mle_eval_every", "d_filter_steps", "d_filter_batch", "ngram_order", "oracle_test"):
             check_int(name, getattr(self, name), 1)
+        for arm in ("adversarial", *names):  # a bad override fails now, not after the arms before it have trained
+            self.train_config(0, ".", arm)
 
     @property
     def is_oracle(self) -> bool:

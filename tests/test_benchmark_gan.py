@@ -111,7 +111,8 @@ TINY = ("generator.hidden_size=16", "generator.intermediate_size=32", "generator
 
 @pytest.mark.parametrize("variants,match", [(("rloo",), "NAME:KEY=VALUE"), (("rloo:gamma",), "NAME:KEY=VALUE"),
                                              (("mle:reinforce.gamma=0.9",), "taken"),
-                                             (("a:x=1", "a:y=2"), "taken"), (("1x:a=1",), "NAME:KEY=VALUE")])
+                                             (("a:x=1", "a:y=2"), "taken"), (("1x:a=1",), "NAME:KEY=VALUE"),
+                                             (("typo:reinforce.gama=0.9",), "unknown key 'gama'")])
 def test_bad_variant_is_named(variants, match):
     with pytest.raises(ValueError, match=match):
         GanBenchmarkConfig(variants=variants)
