@@ -133,24 +133,19 @@ class TrainConfig:
     # defaults); mle_coef=0.5 holds the generator near the data (README, "Why the trainer's reward is
     # potential": bigram NLL 2.465 with it, 2.650 without).
     reinforce: ReinforceConfig = field(default_factory=lambda: ReinforceConfig(batch_size=128, lr=2e-3, mle_coef=0.5))
-    # potential/prob: per-prefix credit without a length bias (per_step/prob grows names to max_length,
-    # per_step/log shrinks them to one letter; README has the measured table).
-    reward: RewardConfig = field(default_factory=lambda: RewardConfig(mode="potential", transform="prob"))
+    # The env's reward defaults (RewardConfig, the same as SeqGAN-v1's); D phases run on the trainer's clock,
+    # d_updates.every generator updates, so the env's own episode-count clock (update_every) is off here.
+    reward: RewardConfig = field(default_factory=lambda: RewardConfig(update_every=None))
     # discriminator: D scores each prefix directly (one token per step with its KV cache);
     # mc_rollout: SeqGAN's Q, D's mean score of mc_rollout.num_rollouts completions of each prefix.
     reward_scorer: str = "discriminator"
     mc_rollout: MCRolloutConfig = field(default_factory=MCRolloutConfig)  # K, rate, temperature of reward_scorer=mc_rollout
-    # d_steps 3, then up to 10 until D's batch accuracy reaches 0.65, and a whole-sequence D loss
-    # (discriminator.prefix_loss=false) with 300 D pretraining steps keep D informative: validation AUC 0.60-0.64
-    # through the default run's adversarial phase (0.599 at its lowest), against 0.57-0.58 with 3 fixed steps and
-    # 0.49 with one step, the pooled prefix loss and 50 pretraining steps (README, "Discriminator health").
-    d_updates: DiscriminatorUpdateConfig = field(default_factory=lambda: DiscriminatorUpdateConfig(
-        every=1, d_steps=3, batch_size=128, until_accuracy=0.65, max_d_steps=10))
+    d_updates: DiscriminatorUpdateConfig = field(default_factory=DiscriminatorUpdateConfig)
     # The default tiny Llama (hidden 32, 2 layers), as the discriminator: the same sample quality as hidden 64
     # on the census names (README) in two thirds of the training time.
     generator: GeneratorConfig = field(default_factory=GeneratorConfig)
     discriminator_model: ModelConfig = field(default_factory=ModelConfig)
-    discriminator: DiscriminatorConfig = field(default_factory=lambda: DiscriminatorConfig(prefix_loss=False))
+    discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
     ppo: PPOConfig = field(default_factory=PPOConfig)
     alarms: AlarmConfig = field(default_factory=AlarmConfig)
 

@@ -1,11 +1,11 @@
 """seqgan-env: SeqGAN-style text generation as a Gymnasium reinforcement-learning environment.
 
-``gymnasium.make("seqgan_env:SeqGAN-v0")`` gives one generator episode paid by a
-discriminator; ``gymnasium.make_vec("seqgan_env:SeqGAN-v0", num_envs=N,
-vectorization_mode="vector_entry_point")`` gives the natively batched version.
+``gymnasium.make("seqgan_env:SeqGAN-v1")`` gives one generator episode paid by a
+discriminator that co-trains on the episodes it scores; ``gymnasium.make_vec("seqgan_env:SeqGAN-v1",
+num_envs=N, vectorization_mode="vector_entry_point")`` gives the natively batched version.
+``SeqGAN-v0`` stays registered with its old defaults for reproducibility (see
+``seqgan_env.envs.versions``).
 """
-
-from gymnasium.envs.registration import register, registry
 
 from seqgan_env.envs.env import TokenGenerationEnv
 from seqgan_env.envs.vector_env import TokenGenerationVectorEnv
@@ -15,13 +15,9 @@ from seqgan_env.rewards.wrappers import DiscriminatorReward, DiscriminatorReward
 
 __version__ = "0.1.0"
 
-ENV_ID = "SeqGAN-v0"
-if ENV_ID not in registry:
-    register(
-        id=ENV_ID,
-        entry_point="seqgan_env.rewards.registration:make_env",
-        vector_entry_point="seqgan_env.rewards.registration:make_vector_env",
-    )
+from seqgan_env.envs.versions import ENV_ID, register_envs
+
+register_envs()
 
 __all__ = [
     "ENV_ID",

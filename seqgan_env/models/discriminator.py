@@ -142,7 +142,7 @@ class DiscriminatorConfig:
     """Gradient clipping; None: none."""
     onecycle_total_steps: int | None = None
     """Updates of a OneCycle lr schedule; None: constant lr."""
-    prefix_loss: bool = True
+    prefix_loss: bool = False
     """Loss on every prefix (pooled) rather than only on each row's last token."""
     sequence_weight: float = 0.0
     """With prefix_loss: share of the loss on whole-sequence scores, in [0, 1]."""

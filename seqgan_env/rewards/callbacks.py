@@ -58,9 +58,9 @@ class DiscriminatorUpdateConfig:
 
     every: int = 1
     """Generator updates between D phases (>= 1)."""
-    d_steps: int = 1
+    d_steps: int = 3
     """D updates per phase (>= 1)."""
-    batch_size: int = 64
+    batch_size: int = 128
     """Generated (and as many real) sequences per D update."""
     freeze: bool = False
     """Never update D (the exploit check: the generator against a fixed D)."""
@@ -68,7 +68,7 @@ class DiscriminatorUpdateConfig:
     """Share of each fake batch replayed from earlier fakes, in [0, 1); 0: all fresh."""
     replay_size: int = 2048
     """Fresh fakes kept for replay (>= batch_size)."""
-    until_accuracy: float | None = None
+    until_accuracy: float | None = 0.65
     """Keep updating D after d_steps until its batch accuracy reaches this, in (0.5, 1]; None: off."""
     max_d_steps: int = 10
     """Cap on D updates per phase with until_accuracy (>= d_steps)."""
@@ -106,6 +106,13 @@ class DiscriminatorUpdateCallback:
                             f"env in DiscriminatorReward / DiscriminatorRewardVector.")
         if not callable(sample_fake):
             raise TypeError("sample_fake must be a callable n -> (n, T) tensor of generated token ids.")
+        every = getattr(getattr(reward_env, "trainer", None), "update_every", None)
+        if isinstance(every, int):
+            raise ValueError(
+                f"the env already trains its discriminator itself, every {every} finished episodes "
+                f"(update_every={every}); two schedules would train it twice. Fix: build the env with "
+                f"update_every=None to schedule D with this callback, or drop the callback."
+            )
         self.reward_env = reward_env
         self.sample_fake = sample_fake
         # Data-parallel: every rank must stop a train-until-accuracy phase after the same step (D's updates are

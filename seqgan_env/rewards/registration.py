@@ -12,6 +12,7 @@ spec items / callables; see ``seqgan_env.rewards.sources``); None: the discrimin
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import fields, replace
 from typing import Any
 
@@ -24,6 +25,7 @@ from seqgan_env.envs.spec import EnvConfig
 from seqgan_env.envs.vector_env import TokenGenerationVectorEnv
 from seqgan_env.models.discriminator import Discriminator, DiscriminatorConfig
 from seqgan_env.models.networks import ModelConfig
+from seqgan_env.rewards.d_trainer import DiscriminatorTrainer
 from seqgan_env.rewards.wrappers import DiscriminatorReward, DiscriminatorRewardVector, RewardConfig
 
 
@@ -80,6 +82,45 @@ def _components(data_path, max_length, allow_eos, valid_fraction, seed, discrimi
     return dataset, disc
 
 
+class _Group:
+    """What the envs of one discriminator group share: the data set and D's trainer (D inside)."""
+
+    def __init__(self, dataset: Any, trainer: DiscriminatorTrainer) -> None:
+        self.dataset, self.trainer = dataset, trainer
+
+
+# Live groups of this process, keyed by every argument that shapes the data or D; an entry goes when
+# the last env holding its group is collected.
+_GROUPS: weakref.WeakValueDictionary[tuple, _Group] = weakref.WeakValueDictionary()
+
+
+def _group_key(reward: RewardConfig, data_path, max_length, allow_eos, valid_fraction, seed, discriminator_model,
+               discriminator_config, device, tokenizer) -> tuple:
+    tok = tokenizer if tokenizer is None or isinstance(tokenizer, str) else ("object", id(tokenizer))
+    d_schedule = (reward.update_every, reward.update_batch_size, reward.buffer_size, reward.update_steps,
+                  reward.update_until_accuracy, reward.update_max_steps)
+    return (str(data_path or DEFAULT_DATA_PATH), max_length, allow_eos, valid_fraction, seed,
+            repr(discriminator_model), repr(discriminator_config), str(torch.device(device)), tok, d_schedule)
+
+
+def _shared_components(share: bool, reward: RewardConfig, data_path, max_length, allow_eos, valid_fraction, seed,
+                       discriminator_model, discriminator_config, device, tokenizer) -> _Group:
+    """The data set and D's trainer: the live group's when ``share`` and one has the same arguments, else new."""
+    if not isinstance(share, bool):
+        raise ValueError(f"share_discriminator={share!r} is invalid: it must be True (envs made with the same "
+                         f"arguments in this process score with one discriminator) or False (a fresh one).")
+    key = _group_key(reward, data_path, max_length, allow_eos, valid_fraction, seed, discriminator_model,
+                     discriminator_config, device, tokenizer)
+    group = _GROUPS.get(key) if share else None
+    if group is None:
+        dataset, disc = _components(data_path, max_length, allow_eos, valid_fraction, seed, discriminator_model,
+                                    discriminator_config, device, tokenizer)
+        group = _Group(dataset, reward.make_trainer(disc, dataset.train.to(device), seed))
+        if share:
+            _GROUPS[key] = group
+    return group
+
+
 def make_env(
     data_path: str | None = None,
     max_length: int | None = None,
@@ -91,6 +132,9 @@ def make_env(
     potential_baseline: float = RewardConfig.potential_baseline,
     update_every: int | None = RewardConfig.update_every,
     update_batch_size: int = RewardConfig.update_batch_size,
+    update_steps: int = RewardConfig.update_steps,
+    update_until_accuracy: float | None = RewardConfig.update_until_accuracy,
+    update_max_steps: int = RewardConfig.update_max_steps,
     valid_fraction: float = 0.1,
     discriminator_model: ModelConfig | dict | None = None,
     discriminator_config: DiscriminatorConfig | dict | None = None,
@@ -98,6 +142,7 @@ def make_env(
     render_mode: str | None = None,
     tokenizer: Any = None,
     reward_sources: Any = None,
+    share_discriminator: bool = True,
 ) -> DiscriminatorReward:
     """A ``TokenGenerationEnv`` paid by a discriminator; see ``DiscriminatorReward``.
 
@@ -105,10 +150,14 @@ def make_env(
     when ``allow_eos``), in the tokenizer's tokens; an explicit length shorter than a line
     raises ``DataError``. ``tokenizer``: see the module docstring.
     """
-    dataset, disc = _components(
-        data_path, max_length, allow_eos, valid_fraction, seed, discriminator_model, discriminator_config, "cpu",
-        tokenizer,
+    reward = RewardConfig(reward_mode, reward_transform, potential_baseline, update_every, update_batch_size,
+                          update_steps=update_steps, update_until_accuracy=update_until_accuracy,
+                          update_max_steps=update_max_steps)
+    group = _shared_components(
+        share_discriminator, reward, data_path, max_length, allow_eos, valid_fraction, seed, discriminator_model,
+        discriminator_config, "cpu", tokenizer,
     )
+    dataset, trainer = group.dataset, group.trainer
     env = TokenGenerationEnv(
         tokenizer=dataset.tokenizer,
         max_length=dataset.max_length,
@@ -117,8 +166,11 @@ def make_env(
         invalid_action_reward=invalid_action_reward,
         render_mode=render_mode,
     )
-    reward = RewardConfig(reward_mode, reward_transform, potential_baseline, update_every, update_batch_size)
-    return DiscriminatorReward(env, disc, reward, real_data=dataset.train, seed=seed, sources=reward_sources)
+    wrapper = DiscriminatorReward(env, trainer.scorer, reward, real_data=dataset.train, seed=seed,
+                                  sources=reward_sources, trainer=trainer)
+    wrapper._discriminator_group = group  # keeps the group alive while this env is
+    wrapper.dataset = dataset
+    return wrapper
 
 
 def make_vector_env(
@@ -133,6 +185,9 @@ def make_vector_env(
     potential_baseline: float = RewardConfig.potential_baseline,
     update_every: int | None = RewardConfig.update_every,
     update_batch_size: int = RewardConfig.update_batch_size,
+    update_steps: int = RewardConfig.update_steps,
+    update_until_accuracy: float | None = RewardConfig.update_until_accuracy,
+    update_max_steps: int = RewardConfig.update_max_steps,
     valid_fraction: float = 0.1,
     discriminator_model: ModelConfig | dict | None = None,
     discriminator_config: DiscriminatorConfig | dict | None = None,
@@ -143,15 +198,20 @@ def make_vector_env(
     render_mode: str | None = None,
     tokenizer: Any = None,
     reward_sources: Any = None,
+    share_discriminator: bool = True,
 ) -> DiscriminatorRewardVector:
     """A ``TokenGenerationVectorEnv`` paid by a discriminator; see ``DiscriminatorRewardVector``.
 
     ``max_length`` None: what the data needs, as in ``make_env``.
     """
-    dataset, disc = _components(
-        data_path, max_length, allow_eos, valid_fraction, seed, discriminator_model, discriminator_config, device,
-        tokenizer,
+    reward = RewardConfig(reward_mode, reward_transform, potential_baseline, update_every, update_batch_size,
+                          update_steps=update_steps, update_until_accuracy=update_until_accuracy,
+                          update_max_steps=update_max_steps)
+    group = _shared_components(
+        share_discriminator, reward, data_path, max_length, allow_eos, valid_fraction, seed, discriminator_model,
+        discriminator_config, device, tokenizer,
     )
+    dataset, trainer = group.dataset, group.trainer
     env = TokenGenerationVectorEnv(
         num_envs,
         tokenizer=dataset.tokenizer,
@@ -164,6 +224,8 @@ def make_vector_env(
         decode_text=decode_text,
         render_mode=render_mode,
     )
-    reward = RewardConfig(reward_mode, reward_transform, potential_baseline, update_every, update_batch_size)
-    return DiscriminatorRewardVector(env, disc, reward, real_data=dataset.train.to(device), seed=seed,
-                                     sources=reward_sources)
+    wrapper = DiscriminatorRewardVector(env, trainer.scorer, reward, real_data=trainer.real_data, seed=seed,
+                                        sources=reward_sources, trainer=trainer)
+    wrapper._discriminator_group = group  # keeps the group alive while this env is
+    wrapper.dataset = dataset
+    return wrapper

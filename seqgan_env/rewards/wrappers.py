@@ -6,11 +6,15 @@ step with a score computed from the discriminator's per-prefix realness logits
 the env's ``invalid_action_reward``. The discriminator scores in eval mode with
 no gradient; it trains only inside ``update_discriminator``.
 
-Adversarial training without a callback: given ``real_data`` and
-``update_every=K``, the wrapper keeps a buffer of finished generated sequences and
-runs ``update_discriminator()`` every K finished episodes. With a callback, leave
-``update_every=None`` and call ``update_discriminator()`` between rollouts.
-``load_discriminator_state`` replaces the weights (to sync subprocess copies).
+Co-training (the default): given ``real_data``, the wrapper keeps a buffer of finished,
+complete generated sequences and, every ``RewardConfig.update_every`` finished episodes,
+runs a D *phase* (``update_steps`` updates, more until ``update_until_accuracy``, at most
+``update_max_steps``) on them against real rows: the schedule ``seqgan-env train`` uses.
+The single env reports the phase's metrics in that step's ``info`` as
+``discriminator/<name>``; both keep them in ``wrapper.trainer.last_metrics``. To schedule
+D yourself (a callback), pass ``update_every=None`` and call ``update_discriminator()``
+between rollouts. ``load_discriminator_state`` replaces the weights (to sync subprocess
+copies). Wrappers given the same ``trainer`` share one D, one buffer and one episode count.
 
 Weighted sources (``seqgan_env.rewards.sources``): ``RewardConfig.sources`` (a spec string) or
 the wrappers' ``sources`` argument (RewardSource objects, spec items or callables; it replaces
@@ -21,7 +25,7 @@ default, the discriminator alone at weight 1, pays exactly what it paid before s
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any, Callable, Protocol
 
 import gymnasium as gym
@@ -29,6 +33,7 @@ import numpy as np
 import torch
 
 from seqgan_env.envs.spec import PAD_ID
+from seqgan_env.rewards.callbacks import DiscriminatorUpdateConfig
 from seqgan_env.rewards.d_trainer import DiscriminatorTrainer
 from seqgan_env.rewards.modes import get_mode, get_transform, step_rewards
 from seqgan_env.rewards.scoring import IncrementalPrefixScorer
@@ -42,26 +47,49 @@ class PrefixScorer(Protocol):
     def score_logits(self, tokens: torch.Tensor) -> torch.Tensor: ...
 
 
+#: Finished episodes between the wrapper's own D phases: one phase per 128 episodes, as the trainer
+#: runs one per generator update of 128 episodes (``ReinforceConfig`` batch in ``seqgan-env train``).
+DEFAULT_UPDATE_EVERY = 128
+
+
 @dataclass(frozen=True)
 class RewardConfig:
     """How discriminator scores become rewards, and when the wrapper trains D itself.
 
-    mode: ``final`` | ``per_step`` | ``potential``; transform: ``prob`` | ``centered``
-    | ``log`` | ``logit``; potential_baseline: s_{-1} of ``potential``;
-    update_every: finished episodes between self-run D updates (None: never);
-    update_batch_size: real and fake sequences per D update; buffer_size: finished
-    generated sequences kept for D updates; sources: the weighted reward sources, a spec string
-    such as ``"discriminator=1.0,mypkg.rewards:brevity=0.1"`` (see ``seqgan_env.rewards.sources``;
-    checked, and its callables imported, on construction).
+    The defaults are the ones ``seqgan-env train`` uses: ``potential``/``prob`` pays each
+    prefix's change in D's probability (no bias towards long or short sequences), and D
+    co-trains out of the box on the schedule of ``DiscriminatorUpdateConfig``.
+
+    Attributes:
+        mode: ``final`` | ``per_step`` | ``potential``.
+        transform: ``prob`` | ``centered`` | ``log`` | ``logit``.
+        potential_baseline: s_{-1} of ``potential``.
+        update_every: finished episodes between the wrapper's own D phases; None: never (D
+            stays fixed, or a callback calls ``update_discriminator``).
+        update_batch_size: real and generated sequences per D update.
+        update_steps: D updates per phase.
+        update_until_accuracy: after ``update_steps``, keep updating until D's batch accuracy
+            reaches this, in (0.5, 1]; None: off.
+        update_max_steps: cap on D updates per phase (>= update_steps).
+        buffer_size: finished generated sequences kept for D updates.
+        sources: the weighted reward sources, a spec string such as
+            ``"discriminator=1.0,mypkg.rewards:brevity=0.1"`` (see ``seqgan_env.rewards.sources``;
+            checked, and its callables imported, on construction).
+
+    Raises:
+        ValueError: a field out of range, naming the value and the fix.
     """
 
-    mode: str = "per_step"
+    mode: str = "potential"
     transform: str = "prob"
     potential_baseline: float = 0.0
-    update_every: int | None = None
-    update_batch_size: int = 64
+    update_every: int | None = DEFAULT_UPDATE_EVERY
+    update_batch_size: int = DiscriminatorUpdateConfig.batch_size
     buffer_size: int = 1024
     sources: str = DEFAULT_SPEC
+    update_steps: int = DiscriminatorUpdateConfig.d_steps
+    update_until_accuracy: float | None = DiscriminatorUpdateConfig.until_accuracy
+    update_max_steps: int = DiscriminatorUpdateConfig.max_d_steps
 
     def __post_init__(self) -> None:
         get_mode(self.mode)
@@ -69,16 +97,52 @@ class RewardConfig:
         check_number("potential_baseline", self.potential_baseline)
         if self.update_every is not None:
             check_int("update_every", self.update_every, 1,
-                      "finished episodes between D updates, or None to leave D updates to a callback")
+                      "finished episodes between D phases, or None to leave D updates to a callback")
         check_int("update_batch_size", self.update_batch_size, 1)
         check_int("buffer_size", self.buffer_size, self.update_batch_size, "at least update_batch_size")
+        check_int("update_steps", self.update_steps, 1, "use 1 D update per phase, or update_every=None for none")
+        if self.update_until_accuracy is not None:
+            check_number("update_until_accuracy", self.update_until_accuracy, 0.5, 1, "None disables it; e.g. 0.65",
+                         low_open=True)
+        check_int("update_max_steps", self.update_max_steps, self.update_steps, "at least update_steps")
         if not isinstance(self.sources, str):
             raise ValueError(f"sources={self.sources!r} must be a spec string such as 'discriminator=1.0'; pass "
                              f"RewardSource objects or callables as the wrapper's `sources` argument instead.")
         as_sources(self.sources)
 
+    def make_trainer(self, scorer: Any, real_data: torch.Tensor | None, seed: int = 0) -> DiscriminatorTrainer:
+        """The ``DiscriminatorTrainer`` of ``scorer`` on this config's schedule."""
+        return DiscriminatorTrainer(scorer, real_data, self.update_every, self.update_batch_size, self.buffer_size,
+                                    seed, d_steps=self.update_steps, until_accuracy=self.update_until_accuracy,
+                                    max_d_steps=self.update_max_steps)
+
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def _own_trainer(trainer: DiscriminatorTrainer | None, scorer: Any, config: RewardConfig,
+                 real_data: torch.Tensor | None, seed: int, overrides: dict) -> DiscriminatorTrainer:
+    """``trainer`` when shared with other wrappers (it must train ``scorer``), else a new one from ``config``.
+
+    Without ``real_data`` D cannot train, so the wrapper only scores: the default ``update_every``
+    does not apply, and an explicit one is refused.
+    """
+    if trainer is None:
+        if real_data is None:
+            if overrides.get("update_every") is not None:
+                raise ValueError(f"update_every={overrides['update_every']} needs real_data, the real sequences D "
+                                 f"trains on: pass real_data=..., or drop update_every to only score.")
+            config = replace(config, update_every=None)
+        return config.make_trainer(scorer, real_data, seed)
+    if trainer.scorer is not scorer:
+        raise ValueError("trainer trains another scorer than the one that pays the rewards: pass the trainer "
+                         "of this scorer (e.g. another wrapper's .trainer), or trainer=None for a new one.")
+    return trainer
+
+
+def _phase_info(metrics: dict[str, float]) -> dict[str, float]:
+    """A D phase's metrics as info entries ``discriminator/<name>``."""
+    return {f"discriminator/{k}": float(v) for k, v in metrics.items()}
 
 
 class DiscriminatorReward(gym.Wrapper):
@@ -96,14 +160,14 @@ class DiscriminatorReward(gym.Wrapper):
         real_data: torch.Tensor | None = None,
         seed: int = 0,
         sources: Any = None,
+        trainer: DiscriminatorTrainer | None = None,
         **overrides: Any,
     ) -> None:
         super().__init__(env)
         self.reward_config = RewardConfig(**{**(config.to_dict() if config else {}), **overrides})
         self.combiner = SourceCombiner(self.reward_config.sources if sources is None else sources)
         self.scorer = scorer
-        self.trainer = DiscriminatorTrainer(scorer, real_data, self.reward_config.update_every, self.reward_config.update_batch_size,
-                                            self.reward_config.buffer_size, seed)
+        self.trainer = _own_trainer(trainer, scorer, self.reward_config, real_data, seed, overrides)
 
     def step(self, action):
         obs, reward, terminated, truncated, info = self.env.step(action)
@@ -130,7 +194,7 @@ class DiscriminatorReward(gym.Wrapper):
             info.update(dict.fromkeys(comb.info_keys, 0.0))
         if terminated or truncated:
             if self.trainer.add_finished(torch.as_tensor(obs, dtype=torch.long).unsqueeze(0)):
-                self.update_discriminator()
+                info.update(_phase_info(self.trainer.run_phase()))
         return obs, float(reward), terminated, truncated, info
 
     def update_discriminator(self, fake: torch.Tensor | None = None) -> dict[str, float]:
@@ -145,6 +209,7 @@ class DiscriminatorReward(gym.Wrapper):
     def load_discriminator_state(self, state_dict: dict[str, torch.Tensor]) -> None:
         """Replace the discriminator's weights (e.g. broadcast from a trainer process)."""
         self.scorer.load_state_dict(state_dict)
+        self.trainer.mark_changed()
 
     def discriminator_state(self) -> dict[str, torch.Tensor]:
         return self.scorer.state_dict()
@@ -175,6 +240,7 @@ class DiscriminatorRewardVector(gym.vector.VectorWrapper):
         seed: int = 0,
         incremental: bool | None = None,
         sources: Any = None,
+        trainer: DiscriminatorTrainer | None = None,
         **overrides: Any,
     ) -> None:
         super().__init__(env)
@@ -185,8 +251,7 @@ class DiscriminatorRewardVector(gym.vector.VectorWrapper):
         self.reward_config = RewardConfig(**{**(config.to_dict() if config else {}), **overrides})
         self.combiner = SourceCombiner(self.reward_config.sources if sources is None else sources)
         self.scorer = scorer
-        self.trainer = DiscriminatorTrainer(scorer, real_data, self.reward_config.update_every, self.reward_config.update_batch_size,
-                                            self.reward_config.buffer_size, seed)
+        self.trainer = _own_trainer(trainer, scorer, self.reward_config, real_data, seed, overrides)
         b, t = base.num_envs, base.config.max_length
         self._all_rows = np.ones(b, dtype=bool)  # the ``_reward/<name>`` masks: every row has a value every step
         can_cache = hasattr(scorer, "net") and not hasattr(scorer, "score_last")
@@ -198,6 +263,7 @@ class DiscriminatorRewardVector(gym.vector.VectorWrapper):
         )
         self._logits = torch.zeros(b, t, device=base.device)  # (B, T) logit of every prefix of the current episodes
         self._prev_done = torch.zeros(b, dtype=torch.bool, device=base.device)  # (B,)
+        self._seen_version = self.trainer.version
 
     def reset(self, *, seed=None, options=None):
         """Reset like the wrapped env; with ``options["reset_mask"]`` only those rows start over.
@@ -219,6 +285,9 @@ class DiscriminatorRewardVector(gym.vector.VectorWrapper):
         return obs, info
 
     def step(self, actions):
+        if self._incremental is not None and self.trainer.version != self._seen_version:
+            self._incremental.invalidate()  # D changed (here or in an env sharing it): rescore from the tokens
+        self._seen_version = self.trainer.version
         obs, rewards, terminated, truncated, infos = self.env.step(actions)
         base = self.env.unwrapped
         tokens, lengths = base.tokens, base.lengths  # (B, T), (B,)
@@ -242,7 +311,7 @@ class DiscriminatorRewardVector(gym.vector.VectorWrapper):
             infos["disc_score"], infos["_disc_score"] = score, finished.cpu().numpy()
         self._prev_done = done.clone()
         if bool(done.any()) and self.trainer.add_finished(tokens[done]):
-            self.update_discriminator()
+            self.trainer.run_phase()  # its metrics: self.trainer.last_metrics
         return obs, (out if base.return_torch else out.cpu().numpy()), terminated, truncated, infos
 
     def _texts_of(self, infos: dict) -> Callable[[torch.Tensor], list[str]]:
@@ -300,6 +369,7 @@ class DiscriminatorRewardVector(gym.vector.VectorWrapper):
     def load_discriminator_state(self, state_dict: dict[str, torch.Tensor]) -> None:
         """Replace the discriminator's weights (e.g. broadcast from a trainer process)."""
         self.scorer.load_state_dict(state_dict)
+        self.trainer.mark_changed()
         if self._incremental is not None:
             self._incremental.invalidate()
 
