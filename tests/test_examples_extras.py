@@ -43,13 +43,12 @@ def test_trl_grpo_example():
     assert samples and len(samples.group(1).split()) >= 10, out  # 12 samples; an empty one joins two spaces
 
 
-def test_torchrl_example_steps_the_env_exactly_as_the_plain_loop():
-    """Same seed, network and loss: the torchrl path (GymWrapper, DISABLED-autoreset adapter, ActionMask,
-    MaskedCategorical) must give the plain Gymnasium loop's numbers to the printed digit."""
+def test_torchrl_example_cotrains_and_moves_towards_the_data():
+    """torchrl's GymWrapper / native adapter with the env's default co-training: D phases run with no callback and
+    the rollouts' bigram JS distance to held-out names falls."""
     _need("torchrl", "torchrl")
-    torchrl_out = _run("torchrl_reinforce.py")
-    plain_out = _run("plain_loop.py")
-    lines = [line for line in torchrl_out.splitlines() if line.startswith("iteration")]
-    assert len(lines) == 7 and lines == [line for line in plain_out.splitlines() if line.startswith("iteration")]
-    rewards = [float(r) for r in re.findall(r"mean reward per token (\d\.\d+)", torchrl_out)]
-    assert rewards[-1] > rewards[0] + 0.1, torchrl_out  # the fixed D's reward rises
+    out = _run("torchrl_reinforce.py")
+    phases = [int(p) for p in re.findall(r"D phases (\d+)", out)]
+    assert len(phases) == 7 and phases[-1] > phases[1] > 0, out
+    m = re.search(r"^bigram JS to held-out names: first rollout (\d\.\d+), last rollout (\d\.\d+)$", out, re.M)
+    assert m and float(m.group(2)) < float(m.group(1)) - 0.05, out

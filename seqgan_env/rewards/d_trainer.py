@@ -175,7 +175,8 @@ class DiscriminatorTrainer:
                 f"real sequences have length {real.shape[1]} but generated ones {fake.shape[1]}: "
                 f"encode the real data with the env's max_length."
             )
-        self.last_metrics = self.scorer.update(real, fake)
+        with torch.enable_grad():  # the env may be stepped under the caller's no_grad (e.g. sampling a policy)
+            self.last_metrics = self.scorer.update(real, fake)
         self.num_updates += 1
         self.version += 1
         return self.last_metrics
