@@ -23,11 +23,13 @@ from typing import Any, Sequence
 import torch
 
 from seqgan_env.data.tokenizer import SPECIAL_TOKENS, CharTokenizer, UnknownSymbolError, _check_max_length
+from seqgan_env.utils.resources import datasets_dir
 from seqgan_env.utils.validation import is_int
 
-DEFAULT_DATA_DIR = Path(__file__).resolve().parents[2] / "data"
+# The data shipped in the package (seqgan_env/datasets/, package data found with importlib.resources).
+DEFAULT_DATA_DIR = datasets_dir()
 DEFAULT_DATA_PATH = DEFAULT_DATA_DIR / "census_first_names.txt"
-# MS COCO 2014 captions as the text-GAN literature ships them (CC BY 4.0, data/README.md): train on the
+# MS COCO 2014 captions as the text-GAN literature ships them (CC BY 4.0, seqgan_env/datasets/README.md): train on the
 # first file, score against the second (BLEU references, NLL-test).
 COCO_TRAIN_PATH = DEFAULT_DATA_DIR / "coco_captions_train.txt"
 COCO_TEST_PATH = DEFAULT_DATA_DIR / "coco_captions_test.txt"
