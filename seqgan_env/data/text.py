@@ -90,11 +90,11 @@ def load_texts_with_stats(
     p = Path(path)
     name = str(p)
     if not p.exists():
-        raise DataError(
-            f"data file {name!r} does not exist; fix: check the path "
-            f"(default data lives in {str(DEFAULT_DATA_DIR)!r})",
-            path=name,
-        )
+        shipped = DEFAULT_DATA_DIR / p.name
+        hint = (f"a file of that name ships in the package: {str(shipped)!r} (the shipped data moved from the "
+                f"checkout's data/ into seqgan_env/datasets/)" if p.name and shipped.is_file()
+                else f"default data lives in {str(DEFAULT_DATA_DIR)!r}")
+        raise DataError(f"data file {name!r} does not exist; fix: check the path ({hint})", path=name)
     if p.is_dir():
         raise DataError(
             f"data path {name!r} is a directory, expected a text file with one sequence "
