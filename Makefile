@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 EXTRAS_STAMP := $(VENV)/.installed-extras
 TORCH := torch==2.13.0
 
-.PHONY: venv extras run demo test test-slow bench clean
+.PHONY: venv extras run demo test test-slow wheel-check bench clean
 
 # torch==2.13.0 first: that pin takes the CPU wheel; an unpinned torch pulls a multi-GB CUDA build.
 $(STAMP): setup.cfg pyproject.toml
@@ -38,6 +38,11 @@ test: $(STAMP)
 
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -q -m slow
+
+# The built wheel in a fresh venv outside the checkout (torch==2.13.0 CPU, then the wheel and its dependencies
+# from PyPI): data and licence files present, gym.make, SB3 make_vec_env and a tiny `seqgan-env train` work.
+wheel-check: $(STAMP)
+	PY=$(PY) BUILD_PY=$(BIN)/python TORCH=$(TORCH) .ci/wheel_check.sh
 
 bench: $(STAMP)
 	$(BIN)/seqgan-env bench all

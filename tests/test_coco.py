@@ -1,4 +1,4 @@
-"""Real text: the COCO captions shipped in data/, `--data coco` and its preset, `--tokenizer`, the test-file
+"""Real text: the COCO captions shipped in seqgan_env/datasets/, `--data coco` and its preset, `--tokenizer`, the test-file
 eval protocol (BLEU-2..5, self-BLEU, NLL-test), the run's tokenizer in env/sample/eval/resume, bad tokenizer
 files at the CLI."""
 

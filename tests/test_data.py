@@ -50,6 +50,12 @@ def test_missing_file(tmp_path):
         load_texts(tmp_path / "missing.txt", max_length=5)
 
 
+def test_missing_file_named_like_shipped_data_points_to_the_package(tmp_path):
+    # a run recorded before the data moved into the package names the old data/ folder
+    with pytest.raises(DataError, match=r"does not exist.*ships in the package.*" + re.escape(str(DEFAULT_DATA_PATH))):
+        load_texts(tmp_path / "data" / DEFAULT_DATA_PATH.name, max_length=12)
+
+
 def test_directory(tmp_path):
     with pytest.raises(DataError, match=re.escape(str(tmp_path)) + r".*is a directory.*fix"):
         load_texts(tmp_path, max_length=5)

@@ -23,11 +23,13 @@ from typing import Any, Sequence
 import torch
 
 from seqgan_env.data.tokenizer import SPECIAL_TOKENS, CharTokenizer, UnknownSymbolError, _check_max_length
+from seqgan_env.utils.resources import datasets_dir
 from seqgan_env.utils.validation import is_int
 
-DEFAULT_DATA_DIR = Path(__file__).resolve().parents[2] / "data"
+# The data shipped in the package (seqgan_env/datasets/, package data found with importlib.resources).
+DEFAULT_DATA_DIR = datasets_dir()
 DEFAULT_DATA_PATH = DEFAULT_DATA_DIR / "census_first_names.txt"
-# MS COCO 2014 captions as the text-GAN literature ships them (CC BY 4.0, data/README.md): train on the
+# MS COCO 2014 captions as the text-GAN literature ships them (CC BY 4.0, seqgan_env/datasets/README.md): train on the
 # first file, score against the second (BLEU references, NLL-test).
 COCO_TRAIN_PATH = DEFAULT_DATA_DIR / "coco_captions_train.txt"
 COCO_TEST_PATH = DEFAULT_DATA_DIR / "coco_captions_test.txt"
@@ -88,11 +90,11 @@ def load_texts_with_stats(
     p = Path(path)
     name = str(p)
     if not p.exists():
-        raise DataError(
-            f"data file {name!r} does not exist; fix: check the path "
-            f"(default data lives in {str(DEFAULT_DATA_DIR)!r})",
-            path=name,
-        )
+        shipped = DEFAULT_DATA_DIR / p.name
+        hint = (f"a file of that name ships in the package: {str(shipped)!r} (the shipped data moved from the "
+                f"checkout's data/ into seqgan_env/datasets/)" if p.name and shipped.is_file()
+                else f"default data lives in {str(DEFAULT_DATA_DIR)!r}")
+        raise DataError(f"data file {name!r} does not exist; fix: check the path ({hint})", path=name)
     if p.is_dir():
         raise DataError(
             f"data path {name!r} is a directory, expected a text file with one sequence "

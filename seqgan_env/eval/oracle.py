@@ -3,7 +3,7 @@
 Contract
 --------
 * ``OracleLSTM.from_npz(path)`` loads the 15 float arrays of
-  ``data/seqgan_oracle_lstm.npz`` (``numpy.load(..., allow_pickle=False)``). A
+  ``seqgan_env/datasets/seqgan_oracle_lstm.npz`` (``numpy.load(..., allow_pickle=False)``). A
   missing, extra, non-float, non-finite or wrongly shaped array raises ValueError
   naming the array and the file.
 * One step, with row vectors (exactly the data README's equations)::
@@ -35,9 +35,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from seqgan_env.utils.resources import dataset_path
 from seqgan_env.utils.validation import check_int
 
-DEFAULT_ORACLE_PATH = Path(__file__).resolve().parents[2] / "data" / "seqgan_oracle_lstm.npz"
+DEFAULT_ORACLE_PATH = dataset_path("seqgan_oracle_lstm.npz")  # shipped in the package: seqgan_env/datasets/
 
 VOCAB_SIZE = 5000
 EMBED_SIZE = 32

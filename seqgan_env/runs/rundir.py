@@ -228,11 +228,11 @@ def _version(module: str) -> str | None:
 def environment_info() -> dict[str, Any]:
     """Python/platform/library versions and the project's git commit; never raises.
 
-    ``git_commit`` is ``git rev-parse HEAD`` run next to the package (None when
-    git or the repository is unavailable); ``git_dirty`` is True when tracked
-    files differ from HEAD or non-ignored untracked files exist (None when
-    unknown).  Git is run read-only
-    (``--no-optional-locks``).
+    ``git_commit`` is ``git rev-parse HEAD`` of the checkout the package is imported from (None when
+    git or the repository is unavailable, and for an installed package: a repository that merely
+    holds the environment, e.g. a ``.venv`` inside a checkout, is not the package's source);
+    ``git_dirty`` is True when tracked files differ from HEAD or non-ignored untracked files exist
+    (None when unknown).  Git is run read-only (``--no-optional-locks``).
     """
     info: dict[str, Any] = {
         "python": sys.version.split()[0],
@@ -243,8 +243,11 @@ def environment_info() -> dict[str, Any]:
     for mod in ("transformers", "gymnasium", "stable_baselines3", "safetensors"):
         info[mod] = _version(mod)
     info["cuda"] = torch.version.cuda if torch.cuda.is_available() else None
-    cwd = Path(__file__).resolve().parents[2]
-    head = _git(["rev-parse", "HEAD"], cwd)
+    head = None
+    cwd = Path(__file__).resolve().parents[2]  # the checkout's root when run from source, site-packages when installed
+    top = _git(["rev-parse", "--show-toplevel"], cwd)
+    if top and Path(top.strip()).resolve() == cwd:  # an installed copy inside some other repository is not its code
+        head = _git(["rev-parse", "HEAD"], cwd)
     info["git_commit"] = head.strip() if head else None
     status = _git(["status", "--porcelain"], cwd) if head else None
     info["git_dirty"] = None if status is None else bool(status.strip())
