@@ -50,6 +50,9 @@ class DiscriminatorTrainer:
     def add_finished(self, sequences: torch.Tensor) -> bool:
         """Count (K, T) finished sequences and buffer the complete ones; True when an update is due.
 
+        An update falls due every ``update_every`` finished episodes, and is skipped while the buffer
+        holds no complete row (an update would have no fakes to train on and raise).
+
         Only ``complete_rows`` are buffered: an episode cut short by a masked action or
         with nothing written has a shape no real row has (see ``complete_rows``).
         """
@@ -63,7 +66,7 @@ class DiscriminatorTrainer:
             every = self.update_every
             if every is not None and self.finished_episodes % every == 0:
                 due = True
-        return due
+        return due and len(self.fake_buffer) > 0  # none complete yet (all ended by masked actions): nothing to train on
 
     def update(self, fake: torch.Tensor | None = None) -> dict[str, float]:
         if not hasattr(self.scorer, "update"):
