@@ -47,12 +47,12 @@ def _as_scores(raw: Any, k: int, texts: Sequence[str], where: str) -> np.ndarray
             fail(f"{where} returned a tensor of dtype {raw.dtype}", "return real numbers (float32 or float64)")
         arr = raw.detach().cpu().double().numpy()
     else:
+        if isinstance(raw, np.ndarray) and raw.dtype.kind not in "biuf":
+            fail(f"{where} returned an array of dtype {raw.dtype}", "return real numbers (float32 or float64)")
         try:
             arr = np.asarray(raw, dtype=np.float64)
         except (TypeError, ValueError):
             fail(f"{where} returned {type(raw).__name__} {raw!r:.80}, which is not numbers", _FIX_SHAPE)
-        if isinstance(raw, np.ndarray) and raw.dtype.kind not in "biuf":
-            fail(f"{where} returned an array of dtype {raw.dtype}", "return real numbers (float32 or float64)")
     if arr.shape != (k,):
         hint = " (squeeze the trailing axis)" if arr.shape == (k, 1) else ""
         got = f"{arr.shape[0]} scores" if arr.ndim == 1 else f"shape {arr.shape}"
