@@ -338,3 +338,15 @@ def test_custom_reward_example_runs_under_pytest():
                          capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
     assert " passed" in out.stdout and "failed" not in out.stdout
+
+
+def test_self_run_update_waits_for_a_complete_row():
+    """Regression (found by check_env): update_every episodes all ended by masked actions left no fake row, and
+    the due update raised instead of waiting."""
+    from seqgan_env.rewards.d_trainer import DiscriminatorTrainer
+
+    trainer = DiscriminatorTrainer(ScriptedDiscriminator(), torch.tensor([[3, EOS_ID, 0]]), update_every=2)
+    cut_short = torch.tensor([[3, 0, 0]])  # no EOS, shorter than T: not a complete row
+    assert not trainer.add_finished(cut_short) and not trainer.add_finished(cut_short)
+    assert trainer.add_finished(torch.tensor([[3, 4, 5]])) is False  # 3rd episode: not a multiple of 2
+    assert trainer.add_finished(torch.tensor([[4, EOS_ID, 0]]))  # 4th, with complete rows buffered: due
