@@ -9,32 +9,32 @@ import warnings
 import gymnasium as gym
 import numpy as np
 import pytest
-from gymnasium.utils.env_checker import check_env as gym_check_env
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 from seqgan_env.envs.env import TokenGenerationEnv
 from seqgan_env.envs.spec import BOS_ID, EOS_ID, PAD_ID
+from seqgan_env.testing import check_env
 
 MODES = ["final", "per_step", "potential"]
 
 
 @pytest.mark.parametrize("allow_eos,min_length", [(True, 0), (True, 1), (True, 3), (False, 1)])
 def test_raw_env_passes_both_checkers(tokenizer, allow_eos, min_length):
+    """Gymnasium's and SB3's checkers, then the token rule (seqgan_env.testing.check_env)."""
     env = TokenGenerationEnv(tokenizer=tokenizer, max_length=5, min_length=min_length, allow_eos=allow_eos)
-    gym_check_env(env, skip_render_check=True)
-    sb3_check_env(env, warn=True)
+    stats = check_env(env)
+    assert stats["checkers"] == ["gymnasium", "stable_baselines3"]
 
 
 @pytest.mark.parametrize("mode", MODES)
 def test_made_env_passes_both_checkers_for_every_mode(mode):
+    """The registered env: both checkers, the token rule and the reward accounting of its mode."""
     env = gym.make("seqgan_env:SeqGAN-v0", reward_mode=mode)
-    gym_check_env(env.unwrapped)
+    check_env(env.unwrapped, sb3_checker=False)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # "env is wrapped" advice from the gymnasium checker
-        gym_check_env(env)
-    sb3_check_env(env)
+        check_env(env)
 
 
 def test_registration_in_fresh_interpreter():
@@ -158,22 +158,6 @@ def test_reset_rejects_unknown_options(tokenizer):
     min_length=st.integers(min_value=0, max_value=2),
 )
 def test_fuzz_invariants(actions, max_length, min_length):
+    """The token rule on fuzzed action sequences (the kit's step-by-step model of the spec)."""
     tok_env = TokenGenerationEnv(vocab_size=6, max_length=max_length, min_length=min(min_length, max_length))
-    obs, _ = tok_env.reset(seed=0)
-    written = 0
-    for a in actions:
-        mask = tok_env.action_masks()
-        obs, r, term, trunc, info = tok_env.step(a)
-        assert tok_env.observation_space.contains(obs)
-        assert not trunc and np.isfinite(r)
-        if mask[a]:
-            written += 1
-            assert obs[written - 1] == a and (obs[written:] == PAD_ID).all()
-            assert term == (a == EOS_ID or written == max_length)
-        else:
-            assert term and info["invalid_action"]
-        if term:
-            assert "text" in info
-            obs, _ = tok_env.reset(seed=0)
-            assert (obs == PAD_ID).all()
-            written = 0
+    check_env(tok_env, actions=actions, gym_checker=False, sb3_checker=False)

@@ -1,8 +1,8 @@
 """The package's layers, checked from the source: no import goes up a layer, layers form no cycle,
 and only the CLI reaches the agents and the benchmarks.
 
-Layers, lowest first: utils < data < models < envs < rewards < {eval, integrations, runs} < cli.
-Modules of one layer may import each other; the three peers above rewards may import each other
+Layers, lowest first: utils < data < models < envs < rewards < {eval, integrations, runs, testing} < cli.
+Modules of one layer may import each other; the peers above rewards may import each other
 one way (a cycle between them fails). ``seqgan_env/__init__.py`` is the public facade and ranks
 with the CLI: no library module may import it.
 """
@@ -17,7 +17,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 PKG = ROOT / "seqgan_env"
 RANK = {"utils": 0, "data": 1, "models": 2, "envs": 3, "rewards": 4,
-        "eval": 5, "integrations": 5, "runs": 5, "cli": 6, "": 6}
+        "eval": 5, "integrations": 5, "runs": 5, "testing": 5, "cli": 6, "": 6}
 OUTSIDE = ("seqgan_agents", "seqgan_benchmarks", "agents", "benchmarks")
 
 

@@ -11,19 +11,11 @@ from gymnasium.vector import AutoresetMode, SyncVectorEnv
 from seqgan_env import TokenGenerationEnv, TokenGenerationVectorEnv
 from seqgan_env.envs.spec import PAD_ID
 from seqgan_env.rewards.wrappers import DiscriminatorReward, DiscriminatorRewardVector, RewardConfig
+from seqgan_env.testing import assert_vector_matches_single, check_vector_env
 
 from .conftest import CountScorer, tiny_discriminator
 
 B, T, V = 6, 5, 6
-
-
-def _actions(steps: int, seed: int) -> np.ndarray:
-    """(S, B) actions: mostly symbols and EOS, with some PAD/BOS (masked) mixed in."""
-    rng = np.random.default_rng(seed)
-    acts = rng.integers(2, V, size=(steps, B))
-    masked = rng.random((steps, B)) < 0.05
-    acts[masked] = rng.integers(0, 2, size=masked.sum())
-    return acts
 
 
 def _pair(tokenizer, wrap_single=None, wrap_vector=None, **env_kw):
@@ -35,33 +27,15 @@ def _pair(tokenizer, wrap_single=None, wrap_vector=None, **env_kw):
 
 
 def _run_both(sync, vec, steps=60, seed=0, atol=0.0, on_step=None):
-    o1, _ = sync.reset(seed=seed)
-    o2, _ = vec.reset(seed=seed)
-    np.testing.assert_array_equal(o1, o2)
-    texts = 0
-    for i, a in enumerate(_actions(steps, seed)):
-        o1, r1, te1, tr1, i1 = sync.step(a)
-        o2, r2, te2, tr2, i2 = vec.step(a)
-        np.testing.assert_array_equal(o1, o2)
-        np.testing.assert_array_equal(te1, te2)
-        np.testing.assert_array_equal(tr1, tr2)
-        if atol == 0.0:
-            np.testing.assert_array_equal(r1.astype(np.float32), r2)
-        else:
-            np.testing.assert_allclose(r1, r2, atol=atol, rtol=0)
-        assert ("_text" in i1) == ("_text" in i2)
-        if "_text" in i1:
-            np.testing.assert_array_equal(i1["_text"], i2["_text"])
-            np.testing.assert_array_equal(i1["text"][i1["_text"]], i2["text"][i2["_text"]])
-            texts += int(i1["_text"].sum())
-        if on_step:
-            on_step(i)
-    assert texts > 5  # many autoresets were exercised
+    """Same seed and actions (some masked): obs, flags, rewards and texts match step by step (the kit's comparison)."""
+    out = assert_vector_matches_single(vec, sync, steps=steps, seed=seed, atol=atol, on_step=on_step)
+    assert out["finished"] > 5  # many autoresets were exercised
 
 
 @pytest.mark.parametrize("env_kw", [{}, dict(min_length=2), dict(allow_eos=False), dict(invalid_action_reward=-3.0)])
 def test_matches_sync_vector_env_without_reward(tokenizer, env_kw):
     _run_both(*_pair(tokenizer, **env_kw))
+    check_vector_env(_pair(tokenizer, **env_kw)[1])  # the token rule per row, partial reset, vector == single
 
 
 @pytest.mark.parametrize("mode", ["final", "per_step", "potential"])
@@ -76,6 +50,8 @@ def test_matches_sync_with_stub_scorer_exactly(tokenizer, mode, transform):
             wrap_vector=lambda v: DiscriminatorRewardVector(v, scorer, cfg),
         )
     )
+    # the reward accounting of the mode per row (potential telescopes), also across a partial reset
+    check_vector_env(_pair(tokenizer, wrap_vector=lambda v: DiscriminatorRewardVector(v, scorer, cfg))[1])
 
 
 @pytest.mark.parametrize("mode", ["final", "per_step", "potential"])
@@ -152,6 +128,16 @@ def test_reset_mask_resets_only_chosen(tokenizer):
     vec.step(np.array([3, 4, 5]))
     obs, _ = vec.reset(options={"reset_mask": np.array([True, False, True])})
     assert obs[:, 0].tolist() == [PAD_ID, 4, PAD_ID]
+
+
+@pytest.mark.parametrize("mode", ["final", "per_step", "potential"])
+def test_reset_mask_keeps_the_other_rows_rewards(tokenizer, mode):
+    """Rows left out of reset_mask go on: their tokens, and the wrapper's cached prefix scores (the kit checks
+    the rewards of those rows after a partial reset, potential's telescoping included)."""
+    vec = DiscriminatorRewardVector(TokenGenerationVectorEnv(B, tokenizer=tokenizer, max_length=T), CountScorer(3),
+                                    RewardConfig(mode=mode, transform="logit"))
+    stats = check_vector_env(vec, steps=40)
+    assert stats["partial_reset"] == [0, 2, 4] and stats["compared"]
 
 
 @pytest.mark.parametrize(
