@@ -224,7 +224,7 @@ def _adversarial_row(
         B, tokenizer=data.tokenizer, max_length=SEQ_LEN, allow_eos=False, device=device, return_torch=True,
         decode_text=False,
     )
-    venv = DiscriminatorRewardVector(base, scorer, RewardConfig(mode=mode, transform="prob"),
+    venv = DiscriminatorRewardVector(base, scorer, RewardConfig(mode=mode, transform="prob", update_every=None),
                                      real_data=data.train.to(device), seed=seed)
     callback = None
     if row != "constant":

@@ -145,7 +145,7 @@ def _ppo_throughputs(cfg: SB3BenchConfig, sides: list[tuple[str, int]]) -> list[
     runs = []
     for backend, n_envs in sides:
         env = make_sb3_env(n_envs, backend=backend, seed=cfg.seed, max_length=cfg.max_length,
-                           reward_mode="per_step", reward_transform="prob")
+                           reward_mode="per_step", reward_transform="prob", update_every=None)
         model = _ppo(cfg, env)
         callback = SB3DiscriminatorCallback(DiscriminatorUpdateConfig(every=1, d_steps=1, batch_size=64))
         model.learn(n_envs * cfg.n_steps, callback=callback)  # warm-up: one rollout + update

@@ -18,7 +18,7 @@ from seqgan_env.rewards.callbacks import DiscriminatorUpdateConfig
 
 torch.set_num_threads(1)  # tiny models: one thread beats two that wait on each other (and on other jobs)
 
-env = make_sb3_env(16, backend="native", max_length=12, seed=0)  # obs (16, 12) token ids, right-padded
+env = make_sb3_env(16, backend="native", max_length=12, seed=0, update_every=None)  # D on the callback's schedule  # obs (16, 12) token ids, right-padded
 callback = SB3DiscriminatorCallback(DiscriminatorUpdateConfig(every=1, d_steps=1, batch_size=64))
 model = PPO(
     "MlpPolicy", env, n_steps=64, batch_size=256, n_epochs=4, learning_rate=1e-3, ent_coef=0.01, seed=0,

@@ -35,7 +35,8 @@ def state_hash(state: dict[str, torch.Tensor]) -> str:
 
 
 if __name__ == "__main__":
-    env = make_sb3_env(2, backend="subproc", max_length=12, seed=0)  # 2 worker processes
+    # 2 worker processes; update_every=None: no worker trains its own copy, the callback trains one and broadcasts it
+    env = make_sb3_env(2, backend="subproc", max_length=12, seed=0, update_every=None)
     try:
         before = state_hash(env.env_method("discriminator_state", indices=0)[0])
         callback = SB3DiscriminatorCallback(DiscriminatorUpdateConfig(every=1, d_steps=1, batch_size=32))

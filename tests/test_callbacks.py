@@ -38,9 +38,15 @@ class FakeSampler:
         return torch.full((n, T), len(self.calls), dtype=torch.long)
 
 
+def schedule(**kw) -> DiscriminatorUpdateConfig:
+    """A schedule with one D step per phase and no train-until-accuracy unless the test asks: the counts below
+    are hand-computed for it, whatever the library's defaults."""
+    return DiscriminatorUpdateConfig(**{"d_steps": 1, "until_accuracy": None, **kw})
+
+
 def make(**cfg):
     env, sampler = FakeRewardEnv(), FakeSampler()
-    cb = DiscriminatorUpdateCallback(env, sampler, DiscriminatorUpdateConfig(**cfg))
+    cb = DiscriminatorUpdateCallback(env, sampler, schedule(**cfg))
     sampler.cb = cb
     return cb, env, sampler
 
@@ -80,7 +86,7 @@ def test_metrics_averaged_and_prefixed():
 def test_non_numeric_metrics_skipped():
     env = FakeRewardEnv(script=[{"loss": 1.0, "note": "x"}, {"loss": 3.0, "note": "y"}])
     cb = DiscriminatorUpdateCallback(env, lambda n: torch.zeros(n, T, dtype=torch.long),
-                                     DiscriminatorUpdateConfig(d_steps=2, batch_size=1))
+                                     schedule(d_steps=2, batch_size=1))
     assert cb.on_generator_update() == {"discriminator/loss": 2.0, "discriminator/updates": 2,
                                         "discriminator/phase_steps": 2}
 
@@ -99,7 +105,7 @@ def test_hooks_called():
             calls.append(("end", metrics["discriminator/updates"]))
 
     cb = Sub(FakeRewardEnv(), lambda n: torch.zeros(n, T, dtype=torch.long),
-             DiscriminatorUpdateConfig(every=2, d_steps=2, batch_size=1))
+             schedule(every=2, d_steps=2, batch_size=1))
     cb.on_generator_update()
     assert calls == []
     cb.on_generator_update()
@@ -122,7 +128,7 @@ def test_state_dict_roundtrip_keeps_schedule():
 
 def test_bad_sampler_output():
     cb = DiscriminatorUpdateCallback(FakeRewardEnv(), lambda n: torch.zeros(T, dtype=torch.long),
-                                     DiscriminatorUpdateConfig(batch_size=3))
+                                     schedule(batch_size=3))
     with pytest.raises(ValueError, match=r"sample_fake\(3\) returned shape \(5,\).*\(3, T\)"):
         cb.on_generator_update()
 
@@ -147,8 +153,14 @@ def test_config_validation(kw, pattern):
 
 def test_config_defaults():
     c = DiscriminatorUpdateConfig()
-    assert c.to_dict() == {"every": 1, "d_steps": 1, "batch_size": 64, "freeze": False, "replay_fraction": 0.0,
-                           "replay_size": 2048, "until_accuracy": None, "max_d_steps": 10}
+    assert c.to_dict() == {"every": 1, "d_steps": c.d_steps, "batch_size": 128, "freeze": False,
+                           "replay_fraction": 0.0, "replay_size": 2048, "until_accuracy": c.until_accuracy,
+                           "max_d_steps": 10}
+    # one home for the schedule: the env's own co-training (RewardConfig) takes the same defaults
+    from seqgan_env.rewards.wrappers import RewardConfig
+    r = RewardConfig()
+    assert (r.update_batch_size, r.update_steps, r.update_until_accuracy, r.update_max_steps) == (
+        c.batch_size, c.d_steps, c.until_accuracy, c.max_d_steps)
 
 
 def test_with_real_reward_wrapper(tokenizer):
@@ -160,10 +172,10 @@ def test_with_real_reward_wrapper(tokenizer):
     disc = tiny_discriminator(tokenizer.vocab_size, seed=0)
     real = tokenizer.encode_batch(["abc", "cab"], 4)
     env = DiscriminatorRewardVector(TokenGenerationVectorEnv(2, tokenizer=tokenizer, max_length=4), disc,
-                                    real_data=real)
+                                    real_data=real, update_every=None)
     fake = tokenizer.encode_batch(["cc"], 4)
     cb = DiscriminatorUpdateCallback(env, lambda n: fake.repeat(n, 1),
-                                     DiscriminatorUpdateConfig(every=2, d_steps=2, batch_size=2))
+                                     schedule(every=2, d_steps=2, batch_size=2))
     assert cb.on_generator_update() is None and disc.num_updates == 0
     m = cb.on_generator_update()
     assert {"discriminator/loss", "discriminator/acc_real", "discriminator/acc_fake"} <= set(m)
@@ -189,7 +201,7 @@ def test_until_accuracy_keeps_training_until_the_target():
               {"acc_real": 0.8, "acc_fake": 0.6}, {"acc_real": 0.5, "acc_fake": 0.5}]
     env = FakeRewardEnv(script=script * 5)
     cb = DiscriminatorUpdateCallback(env, lambda n: torch.zeros(n, T, dtype=torch.long),
-                                     DiscriminatorUpdateConfig(d_steps=1, batch_size=1, until_accuracy=0.65,
+                                     schedule(d_steps=1, batch_size=1, until_accuracy=0.65,
                                                                max_d_steps=5))
     m = cb.on_generator_update()
     assert m["discriminator/phase_steps"] == 3  # 0.5, 0.55, then 0.7 >= 0.65
@@ -198,7 +210,7 @@ def test_until_accuracy_keeps_training_until_the_target():
     assert m["discriminator/phase_steps"] == 4
     env2 = FakeRewardEnv(script=[{"acc_real": 0.5, "acc_fake": 0.5}] * 10)
     cb2 = DiscriminatorUpdateCallback(env2, lambda n: torch.zeros(n, T, dtype=torch.long),
-                                      DiscriminatorUpdateConfig(d_steps=2, batch_size=1, until_accuracy=0.9,
+                                      schedule(d_steps=2, batch_size=1, until_accuracy=0.9,
                                                                 max_d_steps=3))
     assert cb2.on_generator_update()["discriminator/phase_steps"] == 3  # capped at max_d_steps
 
@@ -217,7 +229,7 @@ def test_until_accuracy_decides_on_the_mean_over_ranks():
             return 0.5 * (local[0][len(seen) - 1] + local[1][len(seen) - 1])
 
         cb = DiscriminatorUpdateCallback(env, lambda n: torch.zeros(n, T, dtype=torch.long),
-                                         DiscriminatorUpdateConfig(d_steps=1, batch_size=1, until_accuracy=0.65,
+                                         schedule(d_steps=1, batch_size=1, until_accuracy=0.65,
                                                                    max_d_steps=3), mean_over_ranks)
         steps[rank] = cb.on_generator_update()["discriminator/phase_steps"]
         assert seen == [local[rank][0]]  # this rank's own accuracy goes into the mean

@@ -89,7 +89,7 @@ def disc_adapter(tok, n, seed=0) -> TokenGenerationVecEnv:
     real = tok.encode_batch(REAL_TEXTS, T)  # (N, T)
     vec = TokenGenerationVectorEnv(n, tokenizer=tok, max_length=T)
     return TokenGenerationVecEnv(DiscriminatorRewardVector(vec, tiny_discriminator(tok.vocab_size, seed=seed),
-                                                           real_data=real, update_batch_size=8))
+                                                           real_data=real, update_batch_size=8, update_every=None))
 
 
 # -- adapter ------------------------------------------------------------------------------------
@@ -200,7 +200,7 @@ def test_env_method_get_set_attr(tokenizer):
     other = tiny_discriminator(tokenizer.vocab_size, seed=5).state_dict()
     assert env.env_method("load_discriminator_state", other) == [None, None, None]
     assert state_sha(wrapper.discriminator_state()) == state_sha(other)
-    assert env.get_attr("reward_config")[0].mode == "per_step"
+    assert env.get_attr("reward_config")[0].mode == "potential"  # RewardConfig's default
     assert env.has_attr("action_masks") and not env.has_attr("no_such_attribute")
     env.set_attr("decode_text", False)
     assert env.base.decode_text is False
@@ -275,7 +275,7 @@ def test_learn_with_callback(tokenizer, algo, monkeypatch):
     writer = RecordingWriter()
     model.set_logger(Logger(None, [writer]))
     before = state_sha(wrapper.discriminator_state())
-    callback = SB3DiscriminatorCallback(DiscriminatorUpdateConfig(every=2, d_steps=2, batch_size=8))
+    callback = SB3DiscriminatorCallback(DiscriminatorUpdateConfig(every=2, d_steps=2, batch_size=8, until_accuracy=None))
     model.learn(rollouts * n_steps * n_envs, callback=callback, log_interval=1)
     assert callback.num_generator_updates == rollouts
     assert callback.num_discriminator_updates == (rollouts // 2) * 2
@@ -297,11 +297,12 @@ def test_dqn_single_env(data_file):
 
 @pytest.mark.parametrize("backend", ["dummy", "subproc"])
 def test_callback_broadcasts_weights(data_file, backend):
-    env = make_sb3_env(2, backend=backend, data_path=data_file, max_length=T, discriminator_model=TINY)
+    env = make_sb3_env(2, backend=backend, data_path=data_file, max_length=T, discriminator_model=TINY,
+                       update_every=None)
     try:
         initial = {state_sha(s) for s in env.env_method("discriminator_state")}
         assert len(initial) == 1  # one seed: identical discriminators
-        callback = SB3DiscriminatorCallback(DiscriminatorUpdateConfig(every=1, batch_size=8))
+        callback = SB3DiscriminatorCallback(DiscriminatorUpdateConfig(every=1, d_steps=1, batch_size=8, until_accuracy=None))
         # Masked actions: every episode ends validly, so each rollout yields fake sequences.
         model = MaskablePPO("MlpPolicy", env, n_steps=16, batch_size=32, n_epochs=1, policy_kwargs=SMALL_POLICY,
                             seed=0)
@@ -316,8 +317,8 @@ def test_callback_broadcasts_weights(data_file, backend):
 
 def test_native_factory_learns_with_callback(data_file):
     env = make_sb3_env(4, backend="native", data_path=data_file, max_length=T, discriminator_model=TINY,
-                       update_batch_size=8)
-    callback = SB3DiscriminatorCallback(DiscriminatorUpdateConfig(every=1, batch_size=8))
+                       update_batch_size=8, update_every=None)
+    callback = SB3DiscriminatorCallback(DiscriminatorUpdateConfig(every=1, d_steps=1, batch_size=8, until_accuracy=None))
     model = MaskablePPO("MlpPolicy", env, n_steps=8, batch_size=32, n_epochs=1, policy_kwargs=SMALL_POLICY, seed=0)
     model.learn(64, callback=callback)
     assert callback.num_discriminator_updates == 2 and callback.reward_env is env.env
@@ -328,7 +329,7 @@ def test_callback_needs_finished_sequences(tokenizer):
     model = PPO("MlpPolicy", env, n_steps=2, batch_size=2, n_epochs=1, policy_kwargs=SMALL_POLICY, seed=0)
     # Rollouts of 2 steps rarely finish an episode of 6 slots; a user sampler avoids the empty buffer.
     fake = tokenizer.encode_batch(["ab", "ca"], T)
-    callback = SB3DiscriminatorCallback(DiscriminatorUpdateConfig(batch_size=2), sample_fake=lambda n: fake[:n])
+    callback = SB3DiscriminatorCallback(DiscriminatorUpdateConfig(d_steps=1, batch_size=2, until_accuracy=None), sample_fake=lambda n: fake[:n])
     model.learn(4, callback=callback)
     assert callback.num_discriminator_updates == 2
 

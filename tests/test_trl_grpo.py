@@ -54,8 +54,9 @@ def test_trl_trainer_runs_with_the_discriminator_reward_and_trains_d(model_dir, 
     trainer.train()
 
     assert trainer.state.global_step == 3
-    # one D update after each of the 3 steps, on that step's 4 completions
-    assert reward.discriminator.num_updates == 3 and [h["step"] for h in callback.history] == [1, 2, 3]
+    # one D phase after each of the 3 steps, on that step's 4 completions
+    assert [h["step"] for h in callback.history] == [1, 2, 3]
+    assert reward.discriminator.num_updates == callback.core.num_discriminator_updates >= 3
     assert callback.config.batch_size == 4
     assert not all(torch.equal(d_before[k], v) for k, v in reward.discriminator.state_dict().items())
     logs = trainer.state.log_history
@@ -78,8 +79,9 @@ def test_grpo_checkpoints_carry_the_discriminator(model_dir, tmp_path):
     saved = tmp_path / "checkpoint-2" / CHECKPOINT_SUBDIR
     assert sorted(os.listdir(saved)) == ["callback_state.json", "discriminator.json", "discriminator.safetensors",
                                          "discriminator_optim.safetensors"]
+    at_step_2 = trainer.seqgan_callback.history[1]["discriminator/updates"]
     trainer.seqgan_callback.load_checkpoint(tmp_path / "checkpoint-2")
-    assert trainer.seqgan_reward.discriminator.num_updates == 2
+    assert trainer.seqgan_reward.discriminator.num_updates == at_step_2
     assert trainer.seqgan_callback.core.num_generator_updates == 2
 
 

@@ -160,7 +160,7 @@ def test_callback_refuses_several_processes_and_rows_longer_than_completions(tok
 
 def test_checkpoint_round_trip_restores_d_and_counters(tok, tmp_path):
     r = _reward(tok)
-    cb = DiscriminatorTrainerCallback(r, DiscriminatorUpdateConfig(batch_size=2))
+    cb = DiscriminatorTrainerCallback(r, DiscriminatorUpdateConfig(batch_size=2, d_steps=1, until_accuracy=None))
     r(completion_ids=[[4, 5, 2], [6, 2]])
     for step in (1, 2):
         cb.on_step_end(_args(), SimpleNamespace(global_step=step), None)
@@ -168,7 +168,7 @@ def test_checkpoint_round_trip_restores_d_and_counters(tok, tmp_path):
     saved = r.discriminator.state_dict()
 
     r2 = _reward(tok)
-    cb2 = DiscriminatorTrainerCallback(r2, DiscriminatorUpdateConfig(batch_size=2))
+    cb2 = DiscriminatorTrainerCallback(r2, DiscriminatorUpdateConfig(batch_size=2, d_steps=1, until_accuracy=None))
     assert not all(torch.equal(saved[k], v) for k, v in r2.discriminator.state_dict().items())
     cb2.load_checkpoint(tmp_path / "checkpoint-2")
     assert all(torch.equal(saved[k], v) for k, v in r2.discriminator.state_dict().items())

@@ -67,7 +67,8 @@ def test_invalid_action_keeps_env_penalty(tokenizer, count_scorer):
 
 def test_vector_wrapper_hand_computed(tokenizer, count_scorer):
     vec = DiscriminatorRewardVector(
-        TokenGenerationVectorEnv(2, tokenizer=tokenizer, max_length=3), count_scorer, RewardConfig(transform="logit")
+        TokenGenerationVectorEnv(2, tokenizer=tokenizer, max_length=3), count_scorer,
+        RewardConfig(mode="per_step", transform="logit")
     )
     vec.reset()
     rows = [vec.step(np.array(a))[1].tolist() for a in ([A, C], [A, EOS_ID], [C, A])]
@@ -87,7 +88,8 @@ def test_one_pass_equals_per_prefix_recomputation(num_outputs_loss):
 
 def test_single_wrapper_per_step_equals_prefix_recomputation(tokenizer):
     disc = tiny_discriminator(tokenizer.vocab_size, seed=4)
-    env = DiscriminatorReward(TokenGenerationEnv(tokenizer=tokenizer, max_length=6), disc, RewardConfig(transform="logit"))
+    env = DiscriminatorReward(TokenGenerationEnv(tokenizer=tokenizer, max_length=6), disc,
+                              RewardConfig(mode="per_step", transform="logit"))
     actions = [C, A, B_, B_, A, C]
     rewards, _ = _episode(env, actions)
     full = disc.score_logits(torch.tensor([actions]))[0].tolist()
@@ -131,7 +133,7 @@ def test_rewards_use_eval_mode_with_dropout(tokenizer, vector):
 def test_self_training_every_k_episodes(tokenizer, vector):
     disc = tiny_discriminator(tokenizer.vocab_size, seed=5)
     real = tokenizer.encode_batch(["abc", "cab", "ba"], 4)
-    cfg = RewardConfig(update_every=3, update_batch_size=2, buffer_size=8)
+    cfg = RewardConfig(update_every=3, update_batch_size=2, buffer_size=8, update_steps=1, update_until_accuracy=None)
     snap = lambda: {k: v.clone() for k, v in disc.state_dict().items()}  # noqa: E731
     changed = lambda a, b: any(not torch.equal(a[k], b[k]) for k in a)  # noqa: E731
     if vector:
@@ -154,13 +156,14 @@ def test_self_training_every_k_episodes(tokenizer, vector):
 def test_load_discriminator_state_replaces_weights(tokenizer, vector):
     d1, d2 = tiny_discriminator(tokenizer.vocab_size, seed=6), tiny_discriminator(tokenizer.vocab_size, seed=7)
     if vector:
-        env = DiscriminatorRewardVector(TokenGenerationVectorEnv(1, tokenizer=tokenizer, max_length=4), d1)
+        env = DiscriminatorRewardVector(TokenGenerationVectorEnv(1, tokenizer=tokenizer, max_length=4), d1,
+                                        RewardConfig(mode="per_step"))
         env.reset()
         env.step(np.array([A]))  # builds a KV cache with d1's weights
         env.load_discriminator_state(d2.state_dict())
         r = env.step(np.array([B_]))[1][0]
     else:
-        env = DiscriminatorReward(TokenGenerationEnv(tokenizer=tokenizer, max_length=4), d1)
+        env = DiscriminatorReward(TokenGenerationEnv(tokenizer=tokenizer, max_length=4), d1, RewardConfig(mode="per_step"))
         env.reset()
         env.step(A)
         env.load_discriminator_state(d2.state_dict())

@@ -399,9 +399,9 @@ def make_adversarial_trainer(model: Any, tokenizer: Any, real_texts: Sequence[st
     tokenizer (``processing_class``); ``args``: a ``GRPOConfig`` / ``RLOOConfig``;
     ``prompt``: every example's prompt (it must encode to at least one token, e.g. a
     tokenizer that adds BOS, or a short text). ``max_length`` defaults to
-    ``args.max_completion_length``; ``d_updates`` defaults to one D update per step on
-    that step's completions (``batch_size = per_device_train_batch_size *
-    gradient_accumulation_steps``). The reward's EOS ids are the trainer's (the tokenizer's
+    ``args.max_completion_length``; ``d_updates`` defaults to one D phase per step on
+    that step's completions, on the schedule ``DiscriminatorUpdateConfig`` defines for every door
+    (``batch_size = per_device_train_batch_size * gradient_accumulation_steps``). The reward's EOS ids are the trainer's (the tokenizer's
     and every one in the model's ``generation_config``). Returns the trainer; its reward
     function and callback are ``trainer.seqgan_reward`` and ``trainer.seqgan_callback``.
     """
