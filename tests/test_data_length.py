@@ -69,7 +69,7 @@ def test_env_factories_take_their_length_from_the_data(tmp_path, factory):
     elif factory == "make_vector_env":
         env = make_vector_env(2, data_path=path)
     else:
-        env = gym.make("seqgan_env:SeqGAN-v0", data_path=path)
+        env = gym.make("seqgan_env:SeqGAN-v1", data_path=path)
     assert env.observation_space.shape[-1] == 16
     disc = env.get_wrapper_attr("discriminator") if factory == "gym.make" else env.discriminator
     assert disc.model_config.max_position_embeddings >= 17

@@ -30,7 +30,7 @@ def test_raw_env_passes_both_checkers(tokenizer, allow_eos, min_length):
 @pytest.mark.parametrize("mode", MODES)
 def test_made_env_passes_both_checkers_for_every_mode(mode):
     """The registered env: both checkers, the token rule and the reward accounting of its mode."""
-    env = gym.make("seqgan_env:SeqGAN-v0", reward_mode=mode)
+    env = gym.make("seqgan_env:SeqGAN-v1", reward_mode=mode)
     check_env(env.unwrapped, sb3_checker=False)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # "env is wrapped" advice from the gymnasium checker
@@ -40,7 +40,7 @@ def test_made_env_passes_both_checkers_for_every_mode(mode):
 def test_registration_in_fresh_interpreter():
     code = (
         "import gymnasium as gym\n"
-        "env = gym.make('seqgan_env:SeqGAN-v0')\n"
+        "env = gym.make('seqgan_env:SeqGAN-v1')\n"
         "from seqgan_env.rewards.wrappers import DiscriminatorReward\n"
         "assert isinstance(env.unwrapped, __import__('seqgan_env').TokenGenerationEnv)\n"
         "assert any(isinstance(w, DiscriminatorReward) for w in [env.env.env])\n"

@@ -123,7 +123,7 @@ def test_vector_env_frames_match_sync_vector_env(tokenizer):
 
 
 def test_make_vec_native_passes_render_mode():
-    venv = gym.make_vec("seqgan_env:SeqGAN-v0", num_envs=2, vectorization_mode="vector_entry_point", render_mode="rgb_array")
+    venv = gym.make_vec("seqgan_env:SeqGAN-v1", num_envs=2, vectorization_mode="vector_entry_point", render_mode="rgb_array")
     assert venv.metadata["render_modes"] == ["ansi", "rgb_array"]
     venv.reset(seed=0)
     venv.step(np.array([3, 4]))
@@ -150,7 +150,7 @@ def test_checkers_pass_with_rgb_array(tokenizer, checker, build):
     if build == "bare":
         env = TokenGenerationEnv(tokenizer=tokenizer, max_length=5, render_mode="rgb_array")
     else:
-        env = gym.make("seqgan_env:SeqGAN-v0", render_mode="rgb_array")
+        env = gym.make("seqgan_env:SeqGAN-v1", render_mode="rgb_array")
     assert env.render_mode == "rgb_array"
     if checker == "gymnasium":
         with warnings.catch_warnings():
@@ -161,7 +161,7 @@ def test_checkers_pass_with_rgb_array(tokenizer, checker, build):
 
 
 def test_render_collection_collects_frames_of_one_shape():
-    env = RenderCollection(gym.make("seqgan_env:SeqGAN-v0", render_mode="rgb_array"))
+    env = RenderCollection(gym.make("seqgan_env:SeqGAN-v1", render_mode="rgb_array"))
     env.reset(seed=0)
     for a in (3, 4, 5):
         env.step(a)
@@ -188,7 +188,7 @@ ALGOS = {
 
 @pytest.mark.parametrize("algo", sorted(ALGOS))
 def test_make_vec_env_then_learn(algo):
-    venv = make_vec_env("seqgan_env:SeqGAN-v0", n_envs=4)
+    venv = make_vec_env("seqgan_env:SeqGAN-v1", n_envs=4)
     assert venv.render_mode == "rgb_array"
     venv.reset()
     assert venv.render().dtype == np.uint8  # the 4 frames tiled by SB3

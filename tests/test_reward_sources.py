@@ -12,7 +12,7 @@ import pytest
 import torch
 from gymnasium.vector import AutoresetMode, SyncVectorEnv
 
-import seqgan_env  # noqa: F401  registers SeqGAN-v0
+import seqgan_env  # noqa: F401  registers SeqGAN-v1
 from seqgan_agents.lifecycle import resume_run
 from seqgan_agents.trainer_config import TrainConfig, train_config_from_dict
 from seqgan_env import TokenGenerationEnv, TokenGenerationVectorEnv
@@ -203,10 +203,10 @@ def test_reward_config_takes_only_a_spec_string():
 def test_gym_make_and_make_vec_take_reward_sources(vector):
     spec = f"discriminator=1.0,{HERE}:text_length=0.5"
     if vector:
-        env = gym.make_vec("seqgan_env:SeqGAN-v0", num_envs=3, vectorization_mode="vector_entry_point",
+        env = gym.make_vec("seqgan_env:SeqGAN-v1", num_envs=3, vectorization_mode="vector_entry_point",
                            reward_sources=spec)
     else:
-        env = gym.make("seqgan_env:SeqGAN-v0", reward_sources=spec)
+        env = gym.make("seqgan_env:SeqGAN-v1", reward_sources=spec)
     env.reset(seed=0)
     rng = np.random.default_rng(0)
     finished = 0

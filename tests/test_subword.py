@@ -231,7 +231,7 @@ def test_registered_env_takes_a_subword_tokenizer(tmp_path):
 
     path = tmp_path / "d.txt"
     path.write_text("\n".join(TEXTS[:5]) + "\n")
-    env = gym.make("seqgan_env:SeqGAN-v0", data_path=str(path), tokenizer="bpe")
+    env = gym.make("seqgan_env:SeqGAN-v1", data_path=str(path), tokenizer="bpe")
     tok = env.unwrapped.tokenizer
     assert isinstance(tok, HFTokenizer) and env.action_space.n == tok.vocab_size
     assert env.unwrapped.config.max_length == max(len(tok.encode(t)) for t in TEXTS[:5]) + 1

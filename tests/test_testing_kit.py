@@ -199,7 +199,7 @@ def test_made_env_passes(data_file, mode):
 
 
 def test_gym_make_env_passes(data_file):
-    check_env(gym.make("seqgan_env:SeqGAN-v0", data_path=data_file, max_length=6, discriminator_model=TINY_D))
+    check_env(gym.make("seqgan_env:SeqGAN-v1", data_path=data_file, max_length=6, discriminator_model=TINY_D))
 
 
 class AddsBonus(gym.Wrapper):

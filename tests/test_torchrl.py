@@ -17,7 +17,7 @@ torchrl = pytest.importorskip("torchrl", reason="the torchrl integration needs t
 from torchrl.envs import GymEnv, GymWrapper  # noqa: E402
 from torchrl.envs.utils import check_env_specs  # noqa: E402
 
-import seqgan_env  # noqa: E402, F401  (registers seqgan_env:SeqGAN-v0)
+import seqgan_env  # noqa: E402, F401  (registers seqgan_env:SeqGAN-v1)
 from seqgan_env.integrations.torchrl import DisabledAutoresetVector, make_torchrl_env  # noqa: E402
 from seqgan_env.rewards.registration import make_env, make_vector_env  # noqa: E402
 
@@ -26,8 +26,8 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.mark.parametrize("build", [
-    lambda: GymWrapper(gym.make("seqgan_env:SeqGAN-v0", **KW), categorical_action_encoding=True),
-    lambda: GymEnv("seqgan_env:SeqGAN-v0", categorical_action_encoding=True, **KW),
+    lambda: GymWrapper(gym.make("seqgan_env:SeqGAN-v1", **KW), categorical_action_encoding=True),
+    lambda: GymEnv("seqgan_env:SeqGAN-v1", categorical_action_encoding=True, **KW),
     lambda: make_torchrl_env(**KW),
     lambda: make_torchrl_env(num_envs=4, **KW),
 ], ids=["GymWrapper", "GymEnv", "make_torchrl_env", "make_torchrl_env-vector"])

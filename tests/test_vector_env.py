@@ -92,7 +92,7 @@ def test_matches_sync_across_discriminator_updates(tokenizer):
 
 
 def test_make_vec_gives_native_vector_env():
-    venv = gym.make_vec("seqgan_env:SeqGAN-v0", num_envs=4, vectorization_mode="vector_entry_point")
+    venv = gym.make_vec("seqgan_env:SeqGAN-v1", num_envs=4, vectorization_mode="vector_entry_point")
     assert isinstance(venv.unwrapped, TokenGenerationVectorEnv)
     assert isinstance(venv, DiscriminatorRewardVector)
     assert venv.metadata["autoreset_mode"] == AutoresetMode.NEXT_STEP

@@ -47,7 +47,7 @@ class TokenGenerationEnv(gym.Env):
     The agent is the generator of a SeqGAN. Each step it writes the next token of a
     sequence. This env alone pays no reward for valid actions (0.0): wrap it in
     ``seqgan_env.rewards.wrappers.DiscriminatorReward`` to be paid by a discriminator, or
-    make it with ``gymnasium.make("seqgan_env:SeqGAN-v0")``, which does that for you.
+    make it with ``gymnasium.make("seqgan_env:SeqGAN-v1")``, which does that for you.
 
     ## Action space
     ``Discrete(vocab_size)``: the token id to write. Ids: PAD=0, BOS=1, EOS=2, then

@@ -14,7 +14,7 @@
 
 The two wrappers are plain Gymnasium; only :func:`make_torchrl_env` imports ``torchrl``,
 lazily (install the extra with ``pip install 'seqgan-env[torchrl]'``). The single env needs
-no adapter: ``GymWrapper(gymnasium.make("seqgan_env:SeqGAN-v0"), categorical_action_encoding=True)``
+no adapter: ``GymWrapper(gymnasium.make("seqgan_env:SeqGAN-v1"), categorical_action_encoding=True)``
 works as is.
 
 Example::

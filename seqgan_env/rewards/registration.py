@@ -1,4 +1,4 @@
-"""Factories behind ``gymnasium.make("seqgan_env:SeqGAN-v0")`` and ``make_vec``.
+"""Factories behind ``gymnasium.make("seqgan_env:SeqGAN-v1")`` and ``make_vec``.
 
 Each builds a complete environment: the real data (the embedded census first
 names unless ``data_path`` is given: a file, or ``coco``), the tokenizer built from it
@@ -144,11 +144,58 @@ def make_env(
     reward_sources: Any = None,
     share_discriminator: bool = True,
 ) -> DiscriminatorReward:
-    """A ``TokenGenerationEnv`` paid by a discriminator; see ``DiscriminatorReward``.
+    """The environment behind ``gymnasium.make("seqgan_env:SeqGAN-v1")``: one episode writes one sequence.
 
-    ``max_length`` None: what the data needs (its longest line, plus one slot for EOS
-    when ``allow_eos``), in the tokenizer's tokens; an explicit length shorter than a line
-    raises ``DataError``. ``tokenizer``: see the module docstring.
+    Spec sheet: observation (max_length,) int64 token ids, BOS first, right-padded with PAD=0;
+    action Discrete(vocab_size), one token per step (``action_masks()`` marks the valid ones: no
+    PAD/BOS, no EOS before ``min_length``); a masked action pays ``invalid_action_reward`` and ends
+    the episode; EOS or the last slot ends it. A valid step pays the discriminator's score of the
+    prefix (``reward_mode``/``reward_transform``, see ``seqgan_env.rewards.modes``) plus any other
+    ``reward_sources``. The discriminator co-trains on the complete episodes the env sees
+    (``update_every``) and is shared by the envs of this process made with the same arguments.
+    Version history: ``seqgan_env.envs.versions``.
+
+    Args:
+        data_path: real data, one sequence per line; None: the embedded census first names;
+            ``"coco"``: the shipped COCO captions.
+        max_length: token slots per episode; None: what the data needs (its longest line, plus
+            one slot for EOS when ``allow_eos``). A length shorter than a line raises ``DataError``.
+        min_length: fewest symbols before EOS is valid.
+        allow_eos: whether episodes may end early with EOS.
+        invalid_action_reward: reward of a masked action (which ends the episode).
+        reward_mode: ``potential`` (default: the change in D's probability; no length bias),
+            ``per_step`` (D's score of every prefix) or ``final`` (D's score of the whole sequence).
+        reward_transform: ``prob`` | ``centered`` | ``log`` | ``logit``.
+        potential_baseline: s_{-1} of ``potential``.
+        update_every: finished episodes between D phases; None: D stays fixed unless you call
+            ``update_discriminator()`` (or a callback does).
+        update_batch_size: real and generated sequences per D update.
+        update_steps: D updates per phase.
+        update_until_accuracy: keep updating after ``update_steps`` until D's batch accuracy
+            reaches this (at most ``update_max_steps``); None: off.
+        update_max_steps: cap on D updates per phase.
+        valid_fraction: share of the data held out of D's real rows (``env.dataset.valid``).
+        discriminator_model: ``ModelConfig`` (or dict) of D's network.
+        discriminator_config: ``DiscriminatorConfig`` (or dict) of D's training.
+        seed: seeds the data split, D's initial weights and its real-row draws.
+        render_mode: ``"ansi"`` or ``"rgb_array"``.
+        tokenizer: None (one id per character), ``"bpe"`` | ``"unigram"`` | ``"word"`` (trained on
+            the data file), a tokenizer.json / tokenizer directory, or a tokenizer object.
+        reward_sources: weighted reward sources, a spec string such as
+            ``"discriminator=1.0,mypkg.rewards:brevity=0.1"`` or a list of ``RewardSource`` /
+            spec items / callables (see ``seqgan_env.rewards.sources``); None: D alone.
+        share_discriminator: True: envs made in this process with the same data, model, seed
+            and D schedule arguments score with one discriminator and train it on all their
+            episodes (the sub-envs of SB3's ``DummyVecEnv``); False: a private one.
+
+    Returns:
+        A ``DiscriminatorReward`` around a ``TokenGenerationEnv``; ``.discriminator``,
+        ``.trainer`` (D's trainer: ``last_metrics``, ``num_phases``) and ``.dataset`` (the
+        ``TextDataset``: ``train`` rows D learns from, ``valid`` rows it never sees).
+
+    Raises:
+        ValueError: an argument out of range, naming the value and the fix.
+        DataError: the data cannot be read or does not fit ``max_length``.
     """
     reward = RewardConfig(reward_mode, reward_transform, potential_baseline, update_every, update_batch_size,
                           update_steps=update_steps, update_until_accuracy=update_until_accuracy,
@@ -200,9 +247,25 @@ def make_vector_env(
     reward_sources: Any = None,
     share_discriminator: bool = True,
 ) -> DiscriminatorRewardVector:
-    """A ``TokenGenerationVectorEnv`` paid by a discriminator; see ``DiscriminatorRewardVector``.
+    """The natively batched environment behind ``gymnasium.make_vec("seqgan_env:SeqGAN-v1", ...)``.
 
-    ``max_length`` None: what the data needs, as in ``make_env``.
+    ``num_envs`` sub-envs stepped together, with one discriminator pass per step for all of
+    them (a KV cache scores only the new token); Gymnasium's next-step autoreset;
+    ``reset(options={"reset_mask": mask})`` restarts only some rows. Every other argument is
+    ``make_env``'s.
+
+    Args:
+        num_envs: sub-envs (>= 1).
+        device: where tokens and D live (``"cpu"`` or a CUDA device).
+        return_torch: return observations and rewards as tensors on ``device``.
+        decode_text: put each finished row's text in ``info["text"]``.
+
+    Returns:
+        A ``DiscriminatorRewardVector`` around a ``TokenGenerationVectorEnv``, with
+        ``.discriminator``, ``.trainer`` and ``.dataset`` as ``make_env``'s.
+
+    Raises:
+        ValueError, DataError: as ``make_env``.
     """
     reward = RewardConfig(reward_mode, reward_transform, potential_baseline, update_every, update_batch_size,
                           update_steps=update_steps, update_until_accuracy=update_until_accuracy,
