@@ -101,11 +101,16 @@ class DataConfig:
 
 @dataclass
 class ScheduleConfig:
-    """How long to train and how often to evaluate, sample and checkpoint."""
+    """How long to train and how often to evaluate, sample and checkpoint.
+
+    ``d_pretrain_steps`` None: a quarter of ``pretrain_steps`` (at least 1 when there is MLE
+    pretraining), resolved on construction so that config.json records the number: D
+    pretraining scales with the run, and a short test run stays short.
+    """
 
     updates: int = 600
     pretrain_steps: int = 300
-    d_pretrain_steps: int = 300
+    d_pretrain_steps: int | None = None
     eval_every: int = 100
     eval_samples: int = 1000
     checkpoint_every: int = 100
@@ -113,7 +118,10 @@ class ScheduleConfig:
 
     def __post_init__(self) -> None:
         check_ints(self, ("updates", "eval_every", "eval_samples", "checkpoint_every", "max_nonfinite"), 1, "schedule.")
-        check_ints(self, ("pretrain_steps", "d_pretrain_steps"), 0, "schedule.")
+        check_ints(self, ("pretrain_steps",), 0, "schedule.")
+        if self.d_pretrain_steps is None and isinstance(self.pretrain_steps, int):
+            self.d_pretrain_steps = max(1, self.pretrain_steps // 4) if self.pretrain_steps else 0
+        check_ints(self, ("d_pretrain_steps",), 0, "schedule.")
 
 
 @dataclass

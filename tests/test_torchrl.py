@@ -145,3 +145,19 @@ def test_tensordict_reset_of_some_rows():
     td["action"] = torch.tensor([6, 7, 8])
     obs = env.step(td)["next", "observation"]  # the env itself kept rows 1 and 2 running
     assert obs[:, :2].tolist() == [[6, 0], [4, 7], [5, 8]]
+
+
+@pytest.mark.parametrize("vector", [False, True], ids=["GymWrapper", "make_torchrl_env-vector"])
+def test_discriminator_cotrains_under_torchrl_with_no_callback(vector):
+    if vector:
+        inner = make_vector_env(8, seed=3, update_every=8)
+        env, trainer = make_torchrl_env(env=inner), inner.trainer
+    else:
+        inner = gym.make("seqgan_env:SeqGAN-v1", seed=3, update_every=8)
+        env, trainer = GymWrapper(inner, categorical_action_encoding=True), inner.get_wrapper_attr("trainer")
+    before = {k: v.clone() for k, v in trainer.scorer.state_dict().items()}
+    env.set_seed(0)
+    env.rollout(120, break_when_any_done=False)
+    assert trainer.num_phases >= 1 and trainer.finished_episodes >= 8
+    assert any(not torch.equal(before[k], v) for k, v in trainer.scorer.state_dict().items())
+    env.close()
