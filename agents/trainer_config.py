@@ -108,8 +108,11 @@ class ScheduleConfig:
     pretraining scales with the run, and a short test run stays short.
     """
 
-    updates: int = 600
-    pretrain_steps: int = 300
+    # Most of the quality comes from maximum likelihood: 800 MLE steps, then a short adversarial phase with
+    # the MLE term at full weight (reinforce.mle_coef below) is no worse than MLE alone at equal generator
+    # steps and keeps the default run near a minute (benchmarks/README.md, "The default schedule").
+    updates: int = 100
+    pretrain_steps: int = 800
     d_pretrain_steps: int | None = None
     eval_every: int = 100
     eval_samples: int = 1000
@@ -137,10 +140,10 @@ class TrainConfig:
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     # Three fields differ from ReinforceConfig's defaults on purpose: batch 128 and lr 2e-3 keep the default
-    # census-names run at about a minute on a 2-core CPU (ReinforceConfig's 256 / 1e-3 are the agent's own
-    # defaults); mle_coef=0.5 holds the generator near the data (README, "Why the trainer's reward is
-    # potential": bigram NLL 2.465 with it, 2.650 without).
-    reinforce: ReinforceConfig = field(default_factory=lambda: ReinforceConfig(batch_size=128, lr=2e-3, mle_coef=0.5))
+    # census-names run near a minute on a 2-core CPU (ReinforceConfig's 256 / 1e-3 are the agent's own defaults;
+    # the lr is also MLE pretraining's); mle_coef=1.0 holds the generator at the data during the adversarial
+    # phase (0.5 was worse than MLE alone on held-out names; benchmarks/README.md, "The default schedule").
+    reinforce: ReinforceConfig = field(default_factory=lambda: ReinforceConfig(batch_size=128, lr=2e-3, mle_coef=1.0))
     # The env's reward defaults (RewardConfig, the same as SeqGAN-v1's); D phases run on the trainer's clock,
     # d_updates.every generator updates, so the env's own episode-count clock (update_every) is off here.
     reward: RewardConfig = field(default_factory=lambda: RewardConfig(update_every=None))

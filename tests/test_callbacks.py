@@ -155,7 +155,7 @@ def test_config_defaults():
     c = DiscriminatorUpdateConfig()
     assert c.to_dict() == {"every": 1, "d_steps": c.d_steps, "batch_size": 128, "freeze": False,
                            "replay_fraction": 0.0, "replay_size": 2048, "until_accuracy": c.until_accuracy,
-                           "max_d_steps": 10}
+                           "max_d_steps": c.max_d_steps}
     # one home for the schedule: the env's own co-training (RewardConfig) takes the same defaults
     from seqgan_env.rewards.wrappers import RewardConfig
     r = RewardConfig()

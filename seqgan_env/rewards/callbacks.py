@@ -56,6 +56,9 @@ class DiscriminatorUpdateConfig:
     batch accuracy reaches it, at most ``max_d_steps`` updates per phase.
     """
 
+    # The defaults serve every door (``seqgan-env train``, the env's own co-training, SB3 and TRL callbacks):
+    # 3 to 5 D updates per phase, stopping early once D's batch accuracy reaches 0.65, on whole-sequence
+    # batches of 128 (the measurements are in benchmarks/README.md, "The default schedule").
     every: int = 1
     """Generator updates between D phases (>= 1)."""
     d_steps: int = 3
@@ -70,7 +73,7 @@ class DiscriminatorUpdateConfig:
     """Fresh fakes kept for replay (>= batch_size)."""
     until_accuracy: float | None = 0.65
     """Keep updating D after d_steps until its batch accuracy reaches this, in (0.5, 1]; None: off."""
-    max_d_steps: int = 10
+    max_d_steps: int = 5
     """Cap on D updates per phase with until_accuracy (>= d_steps)."""
 
     def __post_init__(self) -> None:
