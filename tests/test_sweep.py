@@ -187,7 +187,7 @@ def test_trial_configs_build_a_train_config():
     cfg = trial_config(base, {"reinforce.lr": 5e-4, "reward.mode": "per_step", "reinforce.batch_size": 32}, 7, "x/runs")
     built = train_config_from_dict(cfg)
     assert (built.reinforce.lr, built.reward.mode, built.reinforce.batch_size) == (5e-4, "per_step", 32)
-    assert (built.name, built.out_dir, built.reinforce.mle_coef) == ("sw-t007", "x/runs", 0.5)
+    assert (built.name, built.out_dir, built.reinforce.mle_coef) == ("sw-t007", "x/runs", TrainConfig().reinforce.mle_coef)
     assert base["reinforce"]["lr"] == 2e-3  # the base is not modified
 
 
