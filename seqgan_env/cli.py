@@ -360,38 +360,109 @@ def cmd_sweep(args: argparse.Namespace, rest: list[str]) -> int:
     return 0
 
 
+#: Rows `sample` draws (and `eval` samples) per chunk: memory stays flat as -n grows, and each chunk is written
+#: as soon as it is drawn. With --d-filter a chunk is this many candidates (oversample x the rows kept from them).
+SAMPLE_CHUNK = 1024
+#: Most samples `eval` scores: it holds every one in memory (and scores each against the references).
+MAX_EVAL_SAMPLES = 100_000
+
+
+def _chunk_seed(seed: int, index: int) -> int:
+    """The sampling seed of chunk ``index``: ``seed`` itself for the first (so -n up to a chunk draws what one call
+    would), then independent streams derived from (seed, index)."""
+    if index == 0:
+        return seed
+    return int(np.random.SeedSequence([seed, index]).generate_state(1, np.uint64)[0] >> np.uint64(1))
+
+
+def _chunks(n: int, size: int):
+    """(index, rows) of the chunks of ``n`` rows, ``size`` rows each but the last."""
+    for index, start in enumerate(range(0, n, size)):
+        yield index, min(size, n - start)
+
+
+def _check_sample_args(args: argparse.Namespace) -> None:
+    """The cheap checks of `sample` before the run is read: -n, and --d-filter-* only with --d-filter."""
+    if args.n < 1:
+        raise ValueError(f"-n {args.n} is invalid: ask for at least 1 sample.")
+    if args.d_filter is None:
+        given = [flag for flag, value in (("--d-filter-oversample", args.d_filter_oversample),
+                                          ("--d-filter-beta", args.d_filter_beta)) if value is not None]
+        if given:
+            raise ValueError(f"{given[0]} is only used with --d-filter; fix: add --d-filter sir (or rejection), or "
+                             f"drop {given[0]}.")
+
+
 def cmd_sample(args: argparse.Namespace) -> int:
-    """Print samples of a trained run to stdout, one per line, nothing else."""
+    """Print samples of a trained run to stdout, one per line, nothing else.
+
+    Samples are drawn in chunks of ``SAMPLE_CHUNK`` rows and each chunk is written (and flushed) as soon as it is
+    drawn: memory stays flat as -n grows, a reader sees lines at once, `| head` ends the command quietly (exit 0),
+    and Ctrl-C leaves every finished chunk printed.
+    """
     from seqgan_agents.lifecycle import load_generator_for_sampling
     from seqgan_agents.reinforce import ReinforceAgent, ReinforceConfig
 
-    if args.n < 1:
-        raise ValueError(f"-n {args.n} is invalid: ask for at least 1 sample.")
+    _check_sample_args(args)
+    cfg = None
+    if args.d_filter is not None:
+        from seqgan_env.models.d_filter import DFilterConfig
+
+        # defaults here, not in argparse: given without --d-filter they are refused (_check_sample_args)
+        cfg = DFilterConfig(method=args.d_filter,
+                            oversample=4 if args.d_filter_oversample is None else args.d_filter_oversample,
+                            beta=1.0 if args.d_filter_beta is None else args.d_filter_beta)
     generator, tokenizer, config = load_generator_for_sampling(args.run_dir)
     agent = ReinforceAgent(generator, ReinforceConfig(device=args.device, temperature=args.temperature, top_p=args.top_p))
-    def draw(k: int, seed: int | None = args.seed):
+
+    def draw(k: int, seed: int | None):
         return agent.sample(
             k, config.data.max_length, args.temperature, args.top_p, seed=seed,
             min_length=config.data.min_length, allow_eos=config.data.eos,
         )
 
-    if args.d_filter is None:
-        tokens = draw(args.n)
+    if cfg is None:
+        chunks = (draw(k, _chunk_seed(args.seed, i)) for i, k in _chunks(args.n, SAMPLE_CHUNK))
     else:
         import torch
 
         from seqgan_agents.lifecycle import load_discriminator_for_sampling
-        from seqgan_env.models.d_filter import DFilterConfig, d_filter
+        from seqgan_env.models.d_filter import d_filter
 
-        cfg = DFilterConfig(method=args.d_filter, oversample=args.d_filter_oversample, beta=args.d_filter_beta)
         disc = load_discriminator_for_sampling(args.run_dir, tokenizer.vocab_size, device=str(agent.device),
                                                tokenizer=tokenizer)
-        rounds = iter(range(1, 10**9))
-        tokens = d_filter(lambda k: draw(k, args.seed * 1_000_003 + next(rounds)), disc.sequence_scores, args.n, cfg,
-                          generator=torch.Generator().manual_seed(args.seed))
-    for text in tokenizer.decode_batch(tokens.cpu()):
-        print(text)
+        rounds = iter(range(1, 2**62))  # one candidate seed per round, over all chunks
+        resample = torch.Generator().manual_seed(args.seed)
+        kept_per_chunk = max(1, SAMPLE_CHUNK // cfg.oversample)  # candidates per round <= max(SAMPLE_CHUNK, oversample)
+        chunks = (d_filter(lambda k: draw(k, args.seed * 1_000_003 + next(rounds)), disc.sequence_scores, k, cfg,
+                           generator=resample) for _, k in _chunks(args.n, kept_per_chunk))
+    written = 0
+    try:
+        for tokens in chunks:
+            texts = tokenizer.decode_batch(tokens.cpu())
+            sys.stdout.write("".join(f"{t}\n" for t in texts))
+            sys.stdout.flush()
+            written += len(texts)
+    except BrokenPipeError:
+        _quiet_stdout()  # the reader has gone (`| head`): stop as Unix tools do, no traceback, exit 0
+        return 0
+    except KeyboardInterrupt:
+        _err(f"interrupted after {written} of {args.n} samples (all {written} printed above)")
+        return 130
     return 0
+
+
+def _quiet_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's last flush on a closed pipe raises nothing."""
+    import os
+
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):  # not a real file (captured in tests)
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, fd)
+    os.close(devnull)
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -401,6 +472,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     (words as tokens, the test file as references, NLL-test); else BLEU against the held-out split.
     """
     import json
+
+    import torch
 
     from seqgan_agents.lifecycle import load_generator_for_sampling, load_run_data, load_test_texts
     from seqgan_agents.reinforce import ReinforceAgent, ReinforceConfig
@@ -420,12 +493,17 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     if args.n < 1:
         raise ValueError(f"-n {args.n} is invalid: ask for at least 1 sample.")
+    if args.n > MAX_EVAL_SAMPLES:
+        raise ValueError(f"-n {args.n} is too many for eval, which holds every sample in memory to score it; fix: "
+                         f"-n {MAX_EVAL_SAMPLES} or fewer (to print more samples, use seqgan-env sample, which streams).")
     generator, tokenizer, config = load_generator_for_sampling(args.run_dir)
     data = load_run_data(config, tokenizer)
     agent = ReinforceAgent(generator, ReinforceConfig(device=args.device))
-    tokens = agent.sample(
-        args.n, config.data.max_length, seed=args.seed, min_length=config.data.min_length, allow_eos=config.data.eos
-    )
+    tokens = torch.cat([  # (n, T), drawn a chunk at a time (the sampler's cache grows with its batch)
+        agent.sample(k, config.data.max_length, seed=_chunk_seed(args.seed, i), min_length=config.data.min_length,
+                     allow_eos=config.data.eos)
+        for i, k in _chunks(args.n, SAMPLE_CHUNK)
+    ])
     texts = tokenizer.decode_batch(tokens.cpu())
     report = sample_report(texts, data.train_texts, BigramModel.fit(data.valid_texts))
     test = load_test_texts(config)
@@ -585,7 +663,8 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--seed", type=int, default=None)
     sweep.set_defaults(func=cmd_sweep, takes_rest=True, parser=sweep)
 
-    sample = sub.add_parser("sample", help="print samples of a trained run, one per line on stdout")
+    sample = sub.add_parser("sample", help="print samples of a trained run, one per line on stdout (streamed: "
+                            "written in chunks as they are drawn)")
     sample.add_argument("run_dir")
     sample.add_argument("-n", type=int, default=20)
     sample.add_argument("--temperature", type=float, default=1.0)
@@ -595,17 +674,19 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--d-filter", dest="d_filter", default=None, choices=["sir", "rejection"],
                         help="keep samples by the run's discriminator: weights D/(1-D) estimate p_data/p_model "
                              "(sir: importance resampling without replacement; rejection: DRS)")
-    sample.add_argument("--d-filter-oversample", dest="d_filter_oversample", type=int, default=4,
-                        help="candidates drawn per kept sample (sir) or per round (rejection)")
-    sample.add_argument("--d-filter-beta", dest="d_filter_beta", type=float, default=1.0,
-                        help="weight exponent: 0 = plain sampling, 1 = the estimated density ratio")
+    sample.add_argument("--d-filter-oversample", dest="d_filter_oversample", type=int, default=None,
+                        help="with --d-filter: candidates drawn per kept sample (sir) or per round (rejection); "
+                             "default 4, at most 10000")
+    sample.add_argument("--d-filter-beta", dest="d_filter_beta", type=float, default=None,
+                        help="with --d-filter: weight exponent: 0 = plain sampling, 1 = the estimated density ratio "
+                             "(default)")
     sample.set_defaults(func=cmd_sample)
 
     ev = sub.add_parser("eval", help="sample-quality numbers of a run (prints a table, writes eval.json); with a "
                         "test file (data.test_path, set by --data coco): BLEU-2..5 and self-BLEU-2..5 over words "
                         "against it and the generator's NLL-test on it")
     ev.add_argument("run_dir")
-    ev.add_argument("-n", type=int, default=1000)
+    ev.add_argument("-n", type=int, default=1000, help=f"samples to score (at most {MAX_EVAL_SAMPLES})")
     ev.add_argument("--seed", type=int, default=0)
     ev.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda"])
     ev.set_defaults(func=cmd_eval)

@@ -27,6 +27,8 @@ import torch
 from seqgan_env.utils.validation import check_int, check_number
 
 METHODS = ("sir", "rejection")
+#: Most candidates per kept sample (sir) or per round and kept sample (rejection).
+MAX_OVERSAMPLE = 10_000
 
 
 @dataclass(frozen=True)
@@ -34,7 +36,7 @@ class DFilterConfig:
     """How D filters samples.
 
     method: ``sir`` or ``rejection``. oversample: candidates per kept sample (SIR) and
-    per round (rejection), an int >= 1. beta: weight exponent >= 0. max_log_weight:
+    per round (rejection), an int in [1, ``MAX_OVERSAMPLE``]. beta: weight exponent >= 0. max_log_weight:
     clip of log w (> 0). max_rounds: rejection rounds before giving up with an error.
     """
 
@@ -47,7 +49,9 @@ class DFilterConfig:
     def __post_init__(self) -> None:
         if self.method not in METHODS:
             raise ValueError(f"method={self.method!r} is unknown: choose one of {list(METHODS)}.")
-        check_int("oversample", self.oversample, 1)
+        check_int("oversample", self.oversample, 1, maximum=MAX_OVERSAMPLE,
+                  fix=f"fix: 4 is the default (each candidate is drawn and scored, so more than {MAX_OVERSAMPLE} per "
+                      f"kept sample is refused)")
         check_int("max_rounds", self.max_rounds, 1)
         check_number("beta", self.beta, 0, fix="1 is the D/(1-D) ratio")
         check_number("max_log_weight", self.max_log_weight, 0, low_open=True)
