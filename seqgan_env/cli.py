@@ -149,8 +149,7 @@ def cmd_train(args: argparse.Namespace, rest: list[str]) -> int:
 
     def run() -> int:
         if args.resume:
-            if rest or args.config or args.set or args.seeds is not None or args.note:
-                raise ValueError("--resume takes no other options: the run's config.json is used as it was.")
+            _refuse_with_resume(args, rest)
             return _fit(resume_run(args.resume), args)
         seeds = None if args.seeds is None else _parse_seeds(args.seeds)  # the cheap check first
         config = _train_config(args, rest)
@@ -165,6 +164,33 @@ def cmd_train(args: argparse.Namespace, rest: list[str]) -> int:
         raise
     distributed.destroy(sync=True)
     return rc
+
+
+#: train options a resumed run cannot honour (its config.json is used as it was): (flag, args attribute)
+_NOT_WITH_RESUME = (("--config", "config"), ("--set", "set"), ("--data", "data"), ("--tokenizer", "tokenizer"),
+                    ("--device", "device"), ("--pretrain-steps", "pretrain_steps"), ("--updates", "updates"),
+                    ("--seed", "seed"), ("--name", "name"), ("--agent", "agent"), ("--note", "note"),
+                    ("--seeds", "seeds"))
+
+
+def _refuse_with_resume(args: argparse.Namespace, rest: list[str]) -> None:
+    """`train --resume RUN` with an option it would silently ignore: refuse it, naming the first one."""
+    given = [flag for flag, attr in _NOT_WITH_RESUME if getattr(args, attr) is not None]
+    given += [a.split("=", 1)[0] for a in rest if a.startswith("--")]
+    if not given and rest:
+        given = [rest[0]]
+    if not given:
+        return
+    flag = given[0]
+    why = f"{flag} is not used with --resume: a resumed run continues with its own config.json, unchanged"
+    if flag == "--updates":
+        fix = (f"fix: drop --updates (the run trains to its own schedule.updates); to train longer, start a new run "
+               f"with the --updates you want (a run's length also sets its schedules, so it is not extended in place)")
+    elif flag == "--note":
+        fix = f'fix: drop --note and attach it with seqgan-env runs note {args.resume} "TEXT"'
+    else:
+        fix = f"fix: drop {flag}, or start a new run with it (seqgan-env train {flag} ...)"
+    raise ValueError(f"{why}; {fix}.")
 
 
 def _wants_help(rest: list[str]) -> bool:

@@ -145,3 +145,31 @@ def test_huge_tokenizer_vocab_is_refused(size, tmp_path, capsys, monkeypatch):
     assert f"tokenizer.vocab_size={size}" in err and str(2**18) in err and "fix" in err.lower()
     assert err.count("\n") == 1 and "Traceback" not in err
     assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize(
+    "extra, flag",
+    [
+        (["--updates", "50"], "--updates"),
+        (["--data", "other.txt"], "--data"),
+        (["--tokenizer", "bpe"], "--tokenizer"),
+        (["--seed", "3"], "--seed"),
+        (["--name", "x"], "--name"),
+        (["--pretrain-steps", "5"], "--pretrain-steps"),
+        (["--device", "cpu"], "--device"),
+        (["--note", "hi"], "--note"),
+        (["--set", "reinforce.lr=0.1"], "--set"),
+        (["--generator.hidden-size", "32"], "--generator.hidden-size"),
+        (["--reinforce.lr=0.1"], "--reinforce.lr"),
+    ],
+)
+def test_resume_refuses_options_it_would_ignore(run, tmp_path, capsys, extra, flag):
+    import shutil
+
+    copy = Path(shutil.copytree(run, tmp_path / "r"))
+    before = snapshot(copy)
+    assert main(["train", "--no-progress", "--resume", str(copy), *extra]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"seqgan-env: error: {flag} is not used with --resume") and "fix: drop" in err, err
+    assert err.count("\n") == 1
+    assert snapshot(copy) == before  # not trained, not touched
