@@ -260,8 +260,14 @@ def _fit(trainer, args: argparse.Namespace) -> int:
     main = getattr(getattr(trainer, "dist", None), "is_main", True)  # torchrun: rank 0 speaks for all
     if main:
         print(f"run directory: {trainer.run.path}", file=sys.stderr)
+    from seqgan_env.rewards.sources import RewardSourceError
+
     try:
         report = trainer.fit(progress=not args.no_progress)
+    except RewardSourceError as exc:
+        done = "after pretraining" if trainer.pretrained else "where it stopped"
+        raise RewardSourceError(f"{str(exc).rstrip('.')}, then resume the run {done}: seqgan-env train --resume {trainer.run.path}.") \
+            from exc.__cause__
     finally:
         trainer.run.close()
     if main:

@@ -174,11 +174,30 @@ def weighted(x: torch.Tensor, weight: float) -> torch.Tensor:
     return x if weight == 1.0 else weight * x
 
 
+class RewardSourceError(ValueError):
+    """A reward source's callable raised; the message names the source, its import path and the file:line of
+    the raise (the original exception is chained as ``__cause__``)."""
+
+
+def _raised_at(exc: BaseException) -> str:
+    """``file:line`` of the innermost frame of ``exc``'s traceback (where it was raised)."""
+    tb = exc.__traceback__
+    if tb is None:
+        return "an unknown place"
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    return f"{tb.tb_frame.f_code.co_filename}:{tb.tb_lineno}"
+
+
 def score_source(source: RewardSource, tokens: torch.Tensor, texts: list[str]) -> torch.Tensor:
     """(K, T) long, K texts -> (K,) float32 unweighted scores of ``source.fn``, checked on the way out."""
     k = tokens.shape[0]
     where = f"reward source {source.name!r}" + (f" ({source.path})" if source.path else "")
-    raw = source.fn(tokens, texts)
+    try:
+        raw = source.fn(tokens, texts)
+    except Exception as exc:  # the user's code: say which source, and where it raised
+        raise RewardSourceError(f"{where} raised {type(exc).__name__}: {exc} (at {_raised_at(exc)}); fix: correct "
+                                f"the function (it is called with tokens (K, T) and K texts).") from exc
     try:
         scores = (raw.detach() if torch.is_tensor(raw) else torch.as_tensor(np.asarray(raw, dtype=np.float64)))
         scores = scores.to(tokens.device, torch.float32)
@@ -248,5 +267,5 @@ class SourceCombiner:
         return total, parts
 
 
-__all__ = ["DEFAULT_SPEC", "DISCRIMINATOR", "INFO_PREFIX", "KL", "RewardSource", "SourceCombiner", "as_sources",
-           "import_callable", "score_source", "split_kl", "weighted"]
+__all__ = ["DEFAULT_SPEC", "DISCRIMINATOR", "INFO_PREFIX", "KL", "RewardSource", "RewardSourceError", "SourceCombiner",
+           "as_sources", "import_callable", "score_source", "split_kl", "weighted"]
