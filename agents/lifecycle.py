@@ -18,6 +18,7 @@ from seqgan_env.data.text import TextDataset, file_sha256, load_dataset, load_te
 from seqgan_env.data.tokenizer import CharTokenizer
 from seqgan_env.eval.oracle import DEFAULT_ORACLE_PATH
 from seqgan_env.models.pretrained import check_directory, fingerprint, make_generator
+from seqgan_env.rewards.sources import deferred_imports
 from seqgan_env.runs.configio import config_to_dict
 from seqgan_env.runs.rundir import RunDir
 
@@ -239,7 +240,12 @@ def load_generator_for_sampling(run_path: str | Path):
     from seqgan_env.runs.rundir import load_generator_export
 
     run = RunDir.open(run_path, tensorboard=False)
-    config = train_config_from_dict(run.config)
+    try:
+        with deferred_imports():  # sampling computes no reward: the run's reward-source modules are not imported
+            config = train_config_from_dict(run.config)
+    except BaseException:
+        run.close()
+        raise
     if config.agent != "reinforce":
         run.close()
         raise ValueError(
@@ -282,7 +288,8 @@ def load_discriminator_for_sampling(run_path: str | Path, vocab_size: int, devic
 
     run = RunDir.open(run_path, tensorboard=False)
     try:
-        config = train_config_from_dict(run.config)
+        with deferred_imports():  # as load_generator_for_sampling: no reward-source module is imported
+            config = train_config_from_dict(run.config)
         ckpt = run.latest_checkpoint()
         if ckpt is None:
             raise ValueError(f"run '{run.path}' has no checkpoint, so no trained discriminator for --d-filter; "
