@@ -100,6 +100,10 @@ def new_run(config: TrainConfig) -> Trainer:
     and global batch size) and the other ranks get a read-only :class:`FollowerRun`.
     """
     ctx = _join(config)
+    for what, directory in (("generator.pretrained", config.generator.pretrained),
+                            ("discriminator.pretrained", config.discriminator.pretrained)):
+        if directory:  # named before anything else reads it (its fingerprint would fail with a bare [Errno 2])
+            check_directory(directory, what)
     tokenizer = run_tokenizer(config)
     if tokenizer is not None and ctx.is_distributed:  # one vocabulary for all ranks (Unigram training is not
         tokenizer = HFTokenizer.from_str(distributed.broadcast_text(tokenizer.to_str(), ctx))  # deterministic)
@@ -108,6 +112,7 @@ def new_run(config: TrainConfig) -> Trainer:
     config = with_data_length(config, data.max_length)
     data_file = str(DEFAULT_ORACLE_PATH) if config.data.is_oracle else config.data.path
     run, error = None, None
+    created = _missing_dirs(Path(config.out_dir)) if ctx.is_main else []  # removed again if the start fails
     if ctx.is_main:
         try:
             extra = {"distributed": ctx.record(config.reinforce.batch_size)} if config.agent == "reinforce" else {}
@@ -119,6 +124,7 @@ def new_run(config: TrainConfig) -> Trainer:
             error = exc
     path = distributed.broadcast_text(str(run.path) if run is not None else "", ctx)
     if error is not None:
+        _remove_empty(created)
         raise error
     if not path:
         raise RuntimeError(f"rank 0 could not create the run directory (its error is in its log); rank {ctx.rank} stops.")
@@ -134,7 +140,27 @@ def new_run(config: TrainConfig) -> Trainer:
         run.close()
         if ctx.is_main:
             shutil.rmtree(run.path, ignore_errors=True)
+            _remove_empty(created)
         raise
+
+
+def _missing_dirs(path: Path) -> list[Path]:
+    """``path`` and its ancestors that do not exist yet, deepest first."""
+    missing = []
+    for p in (path.absolute(), *path.absolute().parents):
+        if p.exists():
+            break
+        missing.append(p)
+    return missing
+
+
+def _remove_empty(dirs: list[Path]) -> None:
+    """Remove the directories a failed start created (deepest first), where they are still empty."""
+    for d in dirs:
+        try:
+            d.rmdir()
+        except OSError:  # not empty (another run appeared) or already gone
+            return
 
 
 def _input_records(config: TrainConfig) -> dict:

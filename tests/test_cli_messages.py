@@ -1,0 +1,67 @@
+"""Messages that name the real problem, and nothing left behind: a model directory passed as a run, a missing
+pretrained directory, a failed start in a new --out-dir."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from seqgan_agents.lifecycle import new_run
+from seqgan_env.cli import main
+
+from .test_bad_input import snapshot
+from .test_train import tiny_config
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> Path:
+    trainer = new_run(tiny_config(tmp_path_factory.mktemp("msg"), updates=2))
+    trainer.fit(progress=False)
+    trainer.run.close()
+    return trainer.run.path
+
+
+@pytest.mark.parametrize("argv", [
+    ["sample", "{m}", "-n", "2"], ["eval", "{m}", "-n", "5"], ["train", "--resume", "{m}"],
+    ["runs", "note", "{m}", "hello"], ["runs", "diff", "{m}", "{r}"], ["sample", "{m}", "--d-filter", "sir"],
+])
+def test_model_directory_is_not_a_run(trained, tmp_path, capsys, argv):
+    run = Path(shutil.copytree(trained, tmp_path / "r"))
+    model = run / "generator"
+    before = snapshot(tmp_path)
+    assert main([a.format(m=model, r=run) for a in argv]) == 2
+    err = capsys.readouterr().err
+    assert f"'{model}' is a model directory" in err and f"(e.g. '{run}')" in err and "fix: " in err, err
+    assert "format_version" not in err and "RunDir.create" not in err and err.count("\n") == 1
+    assert snapshot(tmp_path) == before  # runs note wrote no note.txt into the model directory
+
+
+def test_directory_with_other_config_json_is_not_a_run(tmp_path, capsys):
+    (tmp_path / "config.json").write_text(json.dumps({"lr": 1}))
+    assert main(["sample", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "is not a run directory" in err and "seqgan-env train" in err and err.count("\n") == 1
+
+
+def test_missing_discriminator_pretrained_is_named(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", "--discriminator.pretrained", str(tmp_path / "nope"), "--set", f"out_dir={tmp_path / 'o'}"]) == 2
+    err = capsys.readouterr().err
+    assert f"discriminator.pretrained='{tmp_path / 'nope'}' does not exist" in err and "fix: " in err
+    assert "Errno" not in err and err.count("\n") == 1
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_failed_start_leaves_no_new_out_dir(tmp_path, capsys, monkeypatch):
+    """The start fails after the run directory was made (D's pretrained weights do not load): the run directory
+    and the --out-dir folders it created are removed."""
+    bad = tmp_path / "bad-model"
+    bad.mkdir()
+    (bad / "config.json").write_text(json.dumps({"model_type": "llama"}))
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", "--discriminator.pretrained", str(bad), "--set", f"out_dir={tmp_path / 'o' / 'deep'}"]) == 2
+    assert "discriminator.pretrained" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad-model"]
