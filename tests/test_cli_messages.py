@@ -65,3 +65,22 @@ def test_failed_start_leaves_no_new_out_dir(tmp_path, capsys, monkeypatch):
     assert main(["train", "--discriminator.pretrained", str(bad), "--set", f"out_dir={tmp_path / 'o' / 'deep'}"]) == 2
     assert "discriminator.pretrained" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad-model"]
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077, 0o002])
+def test_run_files_follow_the_umask(tmp_path, umask):
+    """Every file and directory of a run gets the mode the umask gives (no 0600 from temp files)."""
+    import os
+    import stat
+
+    old = os.umask(umask)
+    try:
+        trainer = new_run(tiny_config(tmp_path, updates=2))
+        trainer.fit(progress=False)
+        trainer.run.close()
+    finally:
+        os.umask(old)
+    modes = {str(p.relative_to(tmp_path)): stat.S_IMODE(p.stat().st_mode) for p in trainer.run.path.rglob("*")
+             if p.name != "lock"}
+    want = {p: (0o777 if (tmp_path / p).is_dir() else 0o666) & ~umask for p in modes}
+    assert modes == want

@@ -43,7 +43,7 @@ import numpy as np
 import torch
 
 from seqgan_env.models.lstm import MODEL_TYPE as LSTM_MODEL_TYPE, lstm_from_export
-from seqgan_env.utils.atomic import TMP_PREFIX, atomic_save_tensors, atomic_write_text, fsync_dir
+from seqgan_env.utils.atomic import TMP_PREFIX, atomic_save_tensors, atomic_write_text, fsync_dir, umask_mode
 from seqgan_env.utils.codec import load_tensors, read_json
 from seqgan_env.utils.pidlock import PidLock
 from seqgan_env.utils.validation import check_int
@@ -70,6 +70,9 @@ def save_generator_export(model: Any, directory: str | os.PathLike) -> Path:
 
     with quiet_transformers():
         model.save_pretrained(directory)
+    for p in Path(directory).iterdir():  # safetensors writes its file 0600: give it the umask's mode, as the rest
+        if p.is_file():
+            os.chmod(p, umask_mode())
     return Path(directory)
 
 
@@ -570,6 +573,7 @@ class RunDir:
         tmp = Path(tempfile.mkdtemp(dir=self.checkpoints_dir, prefix=TMP_PREFIX + final.name + "-"))
         trash = None
         try:
+            os.chmod(tmp, umask_mode(directory=True))  # as mkdir would (mkdtemp makes it 0700)
             for group, group_tensors in tensors.items():
                 atomic_save_tensors(tmp / f"{group}.safetensors", group_tensors)
             atomic_write_text(tmp / CHECKPOINT_META_FILE, meta_text)
