@@ -231,7 +231,7 @@ def resume_run(path: str | Path) -> Trainer:
         run = FollowerRun(run.path, run.info, reader=run)
     try:
         check_world_size(run, ctx)
-        ctx = _join(train_config_from_dict(run.config))
+        ctx = _join(run_config(run))
         run.acquire_lock()
         return _resume(run, ctx)
     except BaseException:
@@ -240,7 +240,7 @@ def resume_run(path: str | Path) -> Trainer:
 
 
 def _resume(run: RunDir | FollowerRun, ctx: DistContext | None = None) -> Trainer:
-    config = train_config_from_dict(run.config)
+    config = run_config(run, import_sources=True)  # rewards are computed: the sources are imported
     if config.agent != "reinforce":
         raise ValueError(f"run '{run.path}' was trained with agent={config.agent}; only REINFORCE runs can be resumed.")
     recorded = (run.info.get("data") or {}).get("sha256")
@@ -261,14 +261,29 @@ def _resume(run: RunDir | FollowerRun, ctx: DistContext | None = None) -> Traine
     return trainer
 
 
+def run_config(run: RunDir | FollowerRun, import_sources: bool = False) -> TrainConfig:
+    """The TrainConfig of ``run``'s config.json; a value this version refuses is named with the file.
+
+    ``import_sources``: import the reward-source modules (to compute rewards); else they are parsed for form
+    only (``deferred_imports``) and no user code runs.
+    """
+    try:
+        with deferred_imports():
+            config = train_config_from_dict(run.config)
+    except (ValueError, TypeError) as exc:
+        what = str(exc).split("; fix:")[0].split(" Fix:")[0].rstrip(".")  # that fix is for a new run's options
+        raise ValueError(f"{run.path / 'config.json'} holds a config this version refuses: {what}; fix: restore "
+                         f"the file as `seqgan-env train` wrote it, or start a new run.") from None
+    return train_config_from_dict(run.config) if import_sources else config
+
+
 def load_generator_for_sampling(run_path: str | Path):
     """(generator, tokenizer, config) of a finished or interrupted run, for `seqgan-env sample`."""
     from seqgan_env.runs.rundir import load_generator_export
 
     run = RunDir.open(run_path, tensorboard=False)
     try:
-        with deferred_imports():  # sampling computes no reward: the run's reward-source modules are not imported
-            config = train_config_from_dict(run.config)
+        config = run_config(run)  # sampling computes no reward: the run's reward-source modules are not imported
     except BaseException:
         run.close()
         raise
@@ -314,8 +329,7 @@ def load_discriminator_for_sampling(run_path: str | Path, vocab_size: int, devic
 
     run = RunDir.open(run_path, tensorboard=False)
     try:
-        with deferred_imports():  # as load_generator_for_sampling: no reward-source module is imported
-            config = train_config_from_dict(run.config)
+        config = run_config(run)  # as load_generator_for_sampling: no reward-source module is imported
         ckpt = run.latest_checkpoint()
         if ckpt is None:
             raise ValueError(f"run '{run.path}' has no checkpoint, so no trained discriminator for --d-filter; "

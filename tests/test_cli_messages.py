@@ -84,3 +84,17 @@ def test_run_files_follow_the_umask(tmp_path, umask):
              if p.name != "lock"}
     want = {p: (0o777 if (tmp_path / p).is_dir() else 0o666) & ~umask for p in modes}
     assert modes == want
+
+
+@pytest.mark.parametrize("command", [["sample"], ["eval"], ["train", "--resume"]])
+def test_edited_run_config_names_config_json(trained, tmp_path, capsys, command):
+    run = Path(shutil.copytree(trained, tmp_path / "r"))
+    info = json.loads((run / "config.json").read_text())
+    info["config"]["generator"]["family"] = "foo"
+    (run / "config.json").write_text(json.dumps(info))
+    before = snapshot(tmp_path)
+    assert main([*command, str(run)]) == 2
+    err = capsys.readouterr().err
+    assert f"{run / 'config.json'} holds a config" in err and "generator.family='foo'" in err, err
+    assert "--generator.family" not in err and "fix: restore the file" in err and err.count("\n") == 1
+    assert snapshot(tmp_path) == before
