@@ -435,6 +435,8 @@ def cmd_sample(args: argparse.Namespace) -> int:
     from seqgan_agents.lifecycle import load_generator_for_sampling
     from seqgan_agents.reinforce import ReinforceAgent, ReinforceConfig
 
+    from seqgan_env.models.d_filter import DFilterError
+
     _check_sample_args(args)
     cfg = None
     if args.d_filter is not None:
@@ -481,6 +483,10 @@ def cmd_sample(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         _err(f"interrupted after {written} of {args.n} samples (all {written} printed above)")
         return 130
+    except DFilterError as exc:
+        raise ValueError(f"--d-filter rejection stopped after {written} of {args.n} samples: "
+                         f"{str(exc).split('; fix:')[0]}; fix: raise --d-filter-oversample, lower --d-filter-beta, "
+                         f"or use --d-filter sir (it always returns -n samples).") from None
     return 0
 
 

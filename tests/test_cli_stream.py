@@ -173,3 +173,21 @@ def test_resume_refuses_options_it_would_ignore(run, tmp_path, capsys, extra, fl
     assert err.startswith(f"seqgan-env: error: {flag} is not used with --resume") and "fix: drop" in err, err
     assert err.count("\n") == 1
     assert snapshot(copy) == before  # not trained, not touched
+
+
+def test_sample_rejection_that_cannot_finish_is_one_line(run, capsys, monkeypatch):
+    """Rejection sampling that accepts too few rows in max_rounds: exit 2, one line with the CLI's fix."""
+    import torch
+
+    import seqgan_env.models.d_filter as d_filter_mod
+
+    def one_heavy(probs, beta=1.0, max_log_weight=10.0):  # one candidate per round w = e^10, the others e^-10
+        w = torch.full((probs.shape[0],), -10.0, dtype=torch.double)
+        w[0] = 10.0
+        return w
+
+    monkeypatch.setattr(d_filter_mod, "log_weights", one_heavy)
+    assert main(["sample", str(run), "-n", "200", "--d-filter", "rejection"]) == 2
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.err and captured.err.count("\n") == 1
+    assert "--d-filter rejection stopped after 0 of 200 samples" in captured.err and "--d-filter sir" in captured.err

@@ -57,6 +57,10 @@ class DFilterConfig:
         check_number("max_log_weight", self.max_log_weight, 0, low_open=True)
 
 
+class DFilterError(RuntimeError):
+    """Rejection sampling accepted too few rows in ``max_rounds`` rounds."""
+
+
 def log_weights(probs: torch.Tensor, beta: float = 1.0, max_log_weight: float = 10.0) -> torch.Tensor:
     """(N,) beta * log(p / (1 - p)) of P(real) ``probs`` (N,), clipped to +-max_log_weight."""
     p = probs.double().clamp(1e-12, 1 - 1e-12)
@@ -98,7 +102,7 @@ def d_filter(
         count += int(accept.sum())
         if count >= n:
             return torch.cat(kept)[:n]
-    raise RuntimeError(
+    raise DFilterError(
         f"rejection sampling accepted {count} of {n} rows in max_rounds={cfg.max_rounds} rounds of "
         f"{cfg.oversample * n} candidates; fix: raise max_rounds or oversample, lower beta, or use method='sir'."
     )
