@@ -108,10 +108,40 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else Path("benchmarks") / f"quality_oracle-{time.strftime('%Y%m%d-%H%M%S')}.json"
     if out.exists() and out.is_dir():
         raise ValueError(f"--out '{out}' is a directory; fix: pass a file path such as {out / 'oracle.json'}.")
+    _check_out_path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     run_benchmark(cfg, out, log=print)
     print(f"results written to {out}", file=sys.stderr)
     return 0
+
+
+def _check_out_path(out) -> None:
+    """Refuse an --out file that cannot be written (a parent that is a file, or not writable) before any work."""
+    import os
+
+    if out.exists() and out.is_dir():
+        raise ValueError(f"--out '{out}' is a directory; fix: pass a file path such as {out / 'results.json'}.")
+    parent = out.absolute().parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise ValueError(f"--out '{out}' cannot be written: '{parent}' is a file, not a directory; fix: pass a path "
+                         f"in a directory.")
+    # a real write test (os.access says yes to root everywhere): make the folders, a file, then remove them
+    import tempfile
+
+    created = []
+    try:
+        for d in reversed([*out.absolute().parents][: len(out.absolute().parents) - len(parent.parents) - 1]):
+            d.mkdir()
+            created.append(d)
+        tempfile.TemporaryFile(dir=out.absolute().parent).close()
+    except OSError as exc:
+        raise ValueError(f"--out '{out}' cannot be written ({exc.strerror}: '{exc.filename or parent}'); fix: pass a "
+                         f"path in a directory you can write to.") from None
+    finally:
+        for d in reversed(created):
+            d.rmdir()
 
 
 def _benchmark_gan(args: argparse.Namespace) -> int:
@@ -129,6 +159,7 @@ def _benchmark_gan(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else Path("benchmarks") / f"quality_gan-{time.strftime('%Y%m%d-%H%M%S')}.json"
     if out.exists() and out.is_dir():
         raise ValueError(f"--out '{out}' is a directory; fix: pass a file path such as {out / 'gan.json'}.")
+    _check_out_path(out)
     run_benchmark(cfg, out, log=print)
     print(f"results written to {out} and {out.with_suffix('.png')}", file=sys.stderr)
     return 0

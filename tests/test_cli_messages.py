@@ -98,3 +98,23 @@ def test_edited_run_config_names_config_json(trained, tmp_path, capsys, command)
     assert f"{run / 'config.json'} holds a config" in err and "generator.family='foo'" in err, err
     assert "--generator.family" not in err and "fix: restore the file" in err and err.count("\n") == 1
     assert snapshot(tmp_path) == before
+
+
+def test_benchmark_gan_bad_data_leaves_no_benchmarks_folder(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["benchmark", "gan", "--data", str(tmp_path / "missing.txt"), "--seeds", "0"]) == 2
+    assert "missing.txt" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("task", ["gan", "oracle"])
+def test_benchmark_unwritable_out_is_named(task, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "afile").write_text("x")
+    for out, needle in ((tmp_path / "afile" / "d" / "r.json", "is a file, not a directory"),
+                        (Path("/proc/no-such-dir/r.json"), "cannot be written (No such file or directory")):
+        assert main(["benchmark", task, "--out", str(out), "--seeds", "0"]) == 2
+        err = capsys.readouterr().err
+        assert f"--out '{out}'" in err and needle in err and "fix: " in err and "Errno" not in err, err
+        assert err.count("\n") == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]
