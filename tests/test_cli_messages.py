@@ -118,3 +118,16 @@ def test_benchmark_unwritable_out_is_named(task, tmp_path, capsys, monkeypatch):
         assert f"--out '{out}'" in err and needle in err and "fix: " in err and "Errno" not in err, err
         assert err.count("\n") == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]
+
+
+def test_ppo_run_leaves_no_sb3_temp_folder(tmp_path, capsys, monkeypatch):
+    import tempfile
+
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp))  # where SB3's default logger would make SB3-<time>
+    rc = main(["train", "--no-progress", "--agent", "ppo", "--updates", "1", "--set", f"out_dir={tmp_path / 'runs'}",
+               "--set", "ppo.n_envs=8", "--set", "ppo.n_steps=16", "--set", "ppo.batch_size=64",
+               "--set", "schedule.eval_every=1", "--set", "d_updates.batch_size=8", "--set", "schedule.eval_samples=10"])
+    assert rc == 0, capsys.readouterr().err
+    assert list(tmp.iterdir()) == []
