@@ -418,7 +418,10 @@ def cmd_sweep(args: argparse.Namespace, rest: list[str]) -> int:
             trainer.run.close()
         return final_metric(trainer.run.path, args.metric)
 
-    study = run_sweep(args.dir, space, config_to_dict(base), sweep_cfg, train_fn, config_cls=TrainConfig)
+    from seqgan_agents.trainer_config import train_config_from_dict
+
+    study = run_sweep(args.dir, space, config_to_dict(base), sweep_cfg, train_fn, config_cls=TrainConfig,
+                      check_config=train_config_from_dict)
     print(best_trial_summary(study))
     return 0
 

@@ -131,3 +131,19 @@ def test_ppo_run_leaves_no_sb3_temp_folder(tmp_path, capsys, monkeypatch):
                "--set", "schedule.eval_every=1", "--set", "d_updates.batch_size=8", "--set", "schedule.eval_samples=10"])
     assert rc == 0, capsys.readouterr().err
     assert list(tmp.iterdir()) == []
+
+
+@pytest.mark.parametrize("spec, needle", [
+    ({"reinforce.gamma": {"type": "float", "low": 0.5, "high": 2.0}}, "'reinforce.gamma': high 2.0 is refused"),
+    ({"reinforce.batch_size": {"type": "int", "low": -4, "high": 16}}, "'reinforce.batch_size': low -4 is refused"),
+    ({"reward.mode": {"type": "categorical", "choices": ["potential", "nope"]}}, "'reward.mode': choice 'nope'"),
+])
+def test_sweep_space_outside_the_config_is_refused_before_a_trial(spec, needle, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    space = tmp_path / "space.json"
+    space.write_text(json.dumps(spec))
+    sweep = tmp_path / "sw"
+    assert main(["sweep", "--trials", "2", "--space", str(space), "--dir", str(sweep)]) == 2
+    err = capsys.readouterr().err
+    assert needle in err and "fix: narrow the range" in err and "Traceback" not in err and err.count("\n") == 1, err
+    assert not sweep.exists()  # no study.db with a failed trial
