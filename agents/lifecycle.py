@@ -83,6 +83,25 @@ def load_run_data(config: TrainConfig, tokenizer: CharTokenizer | HFTokenizer | 
     return data
 
 
+#: Fewest of a data file's lines a run may keep when data.skip_long leaves the longer ones out.
+MIN_KEPT_FRACTION = 0.5
+
+
+def _check_kept(config: TrainConfig, data: TextDataset) -> None:
+    """Stop a run whose data.skip_long left out most of the data (e.g. --data coco --tokenizer char: captions
+    are far longer in characters than in the preset's max_length), with the numbers and the fix."""
+    stats = getattr(data, "stats", None) or {}
+    skipped, kept = stats.get("skipped_long", 0), stats.get("lines", 0)
+    if not skipped or kept >= MIN_KEPT_FRACTION * (kept + skipped):
+        return
+    unit = "characters" if config.tokenizer.kind == "char" or (config.tokenizer.kind == "auto"
+                                                                 and not config.generator.pretrained) else "tokens"
+    raise ValueError(
+        f"data.skip_long left out {skipped} of {kept + skipped} lines of '{config.data.path}' (longer than "
+        f"data.max_length={config.data.max_length} {unit}); only {kept} would be trained on; fix: raise "
+        f"--data.max-length, or use a tokenizer with fewer tokens per line (e.g. --tokenizer bpe for text).")
+
+
 def load_test_texts(config: TrainConfig) -> list[str] | None:
     """The lines of ``data.test_path`` (held out: BLEU references, NLL-test), read loudly; None without one."""
     if config.data.test_path is None:
@@ -108,6 +127,7 @@ def new_run(config: TrainConfig) -> Trainer:
     if tokenizer is not None and ctx.is_distributed:  # one vocabulary for all ranks (Unigram training is not
         tokenizer = HFTokenizer.from_str(distributed.broadcast_text(tokenizer.to_str(), ctx))  # deterministic)
     data = load_run_data(config, tokenizer)
+    _check_kept(config, data)
     load_test_texts(config)  # a missing or broken test file stops the run before its directory exists
     config = with_data_length(config, data.max_length)
     data_file = str(DEFAULT_ORACLE_PATH) if config.data.is_oracle else config.data.path

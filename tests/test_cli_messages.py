@@ -147,3 +147,14 @@ def test_sweep_space_outside_the_config_is_refused_before_a_trial(spec, needle, 
     err = capsys.readouterr().err
     assert needle in err and "fix: narrow the range" in err and "Traceback" not in err and err.count("\n") == 1, err
     assert not sweep.exists()  # no study.db with a failed trial
+
+
+def test_run_that_would_drop_most_of_its_data_stops(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    data = tmp_path / "long.txt"
+    data.write_text("ab\nabcdefghij\nabcdefghijk\nabcdefghijkl\nabcdefghijklm\nxy\n")
+    assert main(["train", "--data", str(data), "--set", "data.max_length=4", "--set", "data.skip_long=true",
+                 "--set", f"out_dir={tmp_path / 'runs'}"]) == 2
+    err = capsys.readouterr().err
+    assert "left out 4 of 6 lines" in err and "only 2 would be trained on" in err and "fix: raise --data.max-length" in err
+    assert err.count("\n") == 1 and sorted(p.name for p in tmp_path.iterdir()) == ["long.txt"]
