@@ -438,7 +438,7 @@ def _chunk_seed(seed: int, index: int) -> int:
     would), then independent streams derived from (seed, index)."""
     if index == 0:
         return seed
-    return int(np.random.SeedSequence([seed, index]).generate_state(1, np.uint64)[0] >> np.uint64(1))
+    return int(np.random.SeedSequence([seed % 2**64, index]).generate_state(1, np.uint64)[0] >> np.uint64(1))
 
 
 def _chunks(n: int, size: int):
