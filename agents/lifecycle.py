@@ -130,6 +130,7 @@ def new_run(config: TrainConfig) -> Trainer:
     _check_kept(config, data)
     load_test_texts(config)  # a missing or broken test file stops the run before its directory exists
     config = with_data_length(config, data.max_length)
+    config = _with_absolute_paths(config)  # eval and --resume from another directory read the same files
     data_file = str(DEFAULT_ORACLE_PATH) if config.data.is_oracle else config.data.path
     run, error = None, None
     created = _missing_dirs(Path(config.out_dir)) if ctx.is_main else []  # removed again if the start fails
@@ -181,6 +182,28 @@ def _remove_empty(dirs: list[Path]) -> None:
             d.rmdir()
         except OSError:  # not empty (another run appeared) or already gone
             return
+
+
+def _with_absolute_paths(config: TrainConfig) -> TrainConfig:
+    """``config`` with data.path and data.test_path made absolute (a relative path means the start's directory)."""
+    import dataclasses
+
+    changes = {}
+    if not config.data.is_oracle and not Path(config.data.path).is_absolute():
+        changes["path"] = str(Path(config.data.path).absolute())
+    if config.data.test_path is not None and not Path(config.data.test_path).is_absolute():
+        changes["test_path"] = str(Path(config.data.test_path).absolute())
+    return dataclasses.replace(config, data=dataclasses.replace(config.data, **changes)) if changes else config
+
+
+def check_data_unchanged(run: RunDir | FollowerRun, config: TrainConfig) -> None:
+    """Refuse a run whose data file is not the one it was trained on (the SHA-256 in config.json differs)."""
+    recorded = (run.info.get("data") or {}).get("sha256")
+    if recorded and Path(config.data.path).is_file() and file_sha256(config.data.path) != recorded:
+        raise ValueError(
+            f"data file '{config.data.path}' changed since run '{run.path}' started (sha256 differs); "
+            f"fix: restore the original file or start a new run."
+        )
 
 
 def _input_records(config: TrainConfig) -> dict:
@@ -263,12 +286,7 @@ def _resume(run: RunDir | FollowerRun, ctx: DistContext | None = None) -> Traine
     config = run_config(run, import_sources=True)  # rewards are computed: the sources are imported
     if config.agent != "reinforce":
         raise ValueError(f"run '{run.path}' was trained with agent={config.agent}; only REINFORCE runs can be resumed.")
-    recorded = (run.info.get("data") or {}).get("sha256")
-    if recorded and Path(config.data.path).is_file() and file_sha256(config.data.path) != recorded:
-        raise ValueError(
-            f"data file '{config.data.path}' changed since run '{run.path}' started (sha256 differs); "
-            f"fix: restore the original file or start a new run."
-        )
+    check_data_unchanged(run, config)
     _check_inputs_unchanged(run, config)
     tok_path = run.path / "tokenizer.json"
     if not tok_path.is_file():

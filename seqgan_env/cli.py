@@ -547,7 +547,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     import torch
 
-    from seqgan_agents.lifecycle import load_generator_for_sampling, load_run_data, load_test_texts
+    from seqgan_agents.lifecycle import (
+        check_data_unchanged,
+        load_generator_for_sampling,
+        load_run_data,
+        load_test_texts,
+    )
     from seqgan_agents.reinforce import ReinforceAgent, ReinforceConfig
     from seqgan_env.eval.text_benchmark import held_out_report
     from seqgan_env.eval.metrics import (
@@ -569,6 +574,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
         raise ValueError(f"-n {args.n} is too many for eval, which holds every sample in memory to score it; fix: "
                          f"-n {MAX_EVAL_SAMPLES} or fewer (to print more samples, use seqgan-env sample, which streams).")
     generator, tokenizer, config = load_generator_for_sampling(args.run_dir)
+    run = RunDir.open(args.run_dir, tensorboard=False)
+    try:
+        check_data_unchanged(run, config)  # scored against the data it was trained on, as --resume checks
+    finally:
+        run.close()
     data = load_run_data(config, tokenizer)
     agent = ReinforceAgent(generator, ReinforceConfig(device=args.device))
     tokens = torch.cat([  # (n, T), drawn a chunk at a time (the sampler's cache grows with its batch)

@@ -158,3 +158,25 @@ def test_run_that_would_drop_most_of_its_data_stops(tmp_path, capsys, monkeypatc
     err = capsys.readouterr().err
     assert "left out 4 of 6 lines" in err and "only 2 would be trained on" in err and "fix: raise --data.max-length" in err
     assert err.count("\n") == 1 and sorted(p.name for p in tmp_path.iterdir()) == ["long.txt"]
+
+
+def test_relative_data_path_is_recorded_absolute_and_eval_checks_it(tmp_path, capsys, monkeypatch):
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "names.txt").write_text("anna\nbob\ncarl\ndora\nemil\nfrida\ngus\nhanna\n")
+    monkeypatch.chdir(work)
+    assert main(["train", "--no-progress", "--data", "names.txt", "--updates", "1", "--pretrain-steps", "1",
+                 "--set", "schedule.d_pretrain_steps=1", "--set", "schedule.eval_samples=10",
+                 "--set", "reinforce.batch_size=8", "--set", "d_updates.batch_size=8",
+                 "--generator.hidden-size", "16", "--generator.intermediate-size", "32", "--generator.num-layers", "1",
+                 "--set", f"out_dir={tmp_path / 'runs'}"]) == 0
+    (run,) = (tmp_path / "runs").iterdir()
+    assert json.loads((run / "config.json").read_text())["config"]["data"]["path"] == str(work / "names.txt")
+    monkeypatch.chdir(tmp_path)  # another directory: eval still finds the data
+    capsys.readouterr()
+    assert main(["eval", str(run), "-n", "5"]) == 0
+    (work / "names.txt").write_text("zed\nyan\nxia\nwu\n")  # changed since the run: eval refuses, as --resume does
+    capsys.readouterr()
+    assert main(["eval", str(run), "-n", "5"]) == 2
+    err = capsys.readouterr().err
+    assert "changed since run" in err and str(work / "names.txt") in err and err.count("\n") == 1
