@@ -180,3 +180,14 @@ def test_relative_data_path_is_recorded_absolute_and_eval_checks_it(tmp_path, ca
     assert main(["eval", str(run), "-n", "5"]) == 2
     err = capsys.readouterr().err
     assert "changed since run" in err and str(work / "names.txt") in err and err.count("\n") == 1
+
+
+def test_all_lines_too_long_with_skip_long_says_so(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    data = tmp_path / "long.txt"
+    data.write_text("abc\nabcd\n")
+    assert main(["train", "--data", str(data), "--set", "data.max_length=2", "--set", "data.skip_long=true",
+                 "--set", f"out_dir={tmp_path / 'runs'}"]) == 2
+    err = capsys.readouterr().err
+    assert "all 2 non-blank line(s) are longer than max_length=2" in err and "no non-blank lines" not in err
+    assert "fix: raise max_length" in err and err.count("\n") == 1 and not (tmp_path / "runs").exists()
