@@ -18,6 +18,7 @@ from seqgan_env.data.text import TextDataset, file_sha256, load_dataset, load_te
 from seqgan_env.data.tokenizer import CharTokenizer
 from seqgan_env.eval.oracle import DEFAULT_ORACLE_PATH
 from seqgan_env.models.pretrained import check_directory, fingerprint, make_generator
+from seqgan_env.rewards.sources import deferred_imports
 from seqgan_env.runs.configio import config_to_dict
 from seqgan_env.runs.rundir import RunDir
 
@@ -82,6 +83,25 @@ def load_run_data(config: TrainConfig, tokenizer: CharTokenizer | HFTokenizer | 
     return data
 
 
+#: Fewest of a data file's lines a run may keep when data.skip_long leaves the longer ones out.
+MIN_KEPT_FRACTION = 0.5
+
+
+def _check_kept(config: TrainConfig, data: TextDataset) -> None:
+    """Stop a run whose data.skip_long left out most of the data (e.g. --data coco --tokenizer char: captions
+    are far longer in characters than in the preset's max_length), with the numbers and the fix."""
+    stats = getattr(data, "stats", None) or {}
+    skipped, kept = stats.get("skipped_long", 0), stats.get("lines", 0)
+    if not skipped or kept >= MIN_KEPT_FRACTION * (kept + skipped):
+        return
+    unit = "characters" if config.tokenizer.kind == "char" or (config.tokenizer.kind == "auto"
+                                                                 and not config.generator.pretrained) else "tokens"
+    raise ValueError(
+        f"data.skip_long left out {skipped} of {kept + skipped} lines of '{config.data.path}' (longer than "
+        f"data.max_length={config.data.max_length} {unit}); only {kept} would be trained on; fix: raise "
+        f"--data.max-length, or use a tokenizer with fewer tokens per line (e.g. --tokenizer bpe for text).")
+
+
 def load_test_texts(config: TrainConfig) -> list[str] | None:
     """The lines of ``data.test_path`` (held out: BLEU references, NLL-test), read loudly; None without one."""
     if config.data.test_path is None:
@@ -99,14 +119,21 @@ def new_run(config: TrainConfig) -> Trainer:
     and global batch size) and the other ranks get a read-only :class:`FollowerRun`.
     """
     ctx = _join(config)
+    for what, directory in (("generator.pretrained", config.generator.pretrained),
+                            ("discriminator.pretrained", config.discriminator.pretrained)):
+        if directory:  # named before anything else reads it (its fingerprint would fail with a bare [Errno 2])
+            check_directory(directory, what)
     tokenizer = run_tokenizer(config)
     if tokenizer is not None and ctx.is_distributed:  # one vocabulary for all ranks (Unigram training is not
         tokenizer = HFTokenizer.from_str(distributed.broadcast_text(tokenizer.to_str(), ctx))  # deterministic)
     data = load_run_data(config, tokenizer)
+    _check_kept(config, data)
     load_test_texts(config)  # a missing or broken test file stops the run before its directory exists
     config = with_data_length(config, data.max_length)
+    config = _with_absolute_paths(config)  # eval and --resume from another directory read the same files
     data_file = str(DEFAULT_ORACLE_PATH) if config.data.is_oracle else config.data.path
     run, error = None, None
+    created = _missing_dirs(Path(config.out_dir)) if ctx.is_main else []  # removed again if the start fails
     if ctx.is_main:
         try:
             extra = {"distributed": ctx.record(config.reinforce.batch_size)} if config.agent == "reinforce" else {}
@@ -118,6 +145,7 @@ def new_run(config: TrainConfig) -> Trainer:
             error = exc
     path = distributed.broadcast_text(str(run.path) if run is not None else "", ctx)
     if error is not None:
+        _remove_empty(created)
         raise error
     if not path:
         raise RuntimeError(f"rank 0 could not create the run directory (its error is in its log); rank {ctx.rank} stops.")
@@ -133,7 +161,49 @@ def new_run(config: TrainConfig) -> Trainer:
         run.close()
         if ctx.is_main:
             shutil.rmtree(run.path, ignore_errors=True)
+            _remove_empty(created)
         raise
+
+
+def _missing_dirs(path: Path) -> list[Path]:
+    """``path`` and its ancestors that do not exist yet, deepest first."""
+    missing = []
+    for p in (path.absolute(), *path.absolute().parents):
+        if p.exists():
+            break
+        missing.append(p)
+    return missing
+
+
+def _remove_empty(dirs: list[Path]) -> None:
+    """Remove the directories a failed start created (deepest first), where they are still empty."""
+    for d in dirs:
+        try:
+            d.rmdir()
+        except OSError:  # not empty (another run appeared) or already gone
+            return
+
+
+def _with_absolute_paths(config: TrainConfig) -> TrainConfig:
+    """``config`` with data.path and data.test_path made absolute (a relative path means the start's directory)."""
+    import dataclasses
+
+    changes = {}
+    if not config.data.is_oracle and not Path(config.data.path).is_absolute():
+        changes["path"] = str(Path(config.data.path).absolute())
+    if config.data.test_path is not None and not Path(config.data.test_path).is_absolute():
+        changes["test_path"] = str(Path(config.data.test_path).absolute())
+    return dataclasses.replace(config, data=dataclasses.replace(config.data, **changes)) if changes else config
+
+
+def check_data_unchanged(run: RunDir | FollowerRun, config: TrainConfig) -> None:
+    """Refuse a run whose data file is not the one it was trained on (the SHA-256 in config.json differs)."""
+    recorded = (run.info.get("data") or {}).get("sha256")
+    if recorded and Path(config.data.path).is_file() and file_sha256(config.data.path) != recorded:
+        raise ValueError(
+            f"data file '{config.data.path}' changed since run '{run.path}' started (sha256 differs); "
+            f"fix: restore the original file or start a new run."
+        )
 
 
 def _input_records(config: TrainConfig) -> dict:
@@ -204,7 +274,7 @@ def resume_run(path: str | Path) -> Trainer:
         run = FollowerRun(run.path, run.info, reader=run)
     try:
         check_world_size(run, ctx)
-        ctx = _join(train_config_from_dict(run.config))
+        ctx = _join(run_config(run))
         run.acquire_lock()
         return _resume(run, ctx)
     except BaseException:
@@ -213,15 +283,10 @@ def resume_run(path: str | Path) -> Trainer:
 
 
 def _resume(run: RunDir | FollowerRun, ctx: DistContext | None = None) -> Trainer:
-    config = train_config_from_dict(run.config)
+    config = run_config(run, import_sources=True)  # rewards are computed: the sources are imported
     if config.agent != "reinforce":
         raise ValueError(f"run '{run.path}' was trained with agent={config.agent}; only REINFORCE runs can be resumed.")
-    recorded = (run.info.get("data") or {}).get("sha256")
-    if recorded and Path(config.data.path).is_file() and file_sha256(config.data.path) != recorded:
-        raise ValueError(
-            f"data file '{config.data.path}' changed since run '{run.path}' started (sha256 differs); "
-            f"fix: restore the original file or start a new run."
-        )
+    check_data_unchanged(run, config)
     _check_inputs_unchanged(run, config)
     tok_path = run.path / "tokenizer.json"
     if not tok_path.is_file():
@@ -234,12 +299,32 @@ def _resume(run: RunDir | FollowerRun, ctx: DistContext | None = None) -> Traine
     return trainer
 
 
+def run_config(run: RunDir | FollowerRun, import_sources: bool = False) -> TrainConfig:
+    """The TrainConfig of ``run``'s config.json; a value this version refuses is named with the file.
+
+    ``import_sources``: import the reward-source modules (to compute rewards); else they are parsed for form
+    only (``deferred_imports``) and no user code runs.
+    """
+    try:
+        with deferred_imports():
+            config = train_config_from_dict(run.config)
+    except (ValueError, TypeError) as exc:
+        what = str(exc).split("; fix:")[0].split(" Fix:")[0].rstrip(".")  # that fix is for a new run's options
+        raise ValueError(f"{run.path / 'config.json'} holds a config this version refuses: {what}; fix: restore "
+                         f"the file as `seqgan-env train` wrote it, or start a new run.") from None
+    return train_config_from_dict(run.config) if import_sources else config
+
+
 def load_generator_for_sampling(run_path: str | Path):
     """(generator, tokenizer, config) of a finished or interrupted run, for `seqgan-env sample`."""
     from seqgan_env.runs.rundir import load_generator_export
 
     run = RunDir.open(run_path, tensorboard=False)
-    config = train_config_from_dict(run.config)
+    try:
+        config = run_config(run)  # sampling computes no reward: the run's reward-source modules are not imported
+    except BaseException:
+        run.close()
+        raise
     if config.agent != "reinforce":
         run.close()
         raise ValueError(
@@ -282,7 +367,7 @@ def load_discriminator_for_sampling(run_path: str | Path, vocab_size: int, devic
 
     run = RunDir.open(run_path, tensorboard=False)
     try:
-        config = train_config_from_dict(run.config)
+        config = run_config(run)  # as load_generator_for_sampling: no reward-source module is imported
         ckpt = run.latest_checkpoint()
         if ckpt is None:
             raise ValueError(f"run '{run.path}' has no checkpoint, so no trained discriminator for --d-filter; "

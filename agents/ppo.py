@@ -120,6 +120,11 @@ class PPOTrainer:
             from stable_baselines3 import PPO
 
             self.model = PPO("MlpPolicy", self.env, **kwargs)
+        from stable_baselines3.common.logger import Logger
+
+        # SB3's default logger (verbose=0, no tensorboard_log) makes an empty /tmp/SB3-<time> folder per run: the
+        # same logger without a folder (the run directory holds the metrics)
+        self.model.set_logger(Logger(folder=None, output_formats=[]))
         self.d_callback = SB3DiscriminatorCallback(config=cfg.d_updates, seed=cfg.seed)
         self.bigram = BigramModel.fit(self.data.valid_texts)
         self.step = 0

@@ -110,7 +110,8 @@ class Trainer:
         self.bigram = BigramModel.fit(self.data.valid_texts)
         self.real_gen = torch.Generator().manual_seed(seed + 2)
         self.step = 0
-        self.pretrained = False
+        self.pretrained = False  # both pretraining phases done
+        self.mle_pretrained = False  # the generator's MLE phase done (a checkpoint follows each phase)
         self.nonfinite_in_a_row = 0
         self.nonfinite_total = 0
         self.alarms = AlarmMonitor(cfg.alarms)
@@ -170,17 +171,26 @@ class Trainer:
         h = health_report(self.discriminator.sequence_scores, real.to(self.device), fake)
         return {"d_auc": h["auc"], "d_ece": h["ece"], "d_real": h["real_mean"], "d_fake": h["fake_mean"]}
 
-    def pretrain(self) -> None:
-        """MLE pretraining of the generator, then of D on real vs generated (as SeqGAN)."""
+    def pretrain(self, checkpoint: bool = False) -> None:
+        """MLE pretraining of the generator, then of D on real vs generated (as SeqGAN).
+
+        ``checkpoint``: save a checkpoint at the end of each phase (``fit`` does), so an error in the
+        adversarial phase (a reward source that raises) leaves a run that resumes after pretraining. A run
+        resumed between the phases skips the MLE phase.
+        """
         sch = self.config.schedule
         b = self.config.reinforce.batch_size
-        for i in range(sch.pretrain_steps):
+        for i in range(0 if self.mle_pretrained else sch.pretrain_steps):
             loss = self.agent.mle_step(self._real_batch(b))
             if not math.isfinite(loss):
                 raise FloatingPointError(f"MLE pretraining loss became {loss} at step {i}: lower reinforce.lr.")
             if (i + 1) % 100 == 0 or i + 1 == sch.pretrain_steps:
                 loss = distributed.mean_metrics({"mle_loss": loss}, self.dist)["mle_loss"]
                 self.log(f"pretrain generator {i + 1}/{sch.pretrain_steps}: mle_loss {loss:.3f}")
+        if not self.mle_pretrained:
+            self.mle_pretrained = True
+            if checkpoint:
+                self.save_checkpoint()
         for i in range(sch.d_pretrain_steps):
             m = self.venv.update_discriminator(self._sample_fake(self.config.d_updates.batch_size))
             if i + 1 == sch.d_pretrain_steps:
@@ -191,6 +201,8 @@ class Trainer:
         if self.config.reinforce.kl_coef > 0:  # the KL term holds the policy near where the adversarial phase starts
             self.agent.set_reference()
         self.pretrained = True
+        if checkpoint:
+            self.save_checkpoint()
 
     def train_step(self) -> dict[str, Any]:
         """One generator update, then the discriminator's schedule; the metrics are means over ranks."""
@@ -277,6 +289,7 @@ class Trainer:
             "callback": self.callback.state_dict(),
             "train_step": self.step,
             "pretrained": self.pretrained,
+            "mle_pretrained": self.mle_pretrained,
             "alarms": self.alarms.state_dict(),
         }
         if self.discriminator.scheduler is not None:
@@ -336,6 +349,7 @@ class Trainer:
             ) from None
         self.step = int(meta["train_step"])
         self.pretrained = bool(meta["pretrained"])  # D weights changed: collect() resets the env, rebuilding its cache
+        self.mle_pretrained = bool(meta.get("mle_pretrained", self.pretrained))  # older checkpoints: only after both
 
     def export_generator(self) -> Path:
         """``save_pretrained`` + tokenizer JSON, loadable by ``LlamaForCausalLM.from_pretrained(dir)``."""
@@ -367,10 +381,10 @@ class Trainer:
         old = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)} if in_main else {}
         try:
             if not self.pretrained:
-                if main:
+                if main and not self.mle_pretrained:  # (resumed between the phases: logged before)
                     before, _ = self.evaluate()
                     self.run.log_metrics(0, {f"eval/untrained_{k}": v for k, v in before.items()})
-                self.pretrain()
+                self.pretrain(checkpoint=True)
                 if main:
                     after, _ = self.evaluate()
                     self.run.log_metrics(0, {f"eval/pretrained_{k}": v for k, v in after.items()})

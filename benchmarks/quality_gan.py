@@ -428,7 +428,6 @@ def run_benchmark(cfg: GanBenchmarkConfig, out_path: str | Path, log: Callable[[
                   workdir: str | Path | None = None) -> dict[str, Any]:
     """All seeds; writes the JSON (atomically, after each seed), the frontier PNG beside it, and prints the table."""
     out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
     rest: list[str]
     test: list[str] | torch.Tensor
     if cfg.is_oracle:  # the trainer samples its own rows; the held-out rows are another oracle sample
@@ -445,6 +444,7 @@ def run_benchmark(cfg: GanBenchmarkConfig, out_path: str | Path, log: Callable[[
         f"{len(test)} {what}")
     per_seed: list[dict[str, Any]] = []
     result: dict[str, Any] = {"config": dataclasses.asdict(cfg), "seeds": per_seed}
+    out_path.parent.mkdir(parents=True, exist_ok=True)  # once the data loaded: bad data leaves no empty folder
     with tempfile.TemporaryDirectory(prefix="seqgan-benchmark-gan-", dir=workdir) as tmp:
         for seed in cfg.seeds:
             t0 = time.perf_counter()

@@ -108,10 +108,40 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else Path("benchmarks") / f"quality_oracle-{time.strftime('%Y%m%d-%H%M%S')}.json"
     if out.exists() and out.is_dir():
         raise ValueError(f"--out '{out}' is a directory; fix: pass a file path such as {out / 'oracle.json'}.")
+    _check_out_path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     run_benchmark(cfg, out, log=print)
     print(f"results written to {out}", file=sys.stderr)
     return 0
+
+
+def _check_out_path(out) -> None:
+    """Refuse an --out file that cannot be written (a parent that is a file, or not writable) before any work."""
+    import os
+
+    if out.exists() and out.is_dir():
+        raise ValueError(f"--out '{out}' is a directory; fix: pass a file path such as {out / 'results.json'}.")
+    parent = out.absolute().parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise ValueError(f"--out '{out}' cannot be written: '{parent}' is a file, not a directory; fix: pass a path "
+                         f"in a directory.")
+    # a real write test (os.access says yes to root everywhere): make the folders, a file, then remove them
+    import tempfile
+
+    created = []
+    try:
+        for d in reversed([*out.absolute().parents][: len(out.absolute().parents) - len(parent.parents) - 1]):
+            d.mkdir()
+            created.append(d)
+        tempfile.TemporaryFile(dir=out.absolute().parent).close()
+    except OSError as exc:
+        raise ValueError(f"--out '{out}' cannot be written ({exc.strerror}: '{exc.filename or parent}'); fix: pass a "
+                         f"path in a directory you can write to.") from None
+    finally:
+        for d in reversed(created):
+            d.rmdir()
 
 
 def _benchmark_gan(args: argparse.Namespace) -> int:
@@ -129,6 +159,7 @@ def _benchmark_gan(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else Path("benchmarks") / f"quality_gan-{time.strftime('%Y%m%d-%H%M%S')}.json"
     if out.exists() and out.is_dir():
         raise ValueError(f"--out '{out}' is a directory; fix: pass a file path such as {out / 'gan.json'}.")
+    _check_out_path(out)
     run_benchmark(cfg, out, log=print)
     print(f"results written to {out} and {out.with_suffix('.png')}", file=sys.stderr)
     return 0
@@ -149,8 +180,7 @@ def cmd_train(args: argparse.Namespace, rest: list[str]) -> int:
 
     def run() -> int:
         if args.resume:
-            if rest or args.config or args.set or args.seeds is not None or args.note:
-                raise ValueError("--resume takes no other options: the run's config.json is used as it was.")
+            _refuse_with_resume(args, rest)
             return _fit(resume_run(args.resume), args)
         seeds = None if args.seeds is None else _parse_seeds(args.seeds)  # the cheap check first
         config = _train_config(args, rest)
@@ -165,6 +195,33 @@ def cmd_train(args: argparse.Namespace, rest: list[str]) -> int:
         raise
     distributed.destroy(sync=True)
     return rc
+
+
+#: train options a resumed run cannot honour (its config.json is used as it was): (flag, args attribute)
+_NOT_WITH_RESUME = (("--config", "config"), ("--set", "set"), ("--data", "data"), ("--tokenizer", "tokenizer"),
+                    ("--device", "device"), ("--pretrain-steps", "pretrain_steps"), ("--updates", "updates"),
+                    ("--seed", "seed"), ("--name", "name"), ("--agent", "agent"), ("--note", "note"),
+                    ("--seeds", "seeds"))
+
+
+def _refuse_with_resume(args: argparse.Namespace, rest: list[str]) -> None:
+    """`train --resume RUN` with an option it would silently ignore: refuse it, naming the first one."""
+    given = [flag for flag, attr in _NOT_WITH_RESUME if getattr(args, attr) is not None]
+    given += [a.split("=", 1)[0] for a in rest if a.startswith("--")]
+    if not given and rest:
+        given = [rest[0]]
+    if not given:
+        return
+    flag = given[0]
+    why = f"{flag} is not used with --resume: a resumed run continues with its own config.json, unchanged"
+    if flag == "--updates":
+        fix = (f"fix: drop --updates (the run trains to its own schedule.updates); to train longer, start a new run "
+               f"with the --updates you want (a run's length also sets its schedules, so it is not extended in place)")
+    elif flag == "--note":
+        fix = f'fix: drop --note and attach it with seqgan-env runs note {args.resume} "TEXT"'
+    else:
+        fix = f"fix: drop {flag}, or start a new run with it (seqgan-env train {flag} ...)"
+    raise ValueError(f"{why}; {fix}.")
 
 
 def _wants_help(rest: list[str]) -> bool:
@@ -234,8 +291,14 @@ def _fit(trainer, args: argparse.Namespace) -> int:
     main = getattr(getattr(trainer, "dist", None), "is_main", True)  # torchrun: rank 0 speaks for all
     if main:
         print(f"run directory: {trainer.run.path}", file=sys.stderr)
+    from seqgan_env.rewards.sources import RewardSourceError
+
     try:
         report = trainer.fit(progress=not args.no_progress)
+    except RewardSourceError as exc:
+        done = "after pretraining" if trainer.pretrained else "where it stopped"
+        raise RewardSourceError(f"{str(exc).rstrip('.')}, then resume the run {done}: seqgan-env train --resume {trainer.run.path}.") \
+            from exc.__cause__
     finally:
         trainer.run.close()
     if main:
@@ -355,43 +418,123 @@ def cmd_sweep(args: argparse.Namespace, rest: list[str]) -> int:
             trainer.run.close()
         return final_metric(trainer.run.path, args.metric)
 
-    study = run_sweep(args.dir, space, config_to_dict(base), sweep_cfg, train_fn, config_cls=TrainConfig)
+    from seqgan_agents.trainer_config import train_config_from_dict
+
+    study = run_sweep(args.dir, space, config_to_dict(base), sweep_cfg, train_fn, config_cls=TrainConfig,
+                      check_config=train_config_from_dict)
     print(best_trial_summary(study))
     return 0
 
 
+#: Rows `sample` draws (and `eval` samples) per chunk: memory stays flat as -n grows, and each chunk is written
+#: as soon as it is drawn. With --d-filter a chunk is this many candidates (oversample x the rows kept from them).
+SAMPLE_CHUNK = 1024
+#: Most samples `eval` scores: it holds every one in memory (and scores each against the references).
+MAX_EVAL_SAMPLES = 100_000
+
+
+def _chunk_seed(seed: int, index: int) -> int:
+    """The sampling seed of chunk ``index``: ``seed`` itself for the first (so -n up to a chunk draws what one call
+    would), then independent streams derived from (seed, index)."""
+    if index == 0:
+        return seed
+    return int(np.random.SeedSequence([seed % 2**64, index]).generate_state(1, np.uint64)[0] >> np.uint64(1))
+
+
+def _chunks(n: int, size: int):
+    """(index, rows) of the chunks of ``n`` rows, ``size`` rows each but the last."""
+    for index, start in enumerate(range(0, n, size)):
+        yield index, min(size, n - start)
+
+
+def _check_sample_args(args: argparse.Namespace) -> None:
+    """The cheap checks of `sample` before the run is read: -n, and --d-filter-* only with --d-filter."""
+    if args.n < 1:
+        raise ValueError(f"-n {args.n} is invalid: ask for at least 1 sample.")
+    if args.d_filter is None:
+        given = [flag for flag, value in (("--d-filter-oversample", args.d_filter_oversample),
+                                          ("--d-filter-beta", args.d_filter_beta)) if value is not None]
+        if given:
+            raise ValueError(f"{given[0]} is only used with --d-filter; fix: add --d-filter sir (or rejection), or "
+                             f"drop {given[0]}.")
+
+
 def cmd_sample(args: argparse.Namespace) -> int:
-    """Print samples of a trained run to stdout, one per line, nothing else."""
+    """Print samples of a trained run to stdout, one per line, nothing else.
+
+    Samples are drawn in chunks of ``SAMPLE_CHUNK`` rows and each chunk is written (and flushed) as soon as it is
+    drawn: memory stays flat as -n grows, a reader sees lines at once, `| head` ends the command quietly (exit 0),
+    and Ctrl-C leaves every finished chunk printed.
+    """
     from seqgan_agents.lifecycle import load_generator_for_sampling
     from seqgan_agents.reinforce import ReinforceAgent, ReinforceConfig
 
-    if args.n < 1:
-        raise ValueError(f"-n {args.n} is invalid: ask for at least 1 sample.")
+    from seqgan_env.models.d_filter import DFilterError
+
+    _check_sample_args(args)
+    cfg = None
+    if args.d_filter is not None:
+        from seqgan_env.models.d_filter import DFilterConfig
+
+        # defaults here, not in argparse: given without --d-filter they are refused (_check_sample_args)
+        cfg = DFilterConfig(method=args.d_filter,
+                            oversample=4 if args.d_filter_oversample is None else args.d_filter_oversample,
+                            beta=1.0 if args.d_filter_beta is None else args.d_filter_beta)
     generator, tokenizer, config = load_generator_for_sampling(args.run_dir)
     agent = ReinforceAgent(generator, ReinforceConfig(device=args.device, temperature=args.temperature, top_p=args.top_p))
-    def draw(k: int, seed: int | None = args.seed):
+
+    def draw(k: int, seed: int | None):
         return agent.sample(
             k, config.data.max_length, args.temperature, args.top_p, seed=seed,
             min_length=config.data.min_length, allow_eos=config.data.eos,
         )
 
-    if args.d_filter is None:
-        tokens = draw(args.n)
+    if cfg is None:
+        chunks = (draw(k, _chunk_seed(args.seed, i)) for i, k in _chunks(args.n, SAMPLE_CHUNK))
     else:
         import torch
 
         from seqgan_agents.lifecycle import load_discriminator_for_sampling
-        from seqgan_env.models.d_filter import DFilterConfig, d_filter
+        from seqgan_env.models.d_filter import d_filter
 
-        cfg = DFilterConfig(method=args.d_filter, oversample=args.d_filter_oversample, beta=args.d_filter_beta)
         disc = load_discriminator_for_sampling(args.run_dir, tokenizer.vocab_size, device=str(agent.device),
                                                tokenizer=tokenizer)
-        rounds = iter(range(1, 10**9))
-        tokens = d_filter(lambda k: draw(k, args.seed * 1_000_003 + next(rounds)), disc.sequence_scores, args.n, cfg,
-                          generator=torch.Generator().manual_seed(args.seed))
-    for text in tokenizer.decode_batch(tokens.cpu()):
-        print(text)
+        rounds = iter(range(1, 2**62))  # one candidate seed per round, over all chunks
+        resample = torch.Generator().manual_seed(args.seed)
+        kept_per_chunk = max(1, SAMPLE_CHUNK // cfg.oversample)  # candidates per round <= max(SAMPLE_CHUNK, oversample)
+        chunks = (d_filter(lambda k: draw(k, args.seed * 1_000_003 + next(rounds)), disc.sequence_scores, k, cfg,
+                           generator=resample) for _, k in _chunks(args.n, kept_per_chunk))
+    written = 0
+    try:
+        for tokens in chunks:
+            texts = tokenizer.decode_batch(tokens.cpu())
+            sys.stdout.write("".join(f"{t}\n" for t in texts))
+            sys.stdout.flush()
+            written += len(texts)
+    except BrokenPipeError:
+        _quiet_stdout()  # the reader has gone (`| head`): stop as Unix tools do, no traceback, exit 0
+        return 0
+    except KeyboardInterrupt:
+        _err(f"interrupted after {written} of {args.n} samples (all {written} printed above)")
+        return 130
+    except DFilterError as exc:
+        raise ValueError(f"--d-filter rejection stopped after {written} of {args.n} samples: "
+                         f"{str(exc).split('; fix:')[0]}; fix: raise --d-filter-oversample, lower --d-filter-beta, "
+                         f"or use --d-filter sir (it always returns -n samples).") from None
     return 0
+
+
+def _quiet_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's last flush on a closed pipe raises nothing."""
+    import os
+
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):  # not a real file (captured in tests)
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, fd)
+    os.close(devnull)
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -402,7 +545,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
     """
     import json
 
-    from seqgan_agents.lifecycle import load_generator_for_sampling, load_run_data, load_test_texts
+    import torch
+
+    from seqgan_agents.lifecycle import (
+        check_data_unchanged,
+        load_generator_for_sampling,
+        load_run_data,
+        load_test_texts,
+    )
     from seqgan_agents.reinforce import ReinforceAgent, ReinforceConfig
     from seqgan_env.eval.text_benchmark import held_out_report
     from seqgan_env.eval.metrics import (
@@ -420,12 +570,22 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     if args.n < 1:
         raise ValueError(f"-n {args.n} is invalid: ask for at least 1 sample.")
+    if args.n > MAX_EVAL_SAMPLES:
+        raise ValueError(f"-n {args.n} is too many for eval, which holds every sample in memory to score it; fix: "
+                         f"-n {MAX_EVAL_SAMPLES} or fewer (to print more samples, use seqgan-env sample, which streams).")
     generator, tokenizer, config = load_generator_for_sampling(args.run_dir)
+    run = RunDir.open(args.run_dir, tensorboard=False)
+    try:
+        check_data_unchanged(run, config)  # scored against the data it was trained on, as --resume checks
+    finally:
+        run.close()
     data = load_run_data(config, tokenizer)
     agent = ReinforceAgent(generator, ReinforceConfig(device=args.device))
-    tokens = agent.sample(
-        args.n, config.data.max_length, seed=args.seed, min_length=config.data.min_length, allow_eos=config.data.eos
-    )
+    tokens = torch.cat([  # (n, T), drawn a chunk at a time (the sampler's cache grows with its batch)
+        agent.sample(k, config.data.max_length, seed=_chunk_seed(args.seed, i), min_length=config.data.min_length,
+                     allow_eos=config.data.eos)
+        for i, k in _chunks(args.n, SAMPLE_CHUNK)
+    ])
     texts = tokenizer.decode_batch(tokens.cpu())
     report = sample_report(texts, data.train_texts, BigramModel.fit(data.valid_texts))
     test = load_test_texts(config)
@@ -585,7 +745,8 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--seed", type=int, default=None)
     sweep.set_defaults(func=cmd_sweep, takes_rest=True, parser=sweep)
 
-    sample = sub.add_parser("sample", help="print samples of a trained run, one per line on stdout")
+    sample = sub.add_parser("sample", help="print samples of a trained run, one per line on stdout (streamed: "
+                            "written in chunks as they are drawn)")
     sample.add_argument("run_dir")
     sample.add_argument("-n", type=int, default=20)
     sample.add_argument("--temperature", type=float, default=1.0)
@@ -595,17 +756,19 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--d-filter", dest="d_filter", default=None, choices=["sir", "rejection"],
                         help="keep samples by the run's discriminator: weights D/(1-D) estimate p_data/p_model "
                              "(sir: importance resampling without replacement; rejection: DRS)")
-    sample.add_argument("--d-filter-oversample", dest="d_filter_oversample", type=int, default=4,
-                        help="candidates drawn per kept sample (sir) or per round (rejection)")
-    sample.add_argument("--d-filter-beta", dest="d_filter_beta", type=float, default=1.0,
-                        help="weight exponent: 0 = plain sampling, 1 = the estimated density ratio")
+    sample.add_argument("--d-filter-oversample", dest="d_filter_oversample", type=int, default=None,
+                        help="with --d-filter: candidates drawn per kept sample (sir) or per round (rejection); "
+                             "default 4, at most 10000")
+    sample.add_argument("--d-filter-beta", dest="d_filter_beta", type=float, default=None,
+                        help="with --d-filter: weight exponent: 0 = plain sampling, 1 = the estimated density ratio "
+                             "(default)")
     sample.set_defaults(func=cmd_sample)
 
     ev = sub.add_parser("eval", help="sample-quality numbers of a run (prints a table, writes eval.json); with a "
                         "test file (data.test_path, set by --data coco): BLEU-2..5 and self-BLEU-2..5 over words "
                         "against it and the generator's NLL-test on it")
     ev.add_argument("run_dir")
-    ev.add_argument("-n", type=int, default=1000)
+    ev.add_argument("-n", type=int, default=1000, help=f"samples to score (at most {MAX_EVAL_SAMPLES})")
     ev.add_argument("--seed", type=int, default=0)
     ev.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda"])
     ev.set_defaults(func=cmd_eval)

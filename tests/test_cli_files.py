@@ -47,8 +47,8 @@ def run(trained, tmp_path) -> Path:
 
 
 def _checkpoint(run: Path) -> Path:
-    (step,) = (run / "checkpoints").glob("step_*")
-    return step
+    """The latest checkpoint (the one sample and --resume read; pretraining left earlier ones)."""
+    return run / "checkpoints" / (run / "checkpoints" / "latest").read_text().strip()
 
 
 def _truncate(path: Path) -> None:

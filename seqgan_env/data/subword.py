@@ -68,6 +68,11 @@ _BOS_NAMES = ("<bos>", "<s>", "[BOS]", "<|startoftext|>", "<|begin_of_text|>", "
 _EOS_NAMES = ("<eos>", "</s>", "[EOS]", "<|endoftext|>", "<|end_of_text|>", "<|im_end|>")
 
 
+#: Largest ``tokenizer.vocab_size`` a run may train (2**18: the largest vocabularies of released models, e.g.
+#: Gemma's 256k). The tokenizer library aborts the process (no Python error) on sizes it cannot allocate.
+MAX_VOCAB_SIZE = 2**18
+
+
 @dataclass
 class TokenizerConfig:
     """Which tokenizer a run uses (``--tokenizer.*``; ``--tokenizer X`` is the shortcut).
@@ -102,7 +107,8 @@ class TokenizerConfig:
             raise ValueError(f"tokenizer.path={self.path!r} is only read with tokenizer.kind=file, not "
                              f"kind={self.kind!r}; fix: --tokenizer {self.path} (sets both) or drop the path.")
         check_int("tokenizer.vocab_size", self.vocab_size, len(SPECIAL_TOKENS) + 2,
-                  "the ids of a trained tokenizer, specials included, e.g. 2000")
+                  f"the ids of a trained tokenizer, specials included; fix: e.g. --tokenizer.vocab-size 2000 (at "
+                  f"most {MAX_VOCAB_SIZE}, as large as released models' vocabularies)", maximum=MAX_VOCAB_SIZE)
         if self.kind == "bpe" and self.vocab_size < BPE_MIN_VOCAB:
             raise ValueError(
                 f"tokenizer.vocab_size={self.vocab_size} is too small for kind=bpe: byte-level BPE needs at "
@@ -584,6 +590,6 @@ def build_tokenizer(config: TokenizerConfig, texts: Sequence[str]) -> HFTokenize
     raise ValueError(f"build_tokenizer: tokenizer.kind={config.kind!r} is not a subword tokenizer.")
 
 
-__all__ = ["BPE_MIN_VOCAB", "HFTokenizer", "TOKENIZER_KINDS", "TRAINED_KINDS", "TokenizerConfig", "UNK_TOKEN",
+__all__ = ["BPE_MIN_VOCAB", "HFTokenizer", "MAX_VOCAB_SIZE", "TOKENIZER_KINDS", "TRAINED_KINDS", "TokenizerConfig", "UNK_TOKEN",
            "build_tokenizer", "is_hf_tokenizer_json", "load_tokenizer_source", "save_tokenizer_files",
            "to_project_ids", "train_tokenizer"]

@@ -200,6 +200,13 @@ def load_texts_with_stats(
         line_numbers.append(lineno)
         lengths.append(n)
 
+    if not texts and skipped_long:
+        raise DataError(
+            f"data file {name!r}: all {skipped_long} non-blank line(s) are longer than max_length={max_length} and "
+            f"were left out (skip_long); fix: raise max_length (--data.max-length), or use a tokenizer with fewer "
+            f"tokens per line",
+            path=name,
+        )
     if not texts:
         raise DataError(
             f"data file {name!r} has no non-blank lines ({skipped} blank line(s) skipped); "

@@ -27,6 +27,8 @@ import torch
 from seqgan_env.utils.validation import check_int, check_number
 
 METHODS = ("sir", "rejection")
+#: Most candidates per kept sample (sir) or per round and kept sample (rejection).
+MAX_OVERSAMPLE = 10_000
 
 
 @dataclass(frozen=True)
@@ -34,7 +36,7 @@ class DFilterConfig:
     """How D filters samples.
 
     method: ``sir`` or ``rejection``. oversample: candidates per kept sample (SIR) and
-    per round (rejection), an int >= 1. beta: weight exponent >= 0. max_log_weight:
+    per round (rejection), an int in [1, ``MAX_OVERSAMPLE``]. beta: weight exponent >= 0. max_log_weight:
     clip of log w (> 0). max_rounds: rejection rounds before giving up with an error.
     """
 
@@ -47,10 +49,16 @@ class DFilterConfig:
     def __post_init__(self) -> None:
         if self.method not in METHODS:
             raise ValueError(f"method={self.method!r} is unknown: choose one of {list(METHODS)}.")
-        check_int("oversample", self.oversample, 1)
+        check_int("oversample", self.oversample, 1, maximum=MAX_OVERSAMPLE,
+                  fix=f"fix: 4 is the default (each candidate is drawn and scored, so more than {MAX_OVERSAMPLE} per "
+                      f"kept sample is refused)")
         check_int("max_rounds", self.max_rounds, 1)
         check_number("beta", self.beta, 0, fix="1 is the D/(1-D) ratio")
         check_number("max_log_weight", self.max_log_weight, 0, low_open=True)
+
+
+class DFilterError(RuntimeError):
+    """Rejection sampling accepted too few rows in ``max_rounds`` rounds."""
 
 
 def log_weights(probs: torch.Tensor, beta: float = 1.0, max_log_weight: float = 10.0) -> torch.Tensor:
@@ -94,7 +102,7 @@ def d_filter(
         count += int(accept.sum())
         if count >= n:
             return torch.cat(kept)[:n]
-    raise RuntimeError(
+    raise DFilterError(
         f"rejection sampling accepted {count} of {n} rows in max_rounds={cfg.max_rounds} rounds of "
         f"{cfg.oversample * n} candidates; fix: raise max_rounds or oversample, lower beta, or use method='sir'."
     )

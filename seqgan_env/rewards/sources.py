@@ -21,7 +21,10 @@ default 1; a callable is named by its function's name, as TRL names reward funct
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import importlib
+import inspect
 import math
 import os
 import re
@@ -80,6 +83,75 @@ class RewardSource:
         return None if target is None else f"{target}={self.weight:g}"
 
 
+#: True inside ``deferred_imports()``: spec strings are checked for form only, nothing is imported.
+_DEFER_IMPORTS: contextvars.ContextVar[bool] = contextvars.ContextVar("seqgan_defer_reward_imports", default=False)
+
+
+@contextlib.contextmanager
+def deferred_imports():
+    """Parse reward-source specs without importing their modules (no user code runs).
+
+    For commands that read a run's config but compute no reward (`seqgan-env sample`, `eval`): a
+    ``module:function`` source becomes a placeholder that refuses to be called.
+    """
+    token = _DEFER_IMPORTS.set(True)
+    try:
+        yield
+    finally:
+        _DEFER_IMPORTS.reset(token)
+
+
+class _NotImported:
+    """Stands for a ``module:function`` source parsed under ``deferred_imports()``."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __call__(self, tokens, texts):
+        raise RuntimeError(f"reward source {self.path!r} was parsed without importing it (deferred_imports()); "
+                           f"build the config outside deferred_imports() to compute rewards.")
+
+
+def _check_signature(path: str, fn: Callable) -> None:
+    """Refuse a callable that cannot be called as ``fn(tokens, texts)`` (before any call: ``os:system`` is never run)."""
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):  # some builtins have none: the test call decides
+        return
+    try:
+        sig.bind(None, None)
+    except TypeError as exc:
+        raise ValueError(f"reward source {path!r} has signature {path.partition(':')[2]}{sig}, which cannot be "
+                         f"called as f(tokens, texts) ({exc}); fix: name a function of two arguments, tokens (K, T) "
+                         f"and K texts, returning K scores.") from None
+
+
+#: The test call's batch: two finished sequences of ids 3..5 (any vocabulary has them), EOS (2), PAD (0) after.
+_PROBE_TOKENS = ((3, 4, 2, 0), (5, 2, 0, 0))
+_PROBE_TEXTS = ("ab", "c")
+
+
+def check_source(source: "RewardSource") -> None:
+    """A test call of a callable source on a two-sequence batch: it must return two finite scores.
+
+    A source that raises, returns something else (None, strings, another shape) or non-finite scores is
+    refused with its name, before any training.
+    """
+    tokens = torch.tensor(_PROBE_TOKENS, dtype=torch.long)  # (2, 4)
+    try:
+        score_source(source, tokens, list(_PROBE_TEXTS))
+    except RewardSourceError as exc:
+        cause = exc.__cause__
+        where = f"reward source {source.name!r}" + (f" ({source.path})" if source.path else "")
+        raise RewardSourceError(f"{where} raised {type(cause).__name__}: {cause} (at {_raised_at(cause)}) on a test "
+                                f"call with 2 sequences {list(_PROBE_TEXTS)} at config time, before any training; "
+                                f"fix: make it score any batch of finished sequences, tokens (K, T) and K texts.") \
+            from cause
+    except ValueError as exc:
+        raise ValueError(f"{str(exc).rstrip('.')} (a test call with 2 sequences {list(_PROBE_TEXTS)} at config "
+                         f"time).") from None
+
+
 def import_callable(path: str) -> Callable:
     """``"module:function"`` (or ``module:Class.attr``) -> the callable, imported as ``python -m`` would.
 
@@ -122,7 +194,23 @@ def _parse_item(item: str) -> RewardSource:
     if ":" not in target:
         raise ValueError(f"reward source {target!r} is unknown: it must be one of {list(RESERVED)} or an import path "
                          f"'module:function'; {_FIX_SPEC}.")
-    return RewardSource(target.rpartition(":")[2].rpartition(".")[2], import_callable(target), weight, target)
+    name = target.rpartition(":")[2].rpartition(".")[2]
+    if _DEFER_IMPORTS.get():
+        module_name, _, attr = target.partition(":")
+        if not module_name or not attr:
+            raise ValueError(f"reward source {target!r} is not an import path 'module:function'; {_FIX_SPEC}.")
+        return RewardSource(name, _NotImported(target), weight, target)
+    fn = import_callable(target)
+    _check_signature(target, fn)
+    source = RewardSource(name, fn, weight, target)
+    key = (target, id(fn))
+    if key not in _PROBED:  # once per function and process: configs are built more than once
+        check_source(source)
+        _PROBED.add(key)
+    return source
+
+
+_PROBED: set[tuple[str, int]] = set()
 
 
 def _as_source(item: Any) -> RewardSource:
@@ -174,11 +262,33 @@ def weighted(x: torch.Tensor, weight: float) -> torch.Tensor:
     return x if weight == 1.0 else weight * x
 
 
+class RewardSourceError(ValueError):
+    """A reward source's callable raised; the message names the source, its import path and the file:line of
+    the raise (the original exception is chained as ``__cause__``)."""
+
+
+def _raised_at(exc: BaseException) -> str:
+    """``file:line`` of the innermost frame of ``exc``'s traceback (where it was raised)."""
+    tb = exc.__traceback__
+    if tb is None:
+        return "an unknown place"
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    return f"{tb.tb_frame.f_code.co_filename}:{tb.tb_lineno}"
+
+
 def score_source(source: RewardSource, tokens: torch.Tensor, texts: list[str]) -> torch.Tensor:
     """(K, T) long, K texts -> (K,) float32 unweighted scores of ``source.fn``, checked on the way out."""
     k = tokens.shape[0]
     where = f"reward source {source.name!r}" + (f" ({source.path})" if source.path else "")
-    raw = source.fn(tokens, texts)
+    try:
+        raw = source.fn(tokens, texts)
+    except Exception as exc:  # the user's code: say which source, and where it raised
+        raise RewardSourceError(f"{where} raised {type(exc).__name__}: {exc} (at {_raised_at(exc)}); fix: correct "
+                                f"the function (it is called with tokens (K, T) and K texts).") from exc
+    if raw is None:
+        raise ValueError(f"{where} returned None (a missing return?); fix: return one score per sequence (a list, "
+                         f"numpy array or tensor of shape ({k},)).")
     try:
         scores = (raw.detach() if torch.is_tensor(raw) else torch.as_tensor(np.asarray(raw, dtype=np.float64)))
         scores = scores.to(tokens.device, torch.float32)
@@ -248,5 +358,5 @@ class SourceCombiner:
         return total, parts
 
 
-__all__ = ["DEFAULT_SPEC", "DISCRIMINATOR", "INFO_PREFIX", "KL", "RewardSource", "SourceCombiner", "as_sources",
-           "import_callable", "score_source", "split_kl", "weighted"]
+__all__ = ["DEFAULT_SPEC", "DISCRIMINATOR", "INFO_PREFIX", "KL", "RewardSource", "RewardSourceError", "SourceCombiner",
+           "as_sources", "check_source", "deferred_imports", "import_callable", "score_source", "split_kl", "weighted"]

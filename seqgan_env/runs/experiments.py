@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from seqgan_env.runs.rundir import CONFIG_FILE, RunDir
+from seqgan_env.runs.rundir import CONFIG_FILE, RunDir, check_run_info
 from seqgan_env.utils.atomic import atomic_write_text
 from seqgan_env.utils.codec import read_json
 from seqgan_env.utils.pidlock import lock_owner
@@ -142,6 +142,7 @@ def write_note(run_path: str | os.PathLike, text: str) -> Path:
     path = _run_path(run_path)
     if not isinstance(text, str):
         raise TypeError(f"note text must be a str, got {type(text).__name__}.")
+    check_run_info(path, _info(path))  # a model directory also has a config.json: write nothing into it
     target = path / NOTE_FILE
     atomic_write_text(target, text.rstrip("\n") + "\n")
     return target
@@ -313,6 +314,8 @@ def diff_runs(a: str | os.PathLike, b: str | os.PathLike) -> dict[str, Any]:
     """
     pa, pb = _run_path(a), _run_path(b)
     ia, ib = _info(pa), _info(pb)
+    check_run_info(pa, ia)
+    check_run_info(pb, ib)
     return {
         "a": str(pa),
         "b": str(pb),

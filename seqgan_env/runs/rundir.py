@@ -43,7 +43,7 @@ import numpy as np
 import torch
 
 from seqgan_env.models.lstm import MODEL_TYPE as LSTM_MODEL_TYPE, lstm_from_export
-from seqgan_env.utils.atomic import TMP_PREFIX, atomic_save_tensors, atomic_write_text, fsync_dir
+from seqgan_env.utils.atomic import TMP_PREFIX, atomic_save_tensors, atomic_write_text, fsync_dir, umask_mode
 from seqgan_env.utils.codec import load_tensors, read_json
 from seqgan_env.utils.pidlock import PidLock
 from seqgan_env.utils.validation import check_int
@@ -70,6 +70,9 @@ def save_generator_export(model: Any, directory: str | os.PathLike) -> Path:
 
     with quiet_transformers():
         model.save_pretrained(directory)
+    for p in Path(directory).iterdir():  # safetensors writes its file 0600: give it the umask's mode, as the rest
+        if p.is_file():
+            os.chmod(p, umask_mode())
     return Path(directory)
 
 
@@ -290,6 +293,24 @@ def _check_step(step: Any) -> int:
 # the run directory
 
 
+def check_run_info(path: str | os.PathLike, info: Any) -> None:
+    """Refuse a directory whose config.json is not a run's: a model directory (a Hugging Face config, e.g. a
+    run's own ``generator/`` export), another file, or a run of another format version."""
+    path = Path(path)
+    if isinstance(info, dict) and "format_version" not in info and ("model_type" in info or "architectures" in info):
+        hint = f" (e.g. '{path.parent}')" if (path.parent / CONFIG_FILE).is_file() else ""
+        raise ValueError(f"'{path}' is a model directory (its {CONFIG_FILE} is a model config, model_type="
+                         f"{info.get('model_type')!r}), not a run directory; fix: pass the run directory made by "
+                         f"`seqgan-env train` that holds it{hint}.")
+    if not isinstance(info, dict) or "format_version" not in info:
+        raise ValueError(f"'{path}' is not a run directory: its {CONFIG_FILE} has no format_version; fix: pass a run "
+                         f"directory made by `seqgan-env train` (e.g. runs/<YYYYmmdd-HHMMSS>-<name>).")
+    if info.get("format_version") != FORMAT_VERSION:
+        raise ValueError(f"{path / CONFIG_FILE} has format_version={info.get('format_version')!r} but this "
+                         f"code reads format_version={FORMAT_VERSION}; fix: use the seqgan-env version that made "
+                         f"the run, or start a new run with `seqgan-env train`.")
+
+
 class RunDir:
     """One experiment's directory (layout in the module docstring).
 
@@ -372,14 +393,11 @@ class RunDir:
         """Open an existing run for resuming; ValueError naming the path and the fix if it is not one."""
         path = Path(path)
         if not path.is_dir():
-            raise ValueError(f"run directory {path} does not exist; pass the path of a run made by "
-                             f"RunDir.create(), or start a new run.")
+            raise ValueError(f"run directory {path} does not exist; fix: pass the path of a run made by "
+                             f"`seqgan-env train` (RunDir.create()), or start a new run.")
         fix = "this is not a usable run directory; fix: pass a run made by `seqgan-env train` (RunDir.create())"
         info = read_json(path / CONFIG_FILE, fix)
-        if info.get("format_version") != FORMAT_VERSION:
-            raise ValueError(f"{path / CONFIG_FILE} has format_version={info.get('format_version')!r} but this "
-                             f"code reads format_version={FORMAT_VERSION}; use the seqgan-env version that made "
-                             f"the run, or start a new run with RunDir.create().")
+        check_run_info(path, info)
         if not isinstance(info.get("config"), dict):
             raise ValueError(f"{path / CONFIG_FILE} has no 'config' object; {fix}.")
         run = cls(path, info, keep_last=keep_last, tensorboard=tensorboard)
@@ -558,6 +576,7 @@ class RunDir:
         tmp = Path(tempfile.mkdtemp(dir=self.checkpoints_dir, prefix=TMP_PREFIX + final.name + "-"))
         trash = None
         try:
+            os.chmod(tmp, umask_mode(directory=True))  # as mkdir would (mkdtemp makes it 0700)
             for group, group_tensors in tensors.items():
                 atomic_save_tensors(tmp / f"{group}.safetensors", group_tensors)
             atomic_write_text(tmp / CHECKPOINT_META_FILE, meta_text)

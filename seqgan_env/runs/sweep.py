@@ -243,9 +243,26 @@ def _record_spec(sweep_dir: Path, space: dict, base_config: dict, sweep_config: 
     atomic_write_text(path, json.dumps(spec, indent=2, allow_nan=False) + "\n")
 
 
+def check_space_values(space: dict[str, dict[str, Any]], base_config_dict: dict,
+                       check_config: Callable[[dict], Any]) -> None:
+    """``check_config`` on the base config with each key at its low and high (each choice of a categorical);
+    the first value it refuses is named with its key and the fix."""
+    for key, spec in space.items():
+        values = spec["choices"] if spec["type"] == "categorical" else [spec["low"], spec["high"]]
+        for value in values:
+            try:
+                check_config(trial_config(base_config_dict, {key: value}, 0, None))
+            except (ValueError, TypeError) as exc:
+                what = "choice" if spec["type"] == "categorical" else ("low" if value == spec["low"] else "high")
+                raise ValueError(f"search space key '{key}': {what} {value!r} is refused by the config ("
+                                 f"{str(exc).rstrip('.')}); fix: narrow the range (or drop the choice) to values the "
+                                 f"config accepts.") from None
+
+
 def run_sweep(sweep_dir: str | os.PathLike, space: dict, base_config_dict: dict, sweep_config: SweepConfig,
               train_fn: TrainFn, config_cls: type | None = None, run_root: str | None = "runs",
-              catch: tuple[type[Exception], ...] = (FloatingPointError,)):
+              catch: tuple[type[Exception], ...] = (FloatingPointError,),
+              check_config: Callable[[dict], Any] | None = None):
     """Run (or resume) a TPE sweep; returns the ``optuna.Study`` (contract in the module docstring).
 
     ``train_fn(config_dict, trial_number) -> float`` trains one run from a full config dict
@@ -254,6 +271,9 @@ def run_sweep(sweep_dir: str | os.PathLike, space: dict, base_config_dict: dict,
     if ``run_root`` is None) and returns ``sweep_config.metric``.  ``config_cls`` (e.g.
     ``TrainConfig``) checks the space's keys before any trial runs.  Exceptions in ``catch``
     fail the trial and the sweep goes on; others (and Ctrl-C) fail it and propagate.
+    ``check_config(config_dict)`` (e.g. ``train_config_from_dict``) is called before any trial, and before the
+    sweep directory exists, on the base config with each key at each end of its range (each choice of a
+    categorical): a value the config refuses is named with its key, instead of failing trials.
     """
     import optuna
     from optuna.trial import TrialState
@@ -263,6 +283,8 @@ def run_sweep(sweep_dir: str | os.PathLike, space: dict, base_config_dict: dict,
     if not isinstance(base_config_dict, dict):
         raise TypeError(f"base_config_dict must be a dict (config_to_dict(cfg)), got {type(base_config_dict).__name__}.")
     space = validate_space(space, config_cls)
+    if check_config is not None:
+        check_space_values(space, base_config_dict, check_config)
     sweep_dir = Path(sweep_dir)
     sweep_dir.mkdir(parents=True, exist_ok=True)
     root = None if run_root is None else str(sweep_dir / run_root)

@@ -32,6 +32,26 @@ def fsync_dir(directory: str | os.PathLike) -> None:
         os.close(fd)
 
 
+def current_umask() -> int:
+    """The process's umask (read from /proc where it can be, so it is never changed, even briefly)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def umask_mode(directory: bool = False) -> int:
+    """The mode ``open()`` / ``mkdir()`` would give a new file (0o666) or directory (0o777) under the umask;
+    temp files and directories are created 0o600 / 0o700, and renamed into place, so they get this."""
+    return (0o777 if directory else 0o666) & ~current_umask()
+
+
 def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:
     """Call ``write(tmp_path)`` then fsync and atomically move tmp_path onto ``path``.
 
@@ -45,6 +65,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:
     os.close(fd)
     try:
         write(tmp)
+        os.chmod(tmp, umask_mode())  # as a file written in place would be (mkstemp makes it 0600)
         with open(tmp, "rb") as f:  # fsync what ``write`` produced, whoever wrote it
             os.fsync(f.fileno())
         os.replace(tmp, path)

@@ -19,11 +19,13 @@ def is_number(x: Any) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 
-def check_int(name: str, value: Any, minimum: int = 1, fix: str = "", numpy: bool = False) -> None:
-    """Raise ValueError unless ``value`` is an int (not a bool) >= ``minimum``."""
-    if not is_int(value, numpy) or value < minimum:
+def check_int(name: str, value: Any, minimum: int = 1, fix: str = "", numpy: bool = False,
+              maximum: int | None = None) -> None:
+    """Raise ValueError unless ``value`` is an int (not a bool) >= ``minimum`` (and <= ``maximum`` if given)."""
+    if not is_int(value, numpy) or value < minimum or (maximum is not None and value > maximum):
         hint = f"; {fix}" if fix else ""
-        raise ValueError(f"{name}={value!r} is invalid: it must be an int >= {minimum}{hint}.")
+        where = f">= {minimum}" if maximum is None else f"in [{minimum}, {maximum}]"
+        raise ValueError(f"{name}={value!r} is invalid: it must be an int {where}{hint}.")
 
 
 def check_number(name: str, value: Any, low: float | None = None, high: float | None = None, fix: str = "",
