@@ -4,9 +4,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 EXTRAS_STAMP := $(VENV)/.installed-extras
+DOCS_STAMP := $(VENV)/.installed-docs
 TORCH := torch==2.13.0
 
-.PHONY: venv extras run demo test test-slow wheel-check bench clean
+.PHONY: venv extras docs run demo test test-slow wheel-check bench clean
 
 # torch==2.13.0 first: that pin takes the CPU wheel; an unpinned torch pulls a multi-GB CUDA build.
 $(STAMP): setup.cfg pyproject.toml
@@ -26,6 +27,16 @@ $(EXTRAS_STAMP): $(STAMP)
 	touch $(EXTRAS_STAMP)
 
 extras: $(EXTRAS_STAMP)
+
+# The documentation site in site/ (MkDocs + Material + mkdocstrings; the CLI page is generated from the
+# parser at build time by docs/hooks/gen_cli.py). --strict: a broken link or reference fails the build.
+$(DOCS_STAMP): $(STAMP) setup.cfg
+	echo "$(TORCH)" > $(VENV)/constraints.txt
+	$(BIN)/python -m pip install -q -c $(VENV)/constraints.txt -e ".[dev,docs]"
+	touch $(DOCS_STAMP)
+
+docs: $(DOCS_STAMP)
+	OMP_NUM_THREADS=1 $(BIN)/mkdocs build --strict -d site
 
 run: $(STAMP)
 	$(BIN)/seqgan-env train
@@ -48,4 +59,4 @@ bench: $(STAMP)
 	$(BIN)/seqgan-env bench all
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) build *.egg-info site

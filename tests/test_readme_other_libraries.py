@@ -1,6 +1,7 @@
-"""The snippets of the README's "Other RL libraries" section run as written.
+"""The snippets of the docs' "Other RL libraries" page (docs/other-libraries.md; the README links there) run as written.
 
-Each ```python block of that section runs in a fresh interpreter in a temporary directory.
+Each ```python block of the page from its marker comment on (one per library: SB3's native adapter, TRL,
+torchrl, a plain Gymnasium loop) runs in a fresh interpreter in a temporary directory.
 The TRL block reads a model directory "my-model": the test saves a tiny Llama and its
 tokenizer there (nothing is downloaded). A block whose library is missing is skipped with
 the reason. Measured: about 2 minutes together on a shared 2-core CPU (SB3's alone about 70 s): slow.
@@ -23,10 +24,9 @@ NEEDS = {"stable_baselines3": "stable-baselines3", "trl": "trl", "torchrl": "tor
 
 
 def _section_blocks() -> list[str]:
-    text = (ROOT / "README.md").read_text()
-    start = text.index("\n## Other RL libraries\n")
-    end = text.index("\n## ", start + 1)
-    return re.findall(r"```python\n(.*?)```", text[start:end], re.S)
+    text = (ROOT / "docs" / "other-libraries.md").read_text()
+    start = text.index("<!-- The python snippets from here to the end of the page run as written")
+    return re.findall(r"```python\n(.*?)```", text[start:], re.S)
 
 
 BLOCKS = _section_blocks()
