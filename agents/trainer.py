@@ -191,11 +191,11 @@ class Trainer:
             self.mle_pretrained = True
             if checkpoint:
                 self.save_checkpoint()
-        for i in range(sch.d_pretrain_steps):
+        for i in range(sch.d_pretrain):
             m = self.venv.update_discriminator(self._sample_fake(self.config.d_updates.batch_size))
-            if i + 1 == sch.d_pretrain_steps:
+            if i + 1 == sch.d_pretrain:
                 m = distributed.mean_metrics(m, self.dist)
-                self.log(f"pretrain discriminator {i + 1}/{sch.d_pretrain_steps}: loss {m['loss']:.3f}")
+                self.log(f"pretrain discriminator {i + 1}/{sch.d_pretrain}: loss {m['loss']:.3f}")
         if self.mc_scorer is not None:  # SeqGAN: the rollout policy starts as the pretrained generator
             self.mc_scorer.update_rollout_policy(self.agent.generator, rate=0.0)
         if self.config.reinforce.kl_coef > 0:  # the KL term holds the policy near where the adversarial phase starts

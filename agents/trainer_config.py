@@ -104,8 +104,8 @@ class ScheduleConfig:
     """How long to train and how often to evaluate, sample and checkpoint.
 
     ``d_pretrain_steps`` None: a quarter of ``pretrain_steps`` (at least 1 when there is MLE
-    pretraining), resolved on construction so that config.json records the number: D
-    pretraining scales with the run, and a short test run stays short.
+    pretraining; ``d_pretrain`` gives the number), so that D pretraining scales with the run
+    however its length is set, and a short test run stays short.
     """
 
     # Most of the quality comes from maximum likelihood: 800 MLE steps, then a short adversarial phase with
@@ -122,9 +122,15 @@ class ScheduleConfig:
     def __post_init__(self) -> None:
         check_ints(self, ("updates", "eval_every", "eval_samples", "checkpoint_every", "max_nonfinite"), 1, "schedule.")
         check_ints(self, ("pretrain_steps",), 0, "schedule.")
-        if self.d_pretrain_steps is None and isinstance(self.pretrain_steps, int):
-            self.d_pretrain_steps = max(1, self.pretrain_steps // 4) if self.pretrain_steps else 0
-        check_ints(self, ("d_pretrain_steps",), 0, "schedule.")
+        if self.d_pretrain_steps is not None:
+            check_ints(self, ("d_pretrain_steps",), 0, "schedule.")
+
+    @property
+    def d_pretrain(self) -> int:
+        """D pretraining steps: ``d_pretrain_steps``, or (None) a quarter of ``pretrain_steps``, at least 1."""
+        if self.d_pretrain_steps is not None:
+            return self.d_pretrain_steps
+        return max(1, self.pretrain_steps // 4) if self.pretrain_steps else 0
 
 
 @dataclass
