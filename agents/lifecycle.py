@@ -17,7 +17,7 @@ from seqgan_env.data.subword import HFTokenizer, build_tokenizer, is_hf_tokenize
 from seqgan_env.data.text import TextDataset, file_sha256, load_dataset, load_texts
 from seqgan_env.data.tokenizer import CharTokenizer
 from seqgan_env.eval.oracle import DEFAULT_ORACLE_PATH
-from seqgan_env.models.pretrained import check_directory, fingerprint, make_generator
+from seqgan_env.models.pretrained import check_causal_config, check_directory, fingerprint, make_generator
 from seqgan_env.rewards.sources import deferred_imports
 from seqgan_env.runs.configio import config_to_dict
 from seqgan_env.runs.rundir import RunDir
@@ -122,7 +122,7 @@ def new_run(config: TrainConfig) -> Trainer:
     for what, directory in (("generator.pretrained", config.generator.pretrained),
                             ("discriminator.pretrained", config.discriminator.pretrained)):
         if directory:  # named before anything else reads it (its fingerprint would fail with a bare [Errno 2])
-            check_directory(directory, what)
+            check_causal_config(check_directory(directory, what), what)  # a bidirectional model: refused first
     tokenizer = run_tokenizer(config)
     if tokenizer is not None and ctx.is_distributed:  # one vocabulary for all ranks (Unigram training is not
         tokenizer = HFTokenizer.from_str(distributed.broadcast_text(tokenizer.to_str(), ctx))  # deterministic)
