@@ -160,6 +160,15 @@ class HFTokenizer:
         return tuple(self.tokenizer.id_to_token(i) for i in (PAD_ID, BOS_ID, EOS_ID))  # type: ignore[return-value]
 
     @property
+    def unk_id(self) -> int | None:
+        """The id its model gives text outside the vocabulary (``<unk>``), None when it has none (byte-level BPE)."""
+        unk = getattr(self.tokenizer.model, "unk_token", None)
+        if not unk:
+            unk_id = getattr(self.tokenizer.model, "unk_id", None)  # Unigram keeps an id
+            return int(unk_id) if isinstance(unk_id, int) and 0 <= unk_id < self._size else None
+        return self.tokenizer.token_to_id(unk)
+
+    @property
     def kind(self) -> str:
         """The model type of the underlying tokenizer (``BPE``, ``Unigram``, ``WordLevel``, ...)."""
         return json.loads(self.tokenizer.to_str())["model"]["type"]
