@@ -266,4 +266,5 @@ def make_generator(cfg: Any, tokenizer: Any) -> torch.nn.Module:
 
 
 __all__ = ["ENCODER_MODEL_TYPES", "align_embeddings", "check_causal_config", "check_causal_model", "check_directory",
-           "embedding_source", "fingerprint", "make_generator", "pretrained_backbone", "pretrained_generator", "raw_tokenizer"]
+           "embedding_source", "fingerprint", "make_generator", "pretrained_backbone", "pretrained_generator",
+           "raw_tokenizer"]
