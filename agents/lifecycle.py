@@ -15,9 +15,9 @@ from seqgan_agents.trainer import Trainer
 from seqgan_agents.trainer_config import TrainConfig, train_config_from_dict, with_data_length
 from seqgan_env.data.subword import HFTokenizer, build_tokenizer, is_hf_tokenizer_json, load_tokenizer_source
 from seqgan_env.data.text import TextDataset, file_sha256, load_dataset, load_texts
-from seqgan_env.data.tokenizer import CharTokenizer
+from seqgan_env.data.tokenizer import EOS_ID, CharTokenizer
 from seqgan_env.eval.oracle import DEFAULT_ORACLE_PATH
-from seqgan_env.models.pretrained import check_directory, fingerprint, make_generator
+from seqgan_env.models.pretrained import check_causal_config, check_directory, fingerprint, make_generator
 from seqgan_env.rewards.sources import deferred_imports
 from seqgan_env.runs.configio import config_to_dict
 from seqgan_env.runs.rundir import RunDir
@@ -102,6 +102,37 @@ def _check_kept(config: TrainConfig, data: TextDataset) -> None:
         f"--data.max-length, or use a tokenizer with fewer tokens per line (e.g. --tokenizer bpe for text).")
 
 
+#: Largest share of the data's tokens a new run's tokenizer may map to its unknown token.
+MAX_UNK_FRACTION = 0.5
+
+
+def _check_unknown(config: TrainConfig, data: TextDataset) -> None:
+    """Stop a run whose tokenizer maps most of the data to its unknown token (e.g. --tokenizer word on the
+    census names: each name occurs once, min_frequency 2 keeps none, every token is <unk>), with the numbers
+    and the fix. The counts go into the data's stats (``unk_tokens`` of ``tokens``)."""
+    tok = data.tokenizer
+    unk = getattr(tok, "unk_id", None) if isinstance(tok, HFTokenizer) else None
+    if unk is None:
+        return
+    rows = torch.cat([data.train, data.valid])  # (N, T)
+    content = rows > EOS_ID  # PAD, BOS, EOS are the contract's, not the text's
+    total, unknown = int(content.sum()), int((rows == unk).sum())
+    if isinstance(getattr(data, "stats", None), dict):
+        data.stats.update(tokens=total, unk_tokens=unknown)
+    if not total or unknown <= MAX_UNK_FRACTION * total:
+        return
+    name = tok.tokenizer.id_to_token(unk)
+    kind = config.tokenizer.kind
+    fix = ("use a tokenizer that covers the data: --tokenizer char (short lines such as names) or --tokenizer bpe"
+           + (f", or keep more of its words: --tokenizer.min-frequency 1 (now {config.tokenizer.min_frequency}) and "
+              f"a --tokenizer.vocab-size above the data's distinct words (now {config.tokenizer.vocab_size})"
+              if kind == "word" else ""))
+    raise ValueError(
+        f"the tokenizer (--tokenizer {kind}, {tok.vocab_size} ids) maps {unknown} of the {total} tokens of "
+        f"'{config.data.path}' ({unknown / total:.0%}) to {name}: the generator would learn to write {name}; "
+        f"fix: {fix}.")
+
+
 def load_test_texts(config: TrainConfig) -> list[str] | None:
     """The lines of ``data.test_path`` (held out: BLEU references, NLL-test), read loudly; None without one."""
     if config.data.test_path is None:
@@ -122,12 +153,13 @@ def new_run(config: TrainConfig) -> Trainer:
     for what, directory in (("generator.pretrained", config.generator.pretrained),
                             ("discriminator.pretrained", config.discriminator.pretrained)):
         if directory:  # named before anything else reads it (its fingerprint would fail with a bare [Errno 2])
-            check_directory(directory, what)
+            check_causal_config(check_directory(directory, what), what)  # a bidirectional model: refused first
     tokenizer = run_tokenizer(config)
     if tokenizer is not None and ctx.is_distributed:  # one vocabulary for all ranks (Unigram training is not
         tokenizer = HFTokenizer.from_str(distributed.broadcast_text(tokenizer.to_str(), ctx))  # deterministic)
     data = load_run_data(config, tokenizer)
     _check_kept(config, data)
+    _check_unknown(config, data)
     load_test_texts(config)  # a missing or broken test file stops the run before its directory exists
     config = with_data_length(config, data.max_length)
     config = _with_absolute_paths(config)  # eval and --resume from another directory read the same files

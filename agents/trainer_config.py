@@ -290,6 +290,19 @@ def preset_overrides(path: str, pretrained_generator: bool = False) -> tuple[str
     return ()
 
 
+def without_named_test_path(config: TrainConfig) -> TrainConfig:
+    """``config`` without a named data set's test file when ``data.path`` is no longer that set's training file.
+
+    ``--data coco --data.path X``: ``--data coco`` filled ``data.test_path`` with the COCO test
+    captions, then the user moved ``data.path`` away from COCO; its test file does not belong to
+    X. The CLI calls this unless the user gave ``data.test_path`` too (then it is theirs).
+    """
+    for train, test in NAMED_DATA.values():
+        if config.data.test_path == str(test) and config.data.path != str(train):
+            return dataclasses.replace(config, data=dataclasses.replace(config.data, test_path=None))
+    return config
+
+
 def train_config_from_dict(data: dict) -> TrainConfig:
     return config_from_dict(TrainConfig, data)
 

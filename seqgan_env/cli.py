@@ -243,11 +243,24 @@ def _train_config(args: argparse.Namespace, rest: list[str], prog: str = "seqgan
     The preset (``trainer_config.DATA_PRESETS``, e.g. for ``--data coco``) sits under everything the user
     says: the config is assembled once without it, and again with it when the data turns out to be named.
     """
-    from seqgan_agents.trainer_config import preset_overrides
+    from seqgan_agents.trainer_config import preset_overrides, without_named_test_path
 
     config = _assemble_train_config(args, rest, prog, ())
     preset = preset_overrides(config.data.path, pretrained_generator=config.generator.pretrained is not None)
-    return _assemble_train_config(args, rest, prog, preset) if preset else config
+    config = _assemble_train_config(args, rest, prog, preset) if preset else config
+    return config if _gave_test_path(args, rest) else without_named_test_path(config)
+
+
+def _gave_test_path(args: argparse.Namespace, rest: list[str]) -> bool:
+    """Whether the user set data.test_path (a flag, --set or the --config file), rather than a named data set."""
+    from seqgan_env.runs.configio import load_config_file
+
+    if any(a.startswith(("--data.test-path", "--data.test_path")) for a in rest):
+        return True
+    if any(s.split("=", 1)[0].strip() == "data.test_path" for s in args.set or []):
+        return True
+    data = load_config_file(args.config).get("data") if args.config else None
+    return isinstance(data, dict) and "test_path" in data
 
 
 def _assemble_train_config(args: argparse.Namespace, rest: list[str], prog: str, preset: tuple[str, ...]):

@@ -86,6 +86,34 @@ def test_coco_preset_sits_under_the_users_options(tmp_path):
         == ("file", str(tok_file))
 
 
+def test_a_data_path_away_from_coco_drops_the_coco_test_file(tmp_path):
+    """--data coco --data.path X: the COCO test captions do not belong to X (issue 23, class 8); a test file the
+    user gave too is kept, whichever way it was given; --data.path on COCO's own training file keeps it."""
+    own, test = tmp_path / "mine.txt", tmp_path / "my_test.txt"
+    moved = _config("--data", "coco", "--data.path", str(own))
+    assert (moved.data.path, moved.data.test_path) == (str(own), None)
+    assert _config("--data", "coco", "--data.path", str(own), "--data.test-path", str(test)).data.test_path == str(test)
+    kept = _config("--data", "coco", "--data.path", str(own), "--data.test-path", str(COCO_TEST_PATH))
+    assert kept.data.test_path == str(COCO_TEST_PATH)  # given by the user: theirs, even if it is COCO's
+    assert _config("--data", "coco", "--data.path", str(own), "--set",
+                   f"data.test_path={COCO_TEST_PATH}").data.test_path == str(COCO_TEST_PATH)
+    cfg_file = tmp_path / "c.json"
+    cfg_file.write_text(json.dumps({"data": {"path": "coco", "test_path": str(COCO_TEST_PATH)}}))
+    assert _config("--config", str(cfg_file), "--data.path", str(own)).data.test_path == str(COCO_TEST_PATH)
+    assert _config("--data", "coco", "--data.path", str(COCO_TRAIN_PATH)).data.test_path == str(COCO_TEST_PATH)
+
+
+def test_a_run_on_another_file_after_data_coco_evaluates(files, tmp_path, capsys):
+    train, _ = files
+    root = tmp_path / "runs"
+    assert main(["train", *TINY, "--data", "coco", "--data.path", str(train), "--set", f"out_dir={root}"]) == 0
+    (run,) = root.iterdir()
+    assert json.loads((run / "config.json").read_text())["config"]["data"]["test_path"] is None
+    capsys.readouterr()
+    assert main(["eval", str(run), "-n", "8"]) == 0
+    assert "BLEU-2" in capsys.readouterr().out
+
+
 # ------------------------------------------------------------------------------ the eval protocol by hand
 def test_sample_scores_by_hand():
     refs = ["a b c d e", "v w x y z"]

@@ -102,3 +102,18 @@ def test_prompt_that_encodes_to_nothing_is_refused(model_dir, tmp_path):
     tok._tokenizer.post_processor = None  # now nothing adds BOS: "" is zero tokens
     with pytest.raises(ValueError, match="prompt='' encodes to no tokens.*bos_token"):
         make_adversarial_trainer(model_dir, tok, REAL, _config("grpo", str(tmp_path)))
+
+
+def test_a_model_directory_is_loaded_local_only(model_dir, tmp_path):
+    """A directory (str or Path) is loaded with local_files_only; the caller's args are left as they were."""
+    from pathlib import Path
+
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    args = _config("grpo", str(tmp_path))
+    trainer = make_adversarial_trainer(Path(model_dir), tok, REAL, args, discriminator_model=TINY_D)
+    assert trainer.args.model_init_kwargs["local_files_only"] is True
+    assert args.model_init_kwargs is None
+    with pytest.raises(ValueError, match="'no-such-org/tiny' is not a local directory.*nothing is downloaded"):
+        make_adversarial_trainer("no-such-org/tiny", tok, REAL, args)

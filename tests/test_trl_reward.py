@@ -214,3 +214,63 @@ def test_generated_rows_cut_generate_output_as_trl_does(tok):
     expected = r.completion_rows([[4, 5, eos], [4, eos], [4, 5, 6, 7, 8]])
     assert torch.equal(r.generated_rows(out, prompt_length=1), expected)
     assert expected[1].tolist() == [4 + ID_OFFSET, EOS_ID, PAD_ID, PAD_ID, PAD_ID]
+
+
+# ------------------------------------------------------------------ bad inputs name the value and the fix
+@pytest.mark.parametrize("bad", ["gpt2", b"gpt2", __import__("pathlib").Path("gpt2")])
+def test_build_discriminator_refuses_a_name_for_a_tokenizer(bad):
+    """len("gpt2") == 4 would be taken for a vocabulary size: a name is not a tokenizer."""
+    with pytest.raises(TypeError, match="is a .*not a tokenizer; fix: load it first.*AutoTokenizer") as info:
+        build_discriminator(bad, 12)
+    assert "gpt2" in str(info.value)
+
+
+@pytest.mark.parametrize("ids, named", [
+    ([[4.0, 5.0, 2]], "token id 4.0 (row 0) is a float"),
+    ([[4, 5.7]], "token id 5.7 (row 0) is a float"),  # the last id, read to tell a finished completion
+    ([[4, 5], [6, True]], "token id True (row 1) is a bool"),
+    ([[4, torch.tensor(5.0)]], "is a Tensor"),
+])
+def test_reward_refuses_float_token_ids(tok, ids, named):
+    import re
+
+    r = _reward(tok)
+    with pytest.raises(TypeError, match=re.escape(named) + ".*not an integer; fix: pass integer ids"):
+        r(prompts=[""] * len(ids), completions=[""] * len(ids), completion_ids=ids)
+    with pytest.raises(TypeError, match="not an integer"):
+        r.rows([[4, 5.0]], [True])
+    with pytest.raises(TypeError, match="not an integer"):  # model.generate output cast to float
+        r.generated_rows(torch.tensor([[1, 4, 5, 2]], dtype=torch.float), 1)
+
+
+def test_reward_takes_integer_ids_of_any_integer_kind(tok):
+    import numpy as np
+
+    r = _reward(tok)
+    ref = r.completion_rows([[4, 5, tok.eos_token_id]]).tolist()
+    assert r.completion_rows([np.array([4, 5, tok.eos_token_id])]).tolist() == ref
+    assert r.completion_rows([torch.tensor([4, 5, tok.eos_token_id])]).tolist() == ref
+
+
+@pytest.mark.parametrize("make, named", [
+    (lambda d: "no-such-org/no-such-model", "does not exist; a Hugging Face Hub name is not fetched"),
+    (lambda d: (d / "f.txt").write_text("x") and d / "f.txt", "is not a directory"),
+    (lambda d: d, "has no config.json"),
+])
+def test_trl_helper_is_local_only(tok, make, named, tmp_path, monkeypatch):
+    """A model name that is not a local model directory is refused before transformers (or TRL) is asked."""
+    import transformers
+
+    from seqgan_env.integrations.trl import make_adversarial_trainer
+
+    def no_hub(*a, **k):
+        raise AssertionError("from_pretrained must not be called for a name that is not a local directory")
+
+    monkeypatch.setattr(transformers.AutoConfig, "from_pretrained", no_hub)
+    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", no_hub)
+    model = make(tmp_path)
+    args = SimpleNamespace(max_completion_length=5, per_device_train_batch_size=4, gradient_accumulation_steps=1,
+                           model_init_kwargs=None)
+    with pytest.raises(ValueError, match=named + ".*fix: pass a local directory") as info:
+        make_adversarial_trainer(model, tok, REAL, args)
+    assert str(model) in str(info.value)

@@ -165,3 +165,31 @@ def test_step_before_reset_and_bad_options(tokenizer):
         vec.reset(options={"seed_everything": True})
     with pytest.raises(ValueError, match="num_envs=0"):
         TokenGenerationVectorEnv(0, tokenizer=tokenizer)
+
+
+@pytest.mark.parametrize("seed, exc, named", [
+    ([1, 2], ValueError, "has 2 seed(s) for 4 envs"),
+    ([1, 2, 3, 4, 5], ValueError, "has 5 seed(s) for 4 envs"),
+    ([], ValueError, "has 0 seed(s) for 4 envs"),
+    ([1, 2, 3, 4.5], TypeError, "seed 4.5 is a float"),
+    (1.5, TypeError, "seed must be an int or a list of 4 ints"),
+    ("7", TypeError, "seed must be an int or a list of 4 ints"),
+    (True, TypeError, "seed must be an int or a list of 4 ints"),
+])
+def test_reset_refuses_a_seed_list_not_one_per_env(seed, exc, named):
+    """A list of seeds has one per env (Gymnasium's vector convention); the error names the value and the fix."""
+    import re
+
+    vec = TokenGenerationVectorEnv(4, vocab_size=8, max_length=4)
+    with pytest.raises(exc, match=re.escape(named)):
+        vec.reset(seed=seed)
+
+
+def test_reset_takes_an_int_or_one_seed_per_env():
+    vec = TokenGenerationVectorEnv(4, vocab_size=8, max_length=4)
+    vec.reset(seed=3)
+    first = vec.np_random.integers(1 << 30)
+    vec.reset(seed=[3, 4, 5, 6])  # seeded from the first, as before
+    assert vec.np_random.integers(1 << 30) == first
+    vec.reset(seed=np.array([3, 4, 5, 6]))
+    assert vec.np_random.integers(1 << 30) == first

@@ -42,9 +42,11 @@ import torch
 
 from seqgan_env.data.tokenizer import (
     BOS_ID,
+    CharTokenizer,
     EOS_ID,
     PAD_ID,
     SPECIAL_TOKENS,
+    UnknownSymbolError,
     _check_max_length,
     _checked_matrix,
     _to_id_list,
@@ -160,6 +162,15 @@ class HFTokenizer:
         return tuple(self.tokenizer.id_to_token(i) for i in (PAD_ID, BOS_ID, EOS_ID))  # type: ignore[return-value]
 
     @property
+    def unk_id(self) -> int | None:
+        """The id its model gives text outside the vocabulary (``<unk>``), None when it has none (byte-level BPE)."""
+        unk = getattr(self.tokenizer.model, "unk_token", None)
+        if not unk:
+            unk_id = getattr(self.tokenizer.model, "unk_id", None)  # Unigram keeps an id
+            return int(unk_id) if isinstance(unk_id, int) and 0 <= unk_id < self._size else None
+        return self.tokenizer.token_to_id(unk)
+
+    @property
     def kind(self) -> str:
         """The model type of the underlying tokenizer (``BPE``, ``Unigram``, ``WordLevel``, ...)."""
         return json.loads(self.tokenizer.to_str())["model"]["type"]
@@ -169,11 +180,30 @@ class HFTokenizer:
         """The ids of ``text`` (no BOS/EOS added, no post-processor templates)."""
         if not isinstance(text, str):
             raise TypeError(f"encode expects a str, got {type(text).__name__}")
-        return self.tokenizer.encode(text, add_special_tokens=False).ids
+        return self._encode_batch([text])[0].ids
+
+    def _encode_batch(self, texts: list[str]) -> list:
+        """``tokenizers``' encodings of ``texts``; a character a vocabulary without ``<unk>`` lacks (a character
+        tokenizer's, :func:`char_to_hf`) raises UnknownSymbolError naming it, not the library's bare Exception."""
+        try:
+            return self.tokenizer.encode_batch(texts, add_special_tokens=False)
+        except Exception as exc:  # tokenizers raises a plain Exception: "WordLevel error: Missing [UNK] token ..."
+            if "Missing" not in str(exc):
+                raise
+            for i, text in enumerate(texts):
+                for pos, char in enumerate(text):
+                    try:
+                        self.tokenizer.encode(char, add_special_tokens=False)
+                    except Exception:
+                        raise UnknownSymbolError(
+                            f"character {char!r} at position {pos} of texts[{i}] is not in the tokenizer's "
+                            f"vocabulary, which has no unknown token; fix: remove the character, or use a "
+                            f"tokenizer built from this data", char=char, position=pos) from None
+            raise
 
     def lengths(self, texts: Sequence[str]) -> list[int]:
         """Number of tokens of each text (one batched call)."""
-        return [len(e.ids) for e in self.tokenizer.encode_batch(list(texts), add_special_tokens=False)]
+        return [len(e.ids) for e in self._encode_batch(list(texts))]
 
     def encode_batch(self, texts: Sequence[str], max_length: int) -> torch.Tensor:
         """(N, max_length) long: each row the text's ids, then EOS if shorter than ``max_length``, then PAD.
@@ -189,7 +219,7 @@ class HFTokenizer:
             if not isinstance(text, str):
                 raise TypeError(f"encode_batch: texts[{i}] is {type(text).__name__}, expected str")
         out = torch.full((len(texts), max_length), PAD_ID, dtype=torch.long)  # (N, T)
-        for i, enc in enumerate(self.tokenizer.encode_batch(texts, add_special_tokens=False)):
+        for i, enc in enumerate(self._encode_batch(texts)):
             ids = enc.ids
             if len(ids) > max_length:
                 raise ValueError(
@@ -292,10 +322,28 @@ def _symbols(id_list: list[int]) -> list[int]:
     return out
 
 
+def char_to_hf(tokenizer: CharTokenizer) -> HFTokenizer:
+    """The character tokenizer as a Hugging Face ``tokenizers`` one with the same ids: a WordLevel vocabulary
+    (``<pad>``, ``<bos>``, ``<eos>`` at 0, 1, 2, symbol ``i`` at ``3 + i``), one token per character, and a
+    decoder that joins characters without spaces. Same ``encode`` and ``decode`` on the symbols' texts."""
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
+
+    vocab = {t: i for i, t in enumerate(SPECIAL_TOKENS)}
+    vocab.update({c: len(SPECIAL_TOKENS) + i for i, c in enumerate(tokenizer.symbols)})
+    raw = Tokenizer(models.WordLevel(vocab, unk_token=UNK_TOKEN))  # no <unk> id: an unknown character is refused
+    raw.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")  # one token per character
+    raw.decoder = decoders.Fuse()
+    return HFTokenizer(raw, source="the character tokenizer")
+
+
 def save_tokenizer_files(tokenizer: Any, directory: str | os.PathLike) -> None:
-    """``tokenizer.json`` in ``directory``; for an :class:`HFTokenizer` also ``tokenizer_config.json``
-    naming pad/bos/eos, so ``transformers.AutoTokenizer.from_pretrained(directory)`` loads it."""
+    """``tokenizer.json`` in ``directory`` in the Hugging Face format (a :class:`CharTokenizer` as
+    :func:`char_to_hf`, same ids) and ``tokenizer_config.json`` naming pad/bos/eos, so
+    ``transformers.AutoTokenizer.from_pretrained(directory)`` loads it and the directory is a
+    ``--generator.pretrained``. Other tokenizers (the oracle's integers) write their own JSON."""
     directory = Path(directory)
+    if isinstance(tokenizer, CharTokenizer):
+        tokenizer = char_to_hf(tokenizer)
     tokenizer.save(directory / "tokenizer.json")
     if isinstance(tokenizer, HFTokenizer):
         pad, bos, eos = tokenizer.special_tokens
@@ -591,5 +639,5 @@ def build_tokenizer(config: TokenizerConfig, texts: Sequence[str]) -> HFTokenize
 
 
 __all__ = ["BPE_MIN_VOCAB", "HFTokenizer", "MAX_VOCAB_SIZE", "TOKENIZER_KINDS", "TRAINED_KINDS", "TokenizerConfig", "UNK_TOKEN",
-           "build_tokenizer", "is_hf_tokenizer_json", "load_tokenizer_source", "save_tokenizer_files",
+           "build_tokenizer", "char_to_hf", "is_hf_tokenizer_json", "load_tokenizer_source", "save_tokenizer_files",
            "to_project_ids", "train_tokenizer"]

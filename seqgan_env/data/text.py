@@ -151,7 +151,17 @@ def load_texts_with_stats(
                 path=name,
                 line=lineno,
             )
-        ids = tokenizer.encode(line) if subword else None
+        try:
+            ids = tokenizer.encode(line) if subword else None
+        except UnknownSymbolError as err:  # a vocabulary without <unk> (a run's character tokenizer, exported)
+            col = err.position + 1
+            raise DataError(
+                f"{name}:{lineno}:{col}: character {err.char!r} (line {lineno}, column {col} of {name!r}) is not "
+                f"in the tokenizer vocabulary, which has no unknown token; fix: remove the character, or use a "
+                f"tokenizer built from this data",
+                path=name,
+                line=lineno,
+            ) from None
         if subword and any(i < len(SPECIAL_TOKENS) for i in ids):
             names = getattr(tokenizer, "special_tokens", SPECIAL_TOKENS)
             special = next(names[i] for i in ids if i < len(SPECIAL_TOKENS))

@@ -102,11 +102,13 @@ class TokenGenerationVectorEnv(gym.vector.VectorEnv):
 
     # -- Gymnasium API -------------------------------------------------------
     def reset(self, *, seed: int | list[int] | None = None, options: dict | None = None):
-        """Reset all sub-envs, or those in ``options["reset_mask"]`` ((num_envs,) bool)."""
+        """Reset all sub-envs, or those in ``options["reset_mask"]`` ((num_envs,) bool).
+
+        ``seed``: an int, or a list of ``num_envs`` ints (Gymnasium's vector convention, one per
+        sub-env; the env's one RNG is seeded from the first). Anything else raises.
+        """
         if seed is not None:
-            self._np_random, self._np_random_seed = gym.utils.seeding.np_random(
-                seed if isinstance(seed, int) else int(seed[0])
-            )
+            self._np_random, self._np_random_seed = gym.utils.seeding.np_random(self._check_seed(seed))
         options = dict(options or {})
         mask_in = options.pop("reset_mask", None)
         if options:
@@ -184,6 +186,26 @@ class TokenGenerationVectorEnv(gym.vector.VectorEnv):
         if hasattr(self.tokenizer, "decode_batch"):
             return list(self.tokenizer.decode_batch(rows))
         return [self._decode(r) for r in rows]
+
+    def _check_seed(self, seed) -> int:
+        """The int that seeds the env's RNG: ``seed`` itself, or the first of a list of ``num_envs`` ints."""
+        def is_int(x) -> bool:
+            return isinstance(x, (int, np.integer)) and not isinstance(x, (bool, np.bool_))
+
+        if is_int(seed):
+            return int(seed)
+        if isinstance(seed, (list, tuple, np.ndarray)):
+            seeds = list(np.asarray(seed).reshape(-1)) if isinstance(seed, np.ndarray) else list(seed)
+            bad = [x for x in seeds if not is_int(x)]
+            if bad:
+                raise TypeError(f"reset(seed=...): seed {bad[0]!r} is a {type(bad[0]).__name__}, not an int; "
+                                f"pass an int or a list of {self.num_envs} ints.")
+            if len(seeds) != self.num_envs:
+                raise ValueError(f"reset(seed={list(seed)!r}) has {len(seeds)} seed(s) for {self.num_envs} envs: a "
+                                 f"list of seeds must have one per env; pass {self.num_envs} ints, or one int.")
+            return int(seeds[0])
+        raise TypeError(f"reset(seed={seed!r}): seed must be an int or a list of {self.num_envs} ints, got "
+                        f"{type(seed).__name__}.")
 
     def _check_actions(self, actions) -> torch.Tensor:
         if torch.is_tensor(actions):

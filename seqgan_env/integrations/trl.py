@@ -50,6 +50,7 @@ unconditional setting: the prompt is usually just BOS).
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import os
 from collections.abc import Callable, Sequence
@@ -96,11 +97,38 @@ def _require(module: str):
 
 
 def _tokenizer_size(tokenizer: Any) -> int:
+    if isinstance(tokenizer, (str, bytes, os.PathLike)):  # len("gpt2") would be taken for a vocabulary size
+        raise TypeError(f"tokenizer={tokenizer!r} is a {type(tokenizer).__name__}, not a tokenizer; fix: load it "
+                        f"first, e.g. transformers.AutoTokenizer.from_pretrained(local_dir, local_files_only=True).")
     try:
         return len(tokenizer)
     except TypeError:
         raise TypeError(f"tokenizer must be a Hugging Face tokenizer (len(tokenizer) = its vocabulary size), got "
                         f"{type(tokenizer).__name__}.") from None
+
+
+def _is_token_id(x: Any) -> bool:
+    """An integer token id: a Python or NumPy int, or a 0-d integer tensor (never a float or a bool)."""
+    if torch.is_tensor(x):
+        return x.ndim == 0 and not x.is_floating_point() and not x.is_complex() and x.dtype != torch.bool
+    import numpy as np
+
+    return isinstance(x, (int, np.integer)) and not isinstance(x, (bool, np.bool_))
+
+
+def _local_model_dir(model: str | os.PathLike) -> str:
+    """``model`` as a str if it is a local model directory; never a Hub name (this package stays local-only)."""
+    path = os.fspath(model)
+    fix = ("fix: pass a local directory written by save_pretrained (config.json, weights, tokenizer), or the "
+           "loaded model; nothing is downloaded")
+    if not os.path.exists(path):
+        raise ValueError(f"model={path!r} is not a local directory (it does not exist; a Hugging Face Hub name is "
+                         f"not fetched); {fix}.")
+    if not os.path.isdir(path):
+        raise ValueError(f"model={path!r} is not a directory; {fix}.")
+    if not os.path.isfile(os.path.join(path, "config.json")):
+        raise ValueError(f"model={path!r} has no config.json; {fix}.")
+    return path
 
 
 def build_discriminator(tokenizer: Any, max_length: int, model_config: ModelConfig | None = None,
@@ -160,6 +188,8 @@ class DiscriminatorRewardFunction:
             raise TypeError(f"discriminator must be a seqgan_env Discriminator (build_discriminator(tokenizer, ...)), "
                             f"got {type(discriminator).__name__}.")
         check_int("max_length", max_length, 1, "pass the trainer's max_completion_length")
+        if isinstance(tokenizer, (str, bytes, os.PathLike)):  # a name or a path is not a tokenizer
+            _tokenizer_size(tokenizer)
         positions = discriminator.model_config.max_position_embeddings
         if max_length > positions:
             raise ValueError(f"max_length={max_length} exceeds the discriminator's max_position_embeddings="
@@ -207,6 +237,10 @@ class DiscriminatorRewardFunction:
         limit = self.discriminator.vocab_size - ID_OFFSET
         out = torch.full((len(id_lists), t), PAD_ID, dtype=torch.long)  # (N, T)
         for i, (ids, done) in enumerate(zip(id_lists, finished)):
+            not_int = next((x for x in ids if not _is_token_id(x)), None)
+            if not_int is not None:
+                raise TypeError(f"token id {not_int!r} (row {i}) is a {type(not_int).__name__}, not an integer; fix: "
+                                f"pass integer ids (TRL's completion_ids, or tensor.long().tolist()).")
             body = [int(x) for x in ids[:t]]
             bad = [x for x in body if not 0 <= x < limit]
             if bad:
@@ -238,6 +272,9 @@ class DiscriminatorRewardFunction:
             if not ids:
                 raise ValueError(f"completion_ids[{i}] is empty: a completion needs at least one token "
                                  f"(check max_completion_length >= 1).")
+            if not _is_token_id(ids[-1]):
+                raise TypeError(f"token id {ids[-1]!r} (row {i}) is a {type(ids[-1]).__name__}, not an integer; fix: "
+                                f"pass integer ids (TRL's completion_ids, or tensor.long().tolist()).")
             done = int(ids[-1]) in self.eos_token_ids
             bodies.append(ids[:-1] if done else ids)
             finished.append(done)
@@ -395,7 +432,8 @@ def make_adversarial_trainer(model: Any, tokenizer: Any, real_texts: Sequence[st
                              seed: int = 0, **trainer_kwargs: Any):
     """A TRL ``GRPOTrainer`` (``algorithm="grpo"``) or ``RLOOTrainer`` (``"rloo"``) paid by a co-trained D.
 
-    ``model``: a causal LM or a directory ``transformers`` loads; ``tokenizer``: its
+    ``model``: a causal LM or a local directory ``transformers`` loads (``local_files_only``: a
+    name that is not a local directory raises ValueError, nothing is downloaded); ``tokenizer``: its
     tokenizer (``processing_class``); ``args``: a ``GRPOConfig`` / ``RLOOConfig``;
     ``prompt``: every example's prompt (it must encode to at least one token, e.g. a
     tokenizer that adds BOS, or a short text). ``max_length`` defaults to
@@ -405,6 +443,12 @@ def make_adversarial_trainer(model: Any, tokenizer: Any, real_texts: Sequence[st
     and every one in the model's ``generation_config``). Returns the trainer; its reward
     function and callback are ``trainer.seqgan_reward`` and ``trainer.seqgan_callback``.
     """
+    if isinstance(model, (str, os.PathLike)):  # a local directory only: checked here, loaded local_files_only
+        model = _local_model_dir(model)
+        init_kwargs = getattr(args, "model_init_kwargs", None)
+        if init_kwargs is None or isinstance(init_kwargs, dict):
+            args = copy.copy(args)  # the caller's args stay as they were
+            args.model_init_kwargs = {**(init_kwargs or {}), "local_files_only": True}
     trl = _require("trl")
     trainers = {"grpo": "GRPOTrainer", "rloo": "RLOOTrainer"}
     if algorithm not in trainers:
@@ -415,8 +459,8 @@ def make_adversarial_trainer(model: Any, tokenizer: Any, real_texts: Sequence[st
     max_length = max_length if max_length is not None else args.max_completion_length
     if discriminator is None:
         # The model's vocabulary may be larger than the tokenizer's (padded embeddings): D must cover every id.
-        config = transformers.AutoConfig.from_pretrained(model) if isinstance(model, (str, os.PathLike)) \
-            else getattr(model, "config", None)
+        config = transformers.AutoConfig.from_pretrained(model, local_files_only=True) \
+            if isinstance(model, str) else getattr(model, "config", None)
         model_vocab = getattr(getattr(config, "get_text_config", lambda: config)(), "vocab_size", None)
         vocab_size = max(_tokenizer_size(tokenizer), model_vocab or 0)
         discriminator = build_discriminator(tokenizer, max_length, discriminator_model, discriminator_config,

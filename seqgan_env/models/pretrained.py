@@ -24,6 +24,7 @@ Contract
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,72 @@ def check_directory(directory: str | Path, what: str) -> Path:
     if not (path / "config.json").is_file():
         raise ValueError(f"{what}={str(path)!r} has no config.json; {_FIX}.")
     return path
+
+
+#: model_type values of encoder-only (bidirectional) families: each position sees the whole sequence.
+ENCODER_MODEL_TYPES = frozenset({
+    "albert", "bert", "big_bird", "camembert", "canine", "convbert", "data2vec-text", "deberta", "deberta-v2",
+    "distilbert", "electra", "ernie", "esm", "flaubert", "fnet", "funnel", "ibert", "layoutlm", "layoutlmv2",
+    "layoutlmv3", "longformer", "luke", "megatron-bert", "mobilebert", "modernbert", "mpnet", "mra", "nezha",
+    "nystromformer", "rembert", "roberta", "roberta-prelayernorm", "roc_bert", "roformer", "splinter",
+    "squeezebert", "tapas", "xlm", "xlm-roberta", "xlm-roberta-xl", "xmod", "yoso",
+})
+
+_CAUSAL_FIX = "fix: use a causal LM such as a Llama/GPT-2 directory (AutoModelForCausalLM, e.g. a *ForCausalLM)"
+
+
+def check_causal_config(path: Path, what: str) -> None:
+    """Refuse a directory whose config.json says the model is not causal (left to right).
+
+    A bidirectional model (a BERT masked LM, the encoder of a T5) lets position ``t`` see the
+    tokens after it: teacher-forced log-probs and per-prefix rewards would read the future.
+    Read from config.json alone (no weights): ``is_encoder_decoder``, an architecture named
+    ``*ForMaskedLM``, or an encoder-only ``model_type`` without ``is_decoder: true``.
+    ``check_causal_model`` probes the loaded weights for what a config cannot say.
+    """
+    try:
+        cfg = json.loads((path / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{what}={str(path)!r}: its config.json cannot be read ({exc}); {_FIX}.") from None
+    if not isinstance(cfg, dict):
+        raise ValueError(f"{what}={str(path)!r}: its config.json is not a JSON object; {_FIX}.")
+    model_type = str(cfg.get("model_type", ""))
+    archs = [str(a) for a in (cfg.get("architectures") or []) if isinstance(a, str)]
+    reason = None
+    if cfg.get("is_encoder_decoder") is True:
+        reason = f"an encoder-decoder model (model_type {model_type!r}, is_encoder_decoder true)"
+    elif any(a.endswith("ForMaskedLM") for a in archs):
+        reason = f"a masked LM ({', '.join(archs)}): bidirectional"
+    elif model_type in ENCODER_MODEL_TYPES and cfg.get("is_decoder") is not True:
+        reason = f"an encoder (model_type {model_type!r}, is_decoder not true): bidirectional"
+    if reason:
+        raise ValueError(f"{what}={str(path)!r} is {reason}, so each position would see the tokens after it; "
+                         f"{_CAUSAL_FIX}.")
+
+
+def check_causal_model(model: torch.nn.Module, path: Path, what: str, length: int = 6) -> None:
+    """Refuse a loaded model whose outputs at positions ``< t`` change when token ``t`` changes (a causality probe).
+
+    Two sequences of fixed ids (no RNG) that differ only in their last token; the outputs
+    (logits, or the last hidden state of a base model) at every earlier position must agree.
+    """
+    rows = model.get_input_embeddings().weight.shape[0]
+    if rows < 2:
+        return
+    ids = torch.tensor([[(7 * i + 3) % rows for i in range(length)]])  # (1, L)
+    other = ids.clone()
+    other[0, -1] = (int(ids[0, -1]) + 1) % rows
+    batch = torch.cat([ids, other])  # (2, L)
+    with torch.no_grad(), torch.random.fork_rng(devices=[]):
+        out = model(input_ids=batch, attention_mask=torch.ones_like(batch))
+    hidden = out.logits if getattr(out, "logits", None) is not None else out.last_hidden_state  # (2, L, ·)
+    before = hidden[:, :-1].float()
+    gap = float((before[0] - before[1]).abs().max())
+    scale = float(before.abs().max()) or 1.0
+    if gap > 1e-5 * max(1.0, scale):  # a causal model: exactly 0 on CPU; a tiny random BERT: ~2e-3
+        raise ValueError(f"{what}={str(path)!r} is not causal: its outputs at earlier positions change when a later "
+                         f"token changes (by up to {gap:.3g}), so each position would see the tokens after it; "
+                         f"{_CAUSAL_FIX}.")
 
 
 def _from_pretrained(auto_cls: Any, path: Path, what: str) -> torch.nn.Module:
@@ -136,7 +203,9 @@ def pretrained_generator(directory: str | Path, tokenizer: Any) -> torch.nn.Modu
     if not hasattr(tokenizer, "tokenizer"):
         raise ValueError(f"{what} needs the run's tokenizer to be its own (tokenizer.kind auto), got "
                          f"{type(tokenizer).__name__}; fix: drop --tokenizer.")
+    check_causal_config(path, "generator.pretrained")
     model = _from_pretrained(AutoModelForCausalLM, path, "generator.pretrained")
+    check_causal_model(model, path, "generator.pretrained")
     align_embeddings(model, embedding_source(raw, tokenizer, what), what)
     return model
 
@@ -153,7 +222,9 @@ def pretrained_backbone(directory: str | Path, tokenizer: Any, vocab_size: int) 
 
     what = f"discriminator.pretrained={str(directory)}"
     path = check_directory(directory, "discriminator.pretrained")
+    check_causal_config(path, "discriminator.pretrained")
     model = _from_pretrained(AutoModel, path, "discriminator.pretrained")
+    check_causal_model(model, path, "discriminator.pretrained")
     raw = raw_tokenizer(path)
     if raw is None:
         rows = model.get_input_embeddings().weight.shape[0]
@@ -194,5 +265,6 @@ def make_generator(cfg: Any, tokenizer: Any) -> torch.nn.Module:
     return build_generator(cfg, tokenizer.vocab_size)
 
 
-__all__ = ["align_embeddings", "check_directory", "embedding_source", "fingerprint", "make_generator",
-           "pretrained_backbone", "pretrained_generator", "raw_tokenizer"]
+__all__ = ["ENCODER_MODEL_TYPES", "align_embeddings", "check_causal_config", "check_causal_model", "check_directory",
+           "embedding_source", "fingerprint", "make_generator", "pretrained_backbone", "pretrained_generator",
+           "raw_tokenizer"]
