@@ -34,6 +34,7 @@ REWARD_SCORERS: tuple[str, ...] = typing.get_args(RewardScorer)
 
 
 ORACLE = "oracle"
+MAX_SEED = 2**32 - 1  # the seed goes to numpy, torch and Python's random: all take it
 
 
 @dataclass
@@ -171,6 +172,7 @@ class TrainConfig:
     alarms: AlarmConfig = field(default_factory=AlarmConfig)
 
     def __post_init__(self) -> None:
+        check_int("seed", self.seed, 0, maximum=MAX_SEED)
         if self.agent not in AGENTS:
             raise ValueError(f"agent={self.agent!r} is unknown: choose one of {list(AGENTS)}.")
         if self.reward_scorer not in REWARD_SCORERS:
