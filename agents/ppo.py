@@ -32,7 +32,7 @@ from seqgan_env.runs.configio import config_to_dict
 from seqgan_env.runs.rundir import RunDir
 from seqgan_env.utils.atomic import atomic_write_text
 from seqgan_env.utils.codec import flatten_optimizer_state
-from seqgan_env.utils.validation import check_ints
+from seqgan_env.utils.validation import check_ints, check_number
 
 ALGOS = ("ppo", "maskable_ppo")
 ENCODERS = ("gru", "transformer")
@@ -59,13 +59,10 @@ class PPOConfig:
     def __post_init__(self) -> None:
         check_ints(self, ("n_envs", "n_steps", "batch_size", "n_epochs", "embed_dim", "features_dim"), prefix="ppo.")
         for name, lo, hi in (("gamma", 0.0, 1.0), ("gae_lambda", 0.0, 1.0)):
-            value = getattr(self, name)
-            if not lo <= value <= hi:
-                raise ValueError(f"ppo.{name}={value!r} is outside [{lo}, {hi}].")
-        if not self.lr > 0 or not self.clip_range > 0 or self.ent_coef < 0:
-            raise ValueError(
-                f"ppo.lr={self.lr}, ppo.clip_range={self.clip_range} must be > 0 and ppo.ent_coef={self.ent_coef} >= 0."
-            )
+            check_number(f"ppo.{name}", getattr(self, name), lo, hi)
+        check_number("ppo.lr", self.lr, 0.0, low_open=True)
+        check_number("ppo.clip_range", self.clip_range, 0.0, low_open=True)
+        check_number("ppo.ent_coef", self.ent_coef, 0.0)
         if self.encoder not in ENCODERS:
             raise ValueError(f"ppo.encoder={self.encoder!r} is unknown: choose one of {list(ENCODERS)}.")
         if self.device not in ("auto", "cpu", "cuda"):

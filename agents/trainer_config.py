@@ -8,7 +8,9 @@ of their defaults, and where ``TrainConfig`` chooses other values it says why.
 from __future__ import annotations
 
 import dataclasses
+import typing
 from dataclasses import dataclass, field
+from typing import Literal
 
 from seqgan_agents.ppo import PPOConfig
 from seqgan_agents.reinforce import ReinforceConfig
@@ -25,11 +27,14 @@ from seqgan_env.runs.alarms import AlarmConfig
 from seqgan_env.runs.configio import config_from_dict
 from seqgan_env.utils.validation import check_int, check_ints
 
-AGENTS = ("reinforce", "ppo", "maskable_ppo")
-REWARD_SCORERS = ("discriminator", "mc_rollout")
+Agent = Literal["reinforce", "ppo", "maskable_ppo"]
+RewardScorer = Literal["discriminator", "mc_rollout"]
+AGENTS: tuple[str, ...] = typing.get_args(Agent)
+REWARD_SCORERS: tuple[str, ...] = typing.get_args(RewardScorer)
 
 
 ORACLE = "oracle"
+MAX_SEED = 2**32 - 1  # the seed goes to numpy, torch and Python's random: all take it
 
 
 @dataclass
@@ -111,12 +116,12 @@ class ScheduleConfig:
     # Most of the quality comes from maximum likelihood: 800 MLE steps, then a short adversarial phase with
     # the MLE term at full weight (reinforce.mle_coef below) is no worse than MLE alone at equal generator
     # steps and keeps the default run near a minute (benchmarks/README.md, "The default schedule").
-    updates: int = 100
-    pretrain_steps: int = 800
-    d_pretrain_steps: int | None = None
-    eval_every: int = 100
-    eval_samples: int = 1000
-    checkpoint_every: int = 100
+    updates: int = 100  # adversarial generator updates (after pretraining)
+    pretrain_steps: int = 800  # MLE steps of the generator before the adversarial phase
+    d_pretrain_steps: int | None = None  # D steps before the adversarial phase; None: a quarter of pretrain_steps
+    eval_every: int = 100  # updates between evaluations (samples scored against the held-out split)
+    eval_samples: int = 1000  # samples drawn per evaluation
+    checkpoint_every: int = 100  # updates between checkpoints
     max_nonfinite: int = 5  # consecutive skipped updates (NaN/inf loss or gradient) before the run stops
 
     def __post_init__(self) -> None:
@@ -137,10 +142,10 @@ class ScheduleConfig:
 class TrainConfig:
     """Everything `seqgan-env train` needs; every field is a CLI option (``--section.field``)."""
 
-    name: str = "seqgan"
-    out_dir: str = "runs"
-    seed: int = 0
-    agent: str = "reinforce"  # reinforce | ppo | maskable_ppo (SB3, for comparison)
+    name: str = "seqgan"  # the run directory's name: <out_dir>/<time>-<name>
+    out_dir: str = "runs"  # where run directories are made
+    seed: int = 0  # seed of the data split, the models' initialisation and sampling
+    agent: Agent = "reinforce"  # the generator's trainer: ours (reinforce), or SB3's PPO / MaskablePPO for comparison
     note: str = ""  # free text shown by `seqgan-env runs list` and `runs diff`
     data: DataConfig = field(default_factory=DataConfig)
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
@@ -155,7 +160,7 @@ class TrainConfig:
     reward: RewardConfig = field(default_factory=lambda: RewardConfig(update_every=None))
     # discriminator: D scores each prefix directly (one token per step with its KV cache);
     # mc_rollout: SeqGAN's Q, D's mean score of mc_rollout.num_rollouts completions of each prefix.
-    reward_scorer: str = "discriminator"
+    reward_scorer: RewardScorer = "discriminator"  # D on each prefix (discriminator), or SeqGAN's rollouts (mc_rollout)
     mc_rollout: MCRolloutConfig = field(default_factory=MCRolloutConfig)  # K, rate, temperature of reward_scorer=mc_rollout
     d_updates: DiscriminatorUpdateConfig = field(default_factory=DiscriminatorUpdateConfig)
     # The default tiny Llama (hidden 32, 2 layers), as the discriminator: the same sample quality as hidden 64
@@ -167,6 +172,7 @@ class TrainConfig:
     alarms: AlarmConfig = field(default_factory=AlarmConfig)
 
     def __post_init__(self) -> None:
+        check_int("seed", self.seed, 0, maximum=MAX_SEED)
         if self.agent not in AGENTS:
             raise ValueError(f"agent={self.agent!r} is unknown: choose one of {list(AGENTS)}.")
         if self.reward_scorer not in REWARD_SCORERS:
@@ -323,5 +329,5 @@ def with_data_length(config: TrainConfig, max_length: int) -> TrainConfig:
     return dataclasses.replace(config, data=dataclasses.replace(config.data, max_length=max_length), **models)
 
 
-__all__ = ["DATA_PRESETS", "DataConfig", "ScheduleConfig", "TrainConfig", "preset_overrides", "train_config_from_dict",
+__all__ = ["AGENTS", "Agent", "DATA_PRESETS", "REWARD_SCORERS", "RewardScorer", "DataConfig", "ScheduleConfig", "TrainConfig", "preset_overrides", "train_config_from_dict",
            "with_data_length"]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from typing import Callable, Sequence
 
@@ -229,11 +230,57 @@ def _wants_help(rest: list[str]) -> bool:
 
 
 def _config_help(args: argparse.Namespace, rest: list[str], prog: str) -> int:
-    """`train --help` / `sweep --help`: the command's own options, then every TrainConfig field (tyro)."""
-    print(args.parser.format_help().rstrip())
-    print("\nEvery TrainConfig field is an option too (defaults shown after --config / --set):\n", flush=True)
-    _train_config(args, rest, prog)  # tyro prints its help and raises SystemExit(0)
+    """`train --help` / `sweep --help`: the command's own options and shortcuts, then every TrainConfig field once.
+
+    One line per option, grouped by config section, with its type (choices for a Literal), its default (after
+    --config / --set / the shortcuts given with --help) and the first sentence of its doc
+    (``seqgan_env.runs.confighelp``).
+    """
+    import shutil
+
+    from seqgan_env.runs.confighelp import render
+
+    width = max(80, min(shutil.get_terminal_size((100, 24)).columns, 140))
+    parser: argparse.ArgumentParser = args.parser
+    usage = parser.usage or f"{prog} [options] [--SECTION.FIELD VALUE ...]"
+    lines = [f"usage: {usage}", "",
+             parser.description or "",
+             "Each config field is an option --section.field (or --set section.field=VALUE, or a key of a --config",
+             "file); the defaults shown are the ones in effect with the --config / --set / shortcuts given.",
+             "", "options of the command:", "  -h, --help".ljust(_HELP_COLUMN) + "this help"]
+    shortcuts = []
+    for action in parser._actions:
+        if not action.option_strings or action.option_strings[-1] in ("-h", "--help"):
+            continue
+        flag = action.option_strings[-1]
+        key = _SHORTCUTS.get(action.dest, "tokenizer.kind/path" if action.dest == "tokenizer" else None)
+        if action.dest == "note" or key == action.dest:
+            continue  # --seed, --name, --agent, --note: the top-level config fields themselves, listed below
+        meta = "" if action.nargs == 0 else " " + (action.metavar or (
+            "{" + ",".join(action.choices) + "}" if action.choices else "INT" if action.type is int else "VALUE"))
+        text = re.sub(r"\s*\(?shortcut for --[\w./-]+\)?", "", action.help or "").strip()
+        if key is not None:
+            text = f"= --{key.replace('_', '-')}" + (f": {text}" if text else "")
+        (shortcuts if key is not None else lines).extend(_help_entry(f"  {flag}{meta}", text, width))
+    if shortcuts:
+        lines += ["", "shortcuts (each sets a config field; --seed, --name, --agent and --note are top-level fields):",
+                  *shortcuts]
+    lines += render(_default_train_config(args, rest), width=width)
+    print("\n".join(line.rstrip() for line in lines))
     return 0
+
+
+_HELP_COLUMN = 30
+
+
+def _help_entry(head: str, text: str, width: int) -> list[str]:
+    """``head`` then ``text`` wrapped in a column (the layout of argparse's option list)."""
+    import textwrap
+
+    body = textwrap.wrap(text, width - _HELP_COLUMN) or [""]
+    if len(head) >= _HELP_COLUMN - 1:
+        return [head, *(" " * _HELP_COLUMN + b for b in body if b)]
+    return [head.ljust(_HELP_COLUMN) + body[0], *(" " * _HELP_COLUMN + b for b in body[1:])]
 
 
 def _train_config(args: argparse.Namespace, rest: list[str], prog: str = "seqgan-env train"):
@@ -263,9 +310,28 @@ def _gave_test_path(args: argparse.Namespace, rest: list[str]) -> bool:
     return isinstance(data, dict) and "test_path" in data
 
 
+#: the train / sweep flags that set one config field: args attribute -> the field's dotted key
+_SHORTCUTS = {
+    "data": "data.path",
+    "device": "reinforce.device",
+    "pretrain_steps": "schedule.pretrain_steps",
+    "updates": "schedule.updates",
+    "seed": "seed",
+    "name": "name",
+    "agent": "agent",
+}
+
+
 def _assemble_train_config(args: argparse.Namespace, rest: list[str], prog: str, preset: tuple[str, ...]):
     import tyro
 
+    from seqgan_agents.trainer_config import TrainConfig
+
+    return tyro.cli(TrainConfig, default=_config_before_flags(args, preset), args=rest, prog=prog)
+
+
+def _config_before_flags(args: argparse.Namespace, preset: tuple[str, ...]):
+    """TrainConfig from defaults <- ``preset`` <- --config <- --set / shortcuts (no generated flags yet)."""
     from seqgan_agents.trainer_config import TrainConfig, train_config_from_dict
     from seqgan_env.data.subword import TOKENIZER_KINDS
     from seqgan_env.runs.configio import apply_overrides, config_to_dict, load_config_file, merge_dicts
@@ -273,17 +339,8 @@ def _assemble_train_config(args: argparse.Namespace, rest: list[str], prog: str,
     data = apply_overrides(config_to_dict(TrainConfig()), list(preset), TrainConfig)
     if args.config:
         data = merge_dicts(data, load_config_file(args.config))
-    shortcuts = {
-        "data": "data.path",
-        "device": "reinforce.device",
-        "pretrain_steps": "schedule.pretrain_steps",
-        "updates": "schedule.updates",
-        "seed": "seed",
-        "name": "name",
-        "agent": "agent",
-    }
     overrides = list(args.set or [])
-    for flag, key in shortcuts.items():
+    for flag, key in _SHORTCUTS.items():
         value = getattr(args, flag)
         if value is not None:
             overrides.append(f"{key}={value}")
@@ -296,8 +353,16 @@ def _assemble_train_config(args: argparse.Namespace, rest: list[str], prog: str,
     data = apply_overrides(data, overrides, TrainConfig)
     if args.note is not None:
         data["note"] = args.note
-    default = train_config_from_dict(data)
-    return tyro.cli(TrainConfig, default=default, args=rest, prog=prog)
+    return train_config_from_dict(data)
+
+
+def _default_train_config(args: argparse.Namespace, rest: list[str]):
+    """The TrainConfig before the generated --section.field flags: what `train --help` shows as defaults."""
+    from seqgan_agents.trainer_config import preset_overrides
+
+    config = _config_before_flags(args, ())
+    preset = preset_overrides(config.data.path, pretrained_generator=config.generator.pretrained is not None)
+    return _config_before_flags(args, preset) if preset else config
 
 
 def _fit(trainer, args: argparse.Namespace) -> int:
@@ -710,12 +775,13 @@ def build_parser() -> argparse.ArgumentParser:
     train = sub.add_parser(
         "train",
         help="adversarial REINFORCE training; every TrainConfig field is an option (`train --help` lists them)",
+        description="Train a generator (MLE pretraining, then adversarial updates), or resume a run.",
         add_help=False,
     )
-    train.add_argument("--config", default=None, help="JSON or TOML file with (part of) a TrainConfig")
+    train.add_argument("--config", default=None, metavar="FILE", help="JSON or TOML file with (part of) a TrainConfig")
     train.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a field, e.g. reinforce.gamma=0.95")
     train.add_argument("--resume", default=None, metavar="RUN_DIR", help="continue an interrupted run")
-    train.add_argument("--data", default=None,
+    train.add_argument("--data", default=None, metavar="PATH|NAME",
                        help="text file, one sequence per line, or a named data set: coco (MS COCO captions with "
                             "their test file and the defaults of trainer_config.DATA_PRESETS['coco']), oracle "
                             "(shortcut for --data.path)")
@@ -730,7 +796,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--agent", default=None, choices=["reinforce", "ppo", "maskable_ppo"], help="shortcut for --agent")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
     train.add_argument("--note", default=None, help="free text recorded with the run (runs list / runs diff)")
-    train.add_argument("--seeds", default=None,
+    train.add_argument("--seeds", default=None, metavar="S1,S2,...",
                        help="distinct comma-separated seeds, e.g. 0,1,2: one run each in a group dir + summary.json")
     train.set_defaults(func=cmd_train, takes_rest=True, parser=train)
 
@@ -741,13 +807,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     sweep = sub.add_parser(
         "sweep", help="Optuna TPE sweep; each trial a normal run (train options apply)", add_help=False,
+        description="Optuna TPE sweep over TrainConfig fields; each trial is a normal run (train options apply).",
         usage="seqgan-env sweep --trials TRIALS --space SPACE [options] [train options]",
     )
     # --trials and --space are required, checked in cmd_sweep: argparse would refuse `sweep --help` without them.
     sweep.add_argument("--trials", type=int, default=None, help="number of trials (required)")
     sweep.add_argument("--space", default=None,
                        help="(required) JSON/TOML: dotted config keys -> {type, low, high, log | choices}")
-    sweep.add_argument("--metric", default="eval/bigram_nll")
+    sweep.add_argument("--metric", default="eval/bigram_nll", help="the run metric each trial is scored by (last value)")
     sweep.add_argument("--direction", default="minimize", choices=["minimize", "maximize"])
     sweep.add_argument("--dir", default="sweeps/sweep", help="sweep directory (SQLite study + runs); resumes if it exists")
     for flag in ("--config", "--data", "--device", "--name", "--agent", "--note", "--tokenizer"):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -95,3 +96,33 @@ def test_console_script_sweep_help():
     assert proc.returncode == 0, proc.stderr
     assert "usage" in proc.stdout and "--trials" in proc.stdout and "--reinforce.batch-size" in proc.stdout
     assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("command", ["train", "sweep"])
+def test_train_help_fits_a_screen_and_lists_each_option_once(command, capsys, monkeypatch):
+    import re
+
+    monkeypatch.setenv("COLUMNS", "100")
+    assert _run([command, "--help"]) == 0
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    assert len(lines) <= 200, len(lines)
+    assert max(map(len, lines)) <= 100
+    # each option once: the first flag of each option line (`  --x.y TYPE ...`), bool pairs as --x.[no-]y
+    flags = [m.group(1) for line in lines if (m := re.match(r"  (--[\w.\[\]-]+)", line))]
+    assert len(flags) == len(set(flags)), sorted(f for f in flags if flags.count(f) > 1)
+    for flag in ("--seed", "--name", "--agent", "--note", "--updates", "--reinforce.batch-size", "--data.[no-]skip-long"):
+        assert flags.count(flag) == 1, flag
+    agent = next(line for line in lines if line.startswith("  --agent "))  # a Literal: its choices
+    assert "{reinforce,ppo,maskable_ppo}" in agent and "(default reinforce)" in agent
+    assert "{discriminator,mc_rollout}" in next(line for line in lines if line.startswith("  --reward-scorer "))
+    assert "{final,per_step,potential}" in next(line for line in lines if line.startswith("  --reward.mode "))
+    updates = next(line for line in lines if line.startswith("  --updates "))  # a shortcut says for what
+    assert "= --schedule.updates" in updates
+
+
+def test_train_help_shows_the_defaults_in_effect(capsys):
+    assert _run(["train", "--updates", "7", "--set", "reward.mode=final", "--help"]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"--schedule\.updates INT .*\(default 7\)", out)
+    assert re.search(r"--reward\.mode \S+ .*\(default final\)", out)

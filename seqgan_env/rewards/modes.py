@@ -15,7 +15,7 @@ Adding a mode or a transform is adding one function to the registry.
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Literal
 
 import torch
 import torch.nn.functional as F
@@ -39,6 +39,10 @@ def _log(z: torch.Tensor) -> torch.Tensor:
 def _logit(z: torch.Tensor) -> torch.Tensor:
     return z
 
+
+#: the names of the closed sets (Literal types: help and docs show the choices); the dicts below hold one entry each
+RewardMode = Literal["final", "per_step", "potential"]
+RewardTransform = Literal["prob", "centered", "log", "logit"]
 
 REWARD_TRANSFORMS: dict[str, Transform] = {"prob": _prob, "centered": _centered, "log": _log, "logit": _logit}
 

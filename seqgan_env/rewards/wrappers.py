@@ -35,7 +35,7 @@ import torch
 from seqgan_env.envs.spec import PAD_ID
 from seqgan_env.rewards.callbacks import DiscriminatorUpdateConfig
 from seqgan_env.rewards.d_trainer import DiscriminatorTrainer
-from seqgan_env.rewards.modes import get_mode, get_transform, step_rewards
+from seqgan_env.rewards.modes import RewardMode, RewardTransform, get_mode, get_transform, step_rewards
 from seqgan_env.rewards.scoring import IncrementalPrefixScorer
 from seqgan_env.rewards.sources import DEFAULT_SPEC, SourceCombiner, as_sources
 from seqgan_env.utils.validation import check_int, check_number
@@ -80,8 +80,8 @@ class RewardConfig:
         ValueError: a field out of range, naming the value and the fix.
     """
 
-    mode: str = "potential"
-    transform: str = "prob"
+    mode: RewardMode = "potential"
+    transform: RewardTransform = "prob"
     potential_baseline: float = 0.0
     update_every: int | None = DEFAULT_UPDATE_EVERY
     update_batch_size: int = DiscriminatorUpdateConfig.batch_size
