@@ -97,6 +97,12 @@ class DataConfig:
                 f"data.max_length={self.max_length} does not fit data.path=oracle, whose sequences have "
                 f"{ORACLE_LENGTH} tokens; fix: --set data.max_length={ORACLE_LENGTH}."
             )
+        for name in ("skip_blank", "skip_long", "allow_eos"):
+            value = getattr(self, name)
+            if not isinstance(value, bool) and not (name == "allow_eos" and value is None):
+                choices = "true, false or null (text files: true, the oracle: false)" if name == "allow_eos" \
+                    else "true or false"
+                raise ValueError(f"data.{name}={value!r} is invalid: it must be {choices}.")
         if self.skip_long and self.max_length is None:
             raise ValueError("data.skip_long=true needs data.max_length (the length beyond which lines are left out); "
                              "fix: --set data.max_length=32, or drop skip_long.")
