@@ -443,13 +443,13 @@ def make_adversarial_trainer(model: Any, tokenizer: Any, real_texts: Sequence[st
     and every one in the model's ``generation_config``). Returns the trainer; its reward
     function and callback are ``trainer.seqgan_reward`` and ``trainer.seqgan_callback``.
     """
+    trl = _require("trl")  # a missing extra is named first: nothing below can work without it
     if isinstance(model, (str, os.PathLike)):  # a local directory only: checked here, loaded local_files_only
         model = _local_model_dir(model)
         init_kwargs = getattr(args, "model_init_kwargs", None)
         if init_kwargs is None or isinstance(init_kwargs, dict):
             args = copy.copy(args)  # the caller's args stay as they were
             args.model_init_kwargs = {**(init_kwargs or {}), "local_files_only": True}
-    trl = _require("trl")
     trainers = {"grpo": "GRPOTrainer", "rloo": "RLOOTrainer"}
     if algorithm not in trainers:
         raise ValueError(f"algorithm={algorithm!r} is unknown: choose one of {sorted(trainers)}.")
