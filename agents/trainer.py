@@ -162,14 +162,18 @@ class Trainer:
         """D (eval mode) on held-out real rows vs ``n`` fresh generated rows it never trained on.
 
         ``d_auc`` (0.5: chance), ``d_ece`` (calibration), ``d_real`` / ``d_fake`` (mean P(real));
+        ``d_gain_nats`` / ``d_gain_nats_per_token`` (what D knows in nats: E_real[s] - log E_G[exp(s)]),
+        ``d_gain_se`` (its standard error per sequence), ``d_gain_ess`` (ESS of exp(s) over the n fakes);
         {} without a validation split.
         """
         real = self.data.valid
         if len(real) == 0:
             return {}
         fake = self.sample_tokens(n, seed=seed)  # (n, T) own seed: the training RNG does not move
-        h = health_report(self.discriminator.sequence_scores, real.to(self.device), fake)
-        return {"d_auc": h["auc"], "d_ece": h["ece"], "d_real": h["real_mean"], "d_fake": h["fake_mean"]}
+        h = health_report(None, real.to(self.device), fake, sequence_logits=self.discriminator.sequence_logits)
+        return {"d_auc": h["auc"], "d_ece": h["ece"], "d_real": h["real_mean"], "d_fake": h["fake_mean"],
+                "d_gain_nats": h["gain_nats"], "d_gain_nats_per_token": h["gain_nats_per_token"],
+                "d_gain_se": h["gain_se"], "d_gain_ess": h["ess"]}
 
     def pretrain(self, checkpoint: bool = False) -> None:
         """MLE pretraining of the generator, then of D on real vs generated (as SeqGAN).

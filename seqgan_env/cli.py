@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import re
 import sys
 from typing import Callable, Sequence
@@ -525,10 +526,24 @@ def _chunks(n: int, size: int):
         yield index, min(size, n - start)
 
 
+#: Candidate prefixes D scores per step of --d-tilt sampling (rows x vocabulary): a chunk has this many over V rows.
+TILT_CANDIDATES = 65_536
+
+
 def _check_sample_args(args: argparse.Namespace) -> None:
-    """The cheap checks of `sample` before the run is read: -n, and --d-filter-* only with --d-filter."""
+    """The cheap checks of `sample` before the run is read: -n, --d-filter-* only with --d-filter, and --d-tilt alone
+    (an exact sampler at temperature 1: no --d-filter, --temperature or --top-p beside it)."""
     if args.n < 1:
         raise ValueError(f"-n {args.n} is invalid: ask for at least 1 sample.")
+    if args.d_tilt is not None:
+        if not math.isfinite(args.d_tilt):
+            raise ValueError(f"--d-tilt {args.d_tilt} is invalid: it must be a finite number; fix: 0 is the generator, "
+                             f"1 the full tilt by D's logit, e.g. --d-tilt 0.5.")
+        if args.d_filter is not None:
+            raise ValueError("--d-tilt and --d-filter are two ways to sample through D: pass one of them.")
+        if args.temperature != 1.0 or args.top_p != 1.0:
+            raise ValueError(f"--d-tilt samples the tilted model itself (temperature 1, top-p 1), got --temperature "
+                             f"{args.temperature} --top-p {args.top_p}; fix: drop --temperature and --top-p.")
     if args.d_filter is None:
         given = [flag for flag, value in (("--d-filter-oversample", args.d_filter_oversample),
                                           ("--d-filter-beta", args.d_filter_beta)) if value is not None]
@@ -567,7 +582,19 @@ def cmd_sample(args: argparse.Namespace) -> int:
             min_length=config.data.min_length, allow_eos=config.data.eos,
         )
 
-    if cfg is None:
+    if args.d_tilt is not None:
+        from seqgan_agents.lifecycle import load_discriminator_for_sampling
+        from seqgan_env.envs.spec import EnvConfig
+        from seqgan_env.models.tilted import sample_tilted
+
+        disc = load_discriminator_for_sampling(args.run_dir, tokenizer.vocab_size, device=str(agent.device),
+                                               tokenizer=tokenizer)
+        spec = EnvConfig(vocab_size=tokenizer.vocab_size, max_length=config.data.max_length,
+                         min_length=config.data.min_length, allow_eos=config.data.eos)
+        rows = max(1, min(SAMPLE_CHUNK, TILT_CANDIDATES // tokenizer.vocab_size))
+        chunks = (sample_tilted(agent.generator, disc, k, args.d_tilt, spec, seed=_chunk_seed(args.seed, i))
+                  for i, k in _chunks(args.n, rows))
+    elif cfg is None:
         chunks = (draw(k, _chunk_seed(args.seed, i)) for i, k in _chunks(args.n, SAMPLE_CHUNK))
     else:
         import torch
@@ -842,6 +869,10 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--d-filter-beta", dest="d_filter_beta", type=float, default=None,
                         help="with --d-filter: weight exponent: 0 = plain sampling, 1 = the estimated density ratio "
                              "(default)")
+    sample.add_argument("--d-tilt", dest="d_tilt", type=float, default=None, metavar="ALPHA",
+                        help="sample the tilted generator q(v|x<t) ~ p_G(v|x<t) exp(ALPHA s(x<t v)), s the run's "
+                             "discriminator's per-prefix logit, normalised at every step (exact, no rejection; 0 = "
+                             "the generator). Scores every vocabulary token at every step: for small vocabularies")
     sample.set_defaults(func=cmd_sample)
 
     ev = sub.add_parser("eval", help="sample-quality numbers of a run (prints a table, writes eval.json); with a "

@@ -63,3 +63,30 @@ def test_benchmark_gan_bad_options_are_named(capsys, argv, needle):
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert needle in err and "Traceback" not in err
+
+
+def test_sample_d_tilt_prints_n_samples_reproducibly(run, capsys):
+    """`sample --d-tilt ALPHA`: the tilted generator's exact samples, reproducible; ALPHA 0 is plain sampling."""
+    capsys.readouterr()
+    argv = ["sample", str(run), "-n", "7", "--seed", "3", "--d-tilt", "0.8"]
+    assert main(argv) == 0
+    first = capsys.readouterr()
+    assert len(first.out.splitlines()) == 7 and first.err == ""
+    assert main(argv) == 0
+    assert capsys.readouterr().out == first.out
+    assert main(["sample", str(run), "-n", "7", "--seed", "3", "--d-tilt", "0"]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 7
+
+
+@pytest.mark.parametrize(
+    "argv,needle",
+    [
+        (["--d-tilt", "nan"], "--d-tilt nan is invalid"),
+        (["--d-tilt", "1", "--d-filter", "sir"], "pass one of them"),
+        (["--d-tilt", "1", "--temperature", "0.7"], "drop --temperature"),
+    ],
+)
+def test_sample_d_tilt_bad_values_are_named(run, capsys, argv, needle):
+    assert main(["sample", str(run), *argv]) == 2
+    err = capsys.readouterr().err
+    assert needle in err and "Traceback" not in err

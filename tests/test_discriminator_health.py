@@ -47,6 +47,18 @@ def test_health_report_of_a_perfect_and_a_blind_scorer():
     assert blind["auc"] == 0.5 and blind["real_mean"] == blind["fake_mean"] == 0.5
 
 
+def test_health_report_with_logits_adds_the_gain_in_nats():
+    real = torch.tensor([[3, 4, 2, 0], [3, 3, 3, 2]])  # 3 and 4 tokens
+    fake = torch.tensor([[5, 2, 0, 0], [5, 5, 2, 0]])
+    logits = lambda x: torch.where(x[:, 0] == 3, 1.0, -1.0)  # noqa: E731
+    r = health_report(None, real, fake, sequence_logits=logits)
+    assert r["auc"] == 1.0 and r["real_mean"] == pytest.approx(float(torch.sigmoid(torch.tensor(1.0))))
+    assert r["gain_nats"] == pytest.approx(1.0 - (-1.0))  # E_real[s] - log E_G[exp(s)] = 1 - (-1)
+    assert r["gain_nats_per_token"] == pytest.approx(2.0 / 3.5) and r["ess"] == pytest.approx(2.0)
+    with pytest.raises(ValueError, match="sequence_probs or sequence_logits"):
+        health_report(None, real, fake)
+
+
 def test_bad_input_is_named():
     with pytest.raises(ValueError, match="needs real and fake"):
         roc_auc(torch.tensor([]), torch.tensor([1.0]))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -425,3 +426,8 @@ def test_evaluations_log_discriminator_health(tmp_path):
     for r in evals:
         assert 0.0 <= r["eval/d_auc"] <= 1.0 and 0.0 <= r["eval/d_ece"] <= 1.0
         assert 0.0 <= r["eval/d_fake"] <= 1.0 and "alarm/d_uninformative" in r
+        # what D knows in nats (issue 26): finite, with its SE and the ESS of exp(s) over the eval_samples fakes
+        for key in ("eval/d_gain_nats", "eval/d_gain_nats_per_token", "eval/d_gain_se", "eval/d_gain_ess"):
+            assert key in r and math.isfinite(r[key]), (key, r)
+        assert r["eval/d_gain_se"] >= 0.0 and 1.0 <= r["eval/d_gain_ess"] <= 20.0 + 1e-9
+        assert abs(r["eval/d_gain_nats_per_token"]) <= abs(r["eval/d_gain_nats"])

@@ -10,6 +10,9 @@ computed on exactly such rows, with D in eval mode:
   "real" over the pooled rows (equal-width bins), so an informative but
   over-confident D shows as high AUC with high ECE.
 * ``real_mean`` / ``fake_mean``: mean P(real) of each group.
+* with whole-sequence logits: ``gain_nats`` (and its ``gain_se``, ``ess``, per-token numbers):
+  what D knows in nats, the residual-EBM gain E_real[s] - log E_G[exp(s)]
+  (:func:`seqgan_env.eval.density_ratio.d_gain_nats`).
 """
 
 from __future__ import annotations
@@ -17,6 +20,9 @@ from __future__ import annotations
 from typing import Callable
 
 import torch
+
+from seqgan_env.envs.spec import PAD_ID
+from seqgan_env.eval.density_ratio import d_gain_nats
 
 
 def roc_auc(real_scores: torch.Tensor, fake_scores: torch.Tensor) -> float:
@@ -60,20 +66,48 @@ def expected_calibration_error(probs: torch.Tensor, labels: torch.Tensor, bins: 
 
 
 def health_report(
-    sequence_probs: Callable[[torch.Tensor], torch.Tensor], real: torch.Tensor, fake: torch.Tensor
+    sequence_probs: Callable[[torch.Tensor], torch.Tensor] | None,
+    real: torch.Tensor,
+    fake: torch.Tensor,
+    sequence_logits: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> dict[str, float]:
-    """``{"auc", "ece", "real_mean", "fake_mean"}`` of D on held-out ``real`` (Nr, T) vs fresh ``fake`` (Nf, T).
+    """D on held-out ``real`` (Nr, T) vs fresh ``fake`` (Nf, T): AUC, ECE, mean P(real), and with logits its gain.
 
-    ``sequence_probs`` maps (N, T) token rows to (N,) P(real) of each whole sequence
-    (e.g. ``Discriminator.sequence_scores``, which runs in eval mode without grad).
+    Args:
+        sequence_probs: maps (N, T) token rows to (N,) P(real) of each whole sequence (e.g.
+            ``Discriminator.sequence_scores``, eval mode without grad); None when ``sequence_logits`` is given.
+        real: (Nr, T) held-out real rows (right-padded with PAD).
+        fake: (Nf, T) fresh generated rows D never trained on.
+        sequence_logits: maps (N, T) rows to (N,) whole-sequence realness logits (e.g.
+            ``Discriminator.sequence_logits``); when given, D is run once through it (P(real) is its
+            sigmoid) and the gain in nats is added.
+
+    Returns:
+        ``{"auc", "ece", "real_mean", "fake_mean"}``, plus with ``sequence_logits`` the keys of
+        :func:`~seqgan_env.eval.density_ratio.d_gain_nats` (``gain_nats``, ``gain_se``, ``ess``, ``ess_frac``,
+        ``gain_nats_per_token``, ``gain_se_per_token``; tokens are the real rows' non-PAD tokens).
+
+    Raises:
+        ValueError: neither scorer given, or empty ``real`` / ``fake``.
     """
+    if sequence_probs is None and sequence_logits is None:
+        raise ValueError("health_report needs sequence_probs or sequence_logits: pass e.g. "
+                         "Discriminator.sequence_scores or Discriminator.sequence_logits.")
+    gain: dict[str, float] = {}
     with torch.no_grad():
-        pr = sequence_probs(real).float().cpu()  # (Nr,)
-        pf = sequence_probs(fake).float().cpu()  # (Nf,)
+        if sequence_logits is not None:
+            lr = sequence_logits(real).double().cpu()  # (Nr,)
+            lf = sequence_logits(fake).double().cpu()  # (Nf,)
+            gain = d_gain_nats(lr, lf, lengths_real=(torch.as_tensor(real) != PAD_ID).sum(1).clamp(min=1).cpu())
+            pr, pf = torch.sigmoid(lr).float(), torch.sigmoid(lf).float()  # (Nr,), (Nf,)
+        else:
+            pr = sequence_probs(real).float().cpu()  # (Nr,)
+            pf = sequence_probs(fake).float().cpu()  # (Nf,)
     labels = torch.cat([torch.ones_like(pr), torch.zeros_like(pf)])
     return {
         "auc": roc_auc(pr, pf),
         "ece": expected_calibration_error(torch.cat([pr, pf]), labels),
         "real_mean": float(pr.mean()),
         "fake_mean": float(pf.mean()),
+        **gain,
     }

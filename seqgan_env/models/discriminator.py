@@ -330,11 +330,19 @@ class Discriminator:
 
     def sequence_scores(self, tokens: Any, attention_mask: Any = None) -> torch.Tensor:
         """Probability of being real of each whole sequence (at its last real token), (B,)."""
+        return torch.sigmoid(self.sequence_logits(tokens, attention_mask))  # (B,)
+
+    def sequence_logits(self, tokens: Any, attention_mask: Any = None) -> torch.Tensor:
+        """Realness logit of each whole sequence (at its last real token), (B,), eval mode, no grad.
+
+        The logit, not the probability: a density-ratio estimate log(D / (1 - D)) that does not
+        saturate in float32 the way sigmoid does (seqgan_env.eval.density_ratio).
+        """
         x = self._as_tokens(tokens)
         m = self._as_mask(attention_mask, x)
-        probs = self.score(x, m)  # (B, T)
+        logits = self.score_logits(x, m)  # (B, T)
         idx = last_token_index(x, m)  # (B,)
-        return probs.gather(1, idx[:, None]).squeeze(1)  # (B,)
+        return logits.gather(1, idx[:, None]).squeeze(1)  # (B,)
 
     # -- training --------------------------------------------------------------
 
