@@ -84,8 +84,9 @@ def test_sample_into_closed_pipe_exits_quietly(run):
 
 
 def test_sample_ctrl_c_keeps_what_was_printed(run):
+    # bufsize=0: readline must not buffer lines that communicate() (which reads the raw pipe) would then miss
     proc = subprocess.Popen([sys.executable, "-m", "seqgan_env.cli", "sample", str(run), "-n", "100000000"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0)
     first = proc.stdout.readline()
     proc.send_signal(signal.SIGINT)
     rest, err = proc.communicate(timeout=300)

@@ -33,7 +33,7 @@ from typing import Any
 
 import torch
 
-from seqgan_env.envs.spec import BOS_ID, EOS_ID, PAD_ID, EnvConfig
+from seqgan_env.data.tokenizer import BOS_ID, EOS_ID, PAD_ID
 from seqgan_env.models.sampling import sample_categorical
 from seqgan_env.utils.validation import check_int, check_number
 
@@ -48,7 +48,8 @@ def _check_common(generator: Any, discriminator: Any, alpha: Any, spec: Any, bat
                          f"pass a seqgan_env.models.discriminator.Discriminator.")
     vocab = _vocab_size(generator)
     if spec is not None:
-        if not isinstance(spec, EnvConfig):
+        # duck-typed: models sit below envs in the layers, so the EnvConfig class is not imported here
+        if not all(hasattr(spec, a) for a in ("vocab_size", "min_length", "allow_eos")):
             raise ValueError(f"spec={spec!r} is invalid: pass an EnvConfig (the env's token rule) or None.")
         if spec.vocab_size != vocab:
             raise ValueError(f"spec.vocab_size={spec.vocab_size} differs from the generator's vocab_size={vocab}: "
@@ -81,7 +82,7 @@ def _candidate_scores(discriminator: Any, prefix: torch.Tensor, vocab: int) -> t
     return discriminator.score_logits(rows)[:, t].reshape(n, vocab).float()  # (N, V)
 
 
-def _valid(spec: EnvConfig | None, t_steps: int, vocab: int, device: torch.device) -> torch.Tensor | None:
+def _valid(spec: Any, t_steps: int, vocab: int, device: torch.device) -> torch.Tensor | None:
     """(T, V) bool: tokens the spec allows at each step (after t symbols), None without a spec."""
     if spec is None:
         return None
@@ -89,7 +90,7 @@ def _valid(spec: EnvConfig | None, t_steps: int, vocab: int, device: torch.devic
 
 
 def _tilted_chunk(generator: torch.nn.Module, discriminator: Any, x: torch.Tensor, alpha: float,
-                  spec: EnvConfig | None, vocab: int) -> torch.Tensor:
+                  spec: Any, vocab: int) -> torch.Tensor:
     """(n, T, V) log q for one chunk of rows ``x`` (n, T) on the generator's device."""
     n, t_steps = x.shape
     bos = torch.full_like(x[:, :1], BOS_ID)  # (n, 1)
@@ -115,7 +116,7 @@ def _tilted_chunk(generator: torch.nn.Module, discriminator: Any, x: torch.Tenso
 
 @torch.no_grad()
 def tilted_log_probs(generator: torch.nn.Module, discriminator: Any, tokens: Any, alpha: float,
-                     spec: EnvConfig | None = None, batch_size: int = 64) -> torch.Tensor:
+                     spec: Any = None, batch_size: int = 64) -> torch.Tensor:
     """Teacher-forced per-step log-probabilities of the tilted generator, exact and normalised.
 
     Args:
@@ -152,7 +153,7 @@ def tilted_log_probs(generator: torch.nn.Module, discriminator: Any, tokens: Any
 
 @torch.no_grad()
 def tilted_nll(generator: torch.nn.Module, discriminator: Any, sequences: Any, alpha: float,
-               spec: EnvConfig | None = None, batch_size: int = 64) -> float:
+               spec: Any = None, batch_size: int = 64) -> float:
     """Mean per-token NLL (nats) of ``sequences`` under the tilted generator: exact, as ``generator_nll`` counts.
 
     Args:
@@ -182,7 +183,7 @@ def tilted_nll(generator: torch.nn.Module, discriminator: Any, sequences: Any, a
 
 
 @torch.no_grad()
-def sample_tilted(generator: torch.nn.Module, discriminator: Any, n: int, alpha: float, spec: EnvConfig,
+def sample_tilted(generator: torch.nn.Module, discriminator: Any, n: int, alpha: float, spec: Any,
                   seed: int | None = None) -> torch.Tensor:
     """``n`` rows drawn exactly from the tilted generator under the env's token rule, one token per step.
 
@@ -200,7 +201,7 @@ def sample_tilted(generator: torch.nn.Module, discriminator: Any, n: int, alpha:
         ValueError: ``n`` not an int >= 1, ``spec`` not an EnvConfig, or as :func:`tilted_log_probs`.
     """
     check_int("n", n, 1, "the number of rows to draw")
-    if not isinstance(spec, EnvConfig):
+    if not all(hasattr(spec, a) for a in ("vocab_size", "max_length", "min_length", "allow_eos")):
         raise ValueError(f"spec={spec!r} is invalid: sample_tilted needs the env's EnvConfig (token rule and "
                          f"max_length); build it as EnvConfig(vocab_size=V, max_length=L).")
     alpha, vocab = _check_common(generator, discriminator, alpha, spec, 1)
