@@ -326,6 +326,9 @@ def test_cli_train_sb3_agents_same_run_layout(tmp_path, capsys, agent):
     assert (run / "generator" / "config.json").is_file()  # ppo.policy=generator: exported as REINFORCE runs are
     capsys.readouterr()
     assert main(["sample", str(run), "-n", "3"]) == 0, capsys.readouterr().err
+    assert main(["eval", str(run), "-n", "5"]) == 0, capsys.readouterr().err
+    __import__("shutil").rmtree(run / "generator")  # an interrupted run: the generator comes from the checkpoint
+    assert main(["sample", str(run), "-n", "3"]) == 0, capsys.readouterr().err
     assert main(["train", "--resume", str(run)]) == 2 and "only REINFORCE runs" in capsys.readouterr().err
 
 
