@@ -163,6 +163,8 @@ def test_cli_train_then_sample_pipes(tmp_path, capsys):
         (["train", "--set", "reinforce.top_p=0"], "top_p"),
         (["train", "--set", "reinforce.batch_size=\"big\""], "batch_size"),
         (["train", "--agent", "ppo", "--set", "ppo.gamma=2"], "ppo.gamma=2"),
+        (["train", "--agent", "ppo", "--set", "ppo.policy=gpt"], "ppo.policy='gpt' is unknown"),
+        (["train", "--agent", "ppo", "--set", "ppo.value_hidden=0"], "ppo.value_hidden"),
         pytest.param(
             ["train", "--device", "cuda"], "no CUDA device",
             marks=pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA"),
