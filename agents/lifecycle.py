@@ -357,11 +357,14 @@ def load_generator_for_sampling(run_path: str | Path):
     except BaseException:
         run.close()
         raise
-    if config.agent != "reinforce":
+    # a PPO run trains the generator when config.json says ppo.policy=generator (runs of older versions have no
+    # such key: their policy was the MLP)
+    generator_ppo = config.agent != "reinforce" and (run.config.get("ppo") or {}).get("policy") == "generator"
+    if config.agent != "reinforce" and not generator_ppo:
         run.close()
         raise ValueError(
-            f"run '{run.path}' was trained with agent={config.agent}, whose policy is not a Llama generator; "
-            f"its samples are in {run.path / 'samples'}."
+            f"run '{run.path}' was trained with agent={config.agent} and ppo.policy=mlp, whose policy is not a Llama "
+            f"generator; its samples are in {run.path / 'samples'}; fix: train with --set ppo.policy=generator."
         )
     export = run.path / "generator"
     tok_path = run.path / "tokenizer.json"
@@ -382,7 +385,8 @@ def load_generator_for_sampling(run_path: str | Path):
         tensors, _ = run.load_checkpoint(ckpt)
         with torch.random.fork_rng(devices=[]):  # the initial weights are overwritten; the global RNG stays
             generator = make_generator(config.generator, tokenizer)
-        sd = {k[len("generator."):]: v for k, v in tensors["agent"].items() if k.startswith("generator.")}
+        owner = "policy" if generator_ppo else "agent"  # PPO: GeneratorPolicy's state (generator.* beside value_net.*)
+        sd = {k[len("generator."):]: v for k, v in tensors[owner].items() if k.startswith("generator.")}
         try:
             generator.load_state_dict(sd)
         except RuntimeError as exc:

@@ -7,9 +7,13 @@ names as the REINFORCE trainer: `config.json`, `metrics.jsonl` (one line per
 rollout = one generator update), TensorBoard, `samples/`, checkpoints of the
 policy and discriminator as safetensors + JSON (never SB3's pickle-based zip).
 
-Differences from REINFORCE, by design: the policy is SB3's actor-critic over our
-`TokenEmbeddingExtractor`, not the Llama generator, so there is no MLE
-pretraining and no `sample` / `--resume` for PPO runs (both say so).
+The policy (``ppo.policy``): ``generator`` (default) is
+`seqgan_env.integrations.sb3_policy.GeneratorPolicy`, the run's generator (the
+family REINFORCE trains, built and MLE-pretrained exactly as REINFORCE's: same
+seed, steps, data and optimizer) with a value head; the run exports the generator
+(`<run>/generator`), so `sample` and `eval` work on it. ``mlp`` is SB3's
+actor-critic over our `TokenEmbeddingExtractor` (no pretraining, no `sample`).
+Neither resumes (`--resume` says so).
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import math
 import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
@@ -36,11 +41,18 @@ from seqgan_env.utils.validation import check_ints, check_number
 
 ALGOS = ("ppo", "maskable_ppo")
 ENCODERS = ("gru", "transformer")
+POLICIES = ("generator", "mlp")
 
 
 @dataclass
 class PPOConfig:
-    """SB3 PPO hyper-parameters (names as SB3's) and the policy's token encoder."""
+    """SB3 PPO hyper-parameters (names as SB3's) and the policy.
+
+    ``policy``: ``generator`` (default): :class:`~seqgan_env.integrations.sb3_policy.GeneratorPolicy`, the
+    run's generator (the REINFORCE family, MLE-pretrained as REINFORCE's) with a value head of width
+    ``value_hidden``; ``mlp``: SB3's MlpPolicy over ``TokenEmbeddingExtractor`` (``encoder``, ``embed_dim``,
+    ``features_dim``), no pretraining: the comparison agent of earlier versions.
+    """
 
     n_envs: int = 64
     n_steps: int = 32
@@ -55,6 +67,8 @@ class PPOConfig:
     features_dim: int = 64
     encoder: str = "gru"
     device: str = "cpu"
+    policy: str = "generator"  # generator: PPO trains the run's generator; mlp: SB3's MlpPolicy over a token encoder
+    value_hidden: int = 64  # policy=generator: the value head's hidden width
 
     def __post_init__(self) -> None:
         check_ints(self, ("n_envs", "n_steps", "batch_size", "n_epochs", "embed_dim", "features_dim"), prefix="ppo.")
@@ -63,6 +77,11 @@ class PPOConfig:
         check_number("ppo.lr", self.lr, 0.0, low_open=True)
         check_number("ppo.clip_range", self.clip_range, 0.0, low_open=True)
         check_number("ppo.ent_coef", self.ent_coef, 0.0)
+        check_ints(self, ("value_hidden",), prefix="ppo.")
+        if self.policy not in POLICIES:
+            raise ValueError(f"ppo.policy={self.policy!r} is unknown: choose one of {list(POLICIES)} (generator: PPO "
+                             f"trains the run's generator; mlp: SB3's MlpPolicy over a token encoder); fix: "
+                             f"--set ppo.policy=generator.")
         if self.encoder not in ENCODERS:
             raise ValueError(f"ppo.encoder={self.encoder!r} is unknown: choose one of {list(ENCODERS)}.")
         if self.device not in ("auto", "cpu", "cuda"):
@@ -94,29 +113,55 @@ class PPOTrainer:
         )
         tok = self.data.tokenizer
         tok.save(run.path / "tokenizer.json")
+        self.generator = self.agent = None
+        self.mle_pretrained = False
+        if pcfg.policy == "generator":
+            # as Trainer: seed, generator, agent, discriminator in this order, so the weights and the MLE pretraining
+            # are REINFORCE's (the agent's optimizer and batches do the MLE steps; PPO's optimizer does the rest)
+            import dataclasses
+
+            from seqgan_agents.reinforce import ReinforceAgent, resolve_device
+            from seqgan_env.models.pretrained import make_generator
+
+            device = resolve_device(pcfg.device).type
+            self.agent = ReinforceAgent(make_generator(cfg.generator, tok), dataclasses.replace(cfg.reinforce, device=device),
+                                        seed=cfg.seed)
+            self.generator = self.agent.generator
         self.discriminator = Discriminator(
-            tok.vocab_size, cfg.discriminator_model, cfg.discriminator, device="cpu", seed=cfg.seed + 1
+            tok.vocab_size, cfg.discriminator_model, cfg.discriminator, device="cpu", seed=cfg.seed + 1, tokenizer=tok,
         )
         base = TokenGenerationVectorEnv(
             pcfg.n_envs, tokenizer=tok, max_length=cfg.data.max_length, min_length=cfg.data.min_length,
             allow_eos=cfg.data.eos,
         )
-        reward_env = DiscriminatorRewardVector(base, self.discriminator, cfg.reward, real_data=self.data.train, seed=cfg.seed)
-        self.env = TokenGenerationVecEnv(reward_env)
+        self.reward_env = DiscriminatorRewardVector(base, self.discriminator, cfg.reward, real_data=self.data.train,
+                                                    seed=cfg.seed)
+        self.env = TokenGenerationVecEnv(self.reward_env)
         kwargs = dict(
             n_steps=pcfg.n_steps, batch_size=pcfg.batch_size, n_epochs=pcfg.n_epochs, learning_rate=pcfg.lr,
             gamma=pcfg.gamma, gae_lambda=pcfg.gae_lambda, clip_range=pcfg.clip_range, ent_coef=pcfg.ent_coef,
-            policy_kwargs=sb3_policy_kwargs(embed_dim=pcfg.embed_dim, features_dim=pcfg.features_dim, encoder=pcfg.encoder),
             seed=cfg.seed, device=pcfg.device, verbose=0,
         )
+        if pcfg.policy == "generator":
+            from seqgan_env.envs.spec import EnvConfig
+            from seqgan_env.integrations.sb3_policy import GeneratorPolicy, MaskableGeneratorPolicy
+
+            spec = EnvConfig(vocab_size=tok.vocab_size, max_length=cfg.data.max_length,
+                             min_length=cfg.data.min_length, allow_eos=cfg.data.eos)  # REINFORCE's sampling rule
+            kwargs["policy_kwargs"] = dict(generator=self.generator, value_hidden=pcfg.value_hidden, spec=spec)
+            policy = MaskableGeneratorPolicy if cfg.agent == "maskable_ppo" else GeneratorPolicy
+        else:
+            kwargs["policy_kwargs"] = sb3_policy_kwargs(embed_dim=pcfg.embed_dim, features_dim=pcfg.features_dim,
+                                                        encoder=pcfg.encoder)
+            policy = "MlpPolicy"
         if cfg.agent == "maskable_ppo":
             from sb3_contrib import MaskablePPO
 
-            self.model = MaskablePPO("MlpPolicy", self.env, **kwargs)
+            self.model = MaskablePPO(policy, self.env, **kwargs)
         else:
             from stable_baselines3 import PPO
 
-            self.model = PPO("MlpPolicy", self.env, **kwargs)
+            self.model = PPO(policy, self.env, **kwargs)
         from stable_baselines3.common.logger import Logger
 
         # SB3's default logger (verbose=0, no tensorboard_log) makes an empty /tmp/SB3-<time> folder per run: the
@@ -125,6 +170,59 @@ class PPOTrainer:
         self.d_callback = SB3DiscriminatorCallback(config=cfg.d_updates, seed=cfg.seed)
         self.bigram = BigramModel.fit(self.data.valid_texts)
         self.step = 0
+
+    def pretrain(self) -> None:
+        """MLE pretraining of the generator on the real rows, then D on real vs generated: REINFORCE's phase.
+
+        The same steps (``schedule.pretrain_steps`` of ``reinforce.batch_size`` rows, drawn by a generator
+        seeded ``seed + 2``), the same optimizer (``reinforce.lr``) and the same D steps as
+        :meth:`seqgan_agents.trainer.Trainer.pretrain`, so that ``--agent ppo`` and ``--agent reinforce``
+        with one seed start the adversarial phase from the same generator.
+
+        Raises:
+            RuntimeError: ``ppo.policy`` is ``mlp`` (its network is not the generator).
+            FloatingPointError: the MLE loss became NaN or infinite (fix: lower ``reinforce.lr``).
+        """
+        if self.agent is None:
+            raise RuntimeError("ppo.policy=mlp has no generator to pretrain; fix: --set ppo.policy=generator.")
+        cfg, sch = self.config, self.config.schedule
+        real = self.data.train.to(self.agent.device)  # (N, T)
+        real_gen = torch.Generator().manual_seed(cfg.seed + 2)  # Trainer.real_gen of rank 0
+        b = cfg.reinforce.batch_size
+        for i in range(0 if self.mle_pretrained else sch.pretrain_steps):
+            idx = torch.randint(len(real), (b,), generator=real_gen)
+            loss = self.agent.mle_step(real[idx.to(real.device)])  # (b, T) rows
+            if not math.isfinite(loss):
+                raise FloatingPointError(f"MLE pretraining loss became {loss} at step {i}: lower reinforce.lr.")
+            if (i + 1) % 100 == 0 or i + 1 == sch.pretrain_steps:
+                self.log(f"pretrain generator {i + 1}/{sch.pretrain_steps}: mle_loss {loss:.3f}")
+        self.mle_pretrained = True
+        data_cfg = cfg.data
+        for i in range(sch.d_pretrain):
+            fake = self.agent.sample(cfg.d_updates.batch_size, data_cfg.max_length, cfg.reinforce.temperature,
+                                     cfg.reinforce.top_p, min_length=data_cfg.min_length, allow_eos=data_cfg.eos)
+            m = self.reward_env.update_discriminator(fake.cpu())  # (n, T) generated rows
+            if i + 1 == sch.d_pretrain:
+                self.log(f"pretrain discriminator {i + 1}/{sch.d_pretrain}: loss {m['loss']:.3f}")
+
+    def export_generator(self) -> Path:
+        """The trained generator as REINFORCE runs export it: ``<run>/generator`` (``save_pretrained`` + tokenizer).
+
+        Returns:
+            The directory.
+
+        Raises:
+            RuntimeError: ``ppo.policy`` is ``mlp`` (no generator to export).
+        """
+        from seqgan_env.data.subword import save_tokenizer_files
+        from seqgan_env.runs.rundir import save_generator_export
+
+        if self.generator is None:
+            raise RuntimeError("ppo.policy=mlp has no generator to export; fix: --set ppo.policy=generator.")
+        out = self.run.path / "generator"
+        save_generator_export(self.generator, out)
+        save_tokenizer_files(self.data.tokenizer, out)
+        return out
 
     def save_checkpoint(self) -> None:
         policy = {k: v.detach().cpu().clone() for k, v in self.model.policy.state_dict().items()}
@@ -135,7 +233,7 @@ class PPOTrainer:
             {"policy": policy, "policy_optimizer": opt_t, "discriminator": self.discriminator.state_dict(),
              "discriminator_optimizer": d_opt_t},
             {"policy_optimizer": opt_m, "discriminator_optimizer": d_opt_m, "train_step": self.step,
-             "agent": self.config.agent},
+             "agent": self.config.agent, "policy": self.config.ppo.policy, "mle_pretrained": self.mle_pretrained},
         )
 
     def fit(self, progress: bool = True) -> dict[str, float]:
@@ -205,6 +303,9 @@ class PPOTrainer:
 
         total = sch.updates * self.config.ppo.n_envs * self.config.ppo.n_steps
         start = time.time()
+        if self.agent is not None:
+            self.pretrain()
+            self.save_checkpoint()
         try:
             self.model.learn(total, callback=CallbackList([self.d_callback, RunLog()]))
         except KeyboardInterrupt:
@@ -214,6 +315,8 @@ class PPOTrainer:
         finally:
             bar.close()
         self.save_checkpoint()
+        if self.generator is not None:
+            self.export_generator()
         atomic_write_text(str(self.run.path / "ppo_policy.json"), json.dumps(config_to_dict(self.config.ppo), indent=2))
         final = sample_report(texts, self.data.train_texts, self.bigram)
         self.log(f"trained {self.step} PPO updates in {time.time() - start:.0f}s; run directory {self.run.path}")

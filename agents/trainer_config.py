@@ -247,12 +247,14 @@ class TrainConfig:
         if self.data.is_oracle and (pre or self.discriminator.pretrained):
             raise ValueError("generator.pretrained / discriminator.pretrained do not fit data.path=oracle (5,000 "
                              "integer tokens); fix: drop them.")
-        if self.generator.family != "llama" and self.agent != "reinforce":
+        sb3_net = self.agent != "reinforce" and self.ppo.policy == "mlp"  # a policy that is not the generator
+        if self.generator.family != "llama" and sb3_net:
             raise ValueError(f"generator.family={self.generator.family} needs agent=reinforce, not agent={self.agent} "
-                             f"(the SB3 policies are their own networks); fix: drop --generator.family.")
-        if (pre or self.discriminator.pretrained) and self.agent != "reinforce":
-            raise ValueError(f"generator.pretrained / discriminator.pretrained need agent=reinforce, not "
-                             f"agent={self.agent} (the SB3 policies are not causal LMs).")
+                             f"(ppo.policy=mlp is its own network); fix: drop --generator.family or --set ppo.policy=generator.")
+        if (pre or self.discriminator.pretrained) and sb3_net:
+            raise ValueError(f"generator.pretrained / discriminator.pretrained need agent=reinforce or "
+                             f"ppo.policy=generator, not agent={self.agent} with ppo.policy=mlp (not a causal LM); fix: "
+                             f"--set ppo.policy=generator.")
         if pre and tok.kind not in ("auto", "file") or pre and tok.kind == "file" and tok.path != pre:
             raise ValueError(
                 f"generator.pretrained={pre!r} writes with its own tokenizer, but tokenizer.kind={tok.kind}"

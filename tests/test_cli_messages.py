@@ -128,7 +128,8 @@ def test_ppo_run_leaves_no_sb3_temp_folder(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(tempfile, "tempdir", str(tmp))  # where SB3's default logger would make SB3-<time>
     rc = main(["train", "--no-progress", "--agent", "ppo", "--updates", "1", "--set", f"out_dir={tmp_path / 'runs'}",
                "--set", "ppo.n_envs=8", "--set", "ppo.n_steps=16", "--set", "ppo.batch_size=64",
-               "--set", "schedule.eval_every=1", "--set", "d_updates.batch_size=8", "--set", "schedule.eval_samples=10"])
+               "--set", "schedule.eval_every=1", "--set", "d_updates.batch_size=8", "--set", "schedule.eval_samples=10",
+               "--set", "schedule.pretrain_steps=2", "--set", "reinforce.batch_size=16"])
     assert rc == 0, capsys.readouterr().err
     assert list(tmp.iterdir()) == []
 

@@ -163,6 +163,8 @@ def test_cli_train_then_sample_pipes(tmp_path, capsys):
         (["train", "--set", "reinforce.top_p=0"], "top_p"),
         (["train", "--set", "reinforce.batch_size=\"big\""], "batch_size"),
         (["train", "--agent", "ppo", "--set", "ppo.gamma=2"], "ppo.gamma=2"),
+        (["train", "--agent", "ppo", "--set", "ppo.policy=gpt"], "ppo.policy='gpt' is unknown"),
+        (["train", "--agent", "ppo", "--set", "ppo.value_hidden=0"], "ppo.value_hidden"),
         pytest.param(
             ["train", "--device", "cuda"], "no CUDA device",
             marks=pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA"),
@@ -305,6 +307,7 @@ def test_cli_train_sb3_agents_same_run_layout(tmp_path, capsys, agent):
             "train", "--no-progress", "--agent", agent, "--updates", "3",
             "--set", f"out_dir={tmp_path}", "--set", "ppo.n_envs=8", "--set", "ppo.n_steps=16",
             "--set", "ppo.batch_size=64", "--set", "schedule.eval_every=3", "--set", "d_updates.batch_size=8",
+            "--set", "schedule.pretrain_steps=2", "--set", "reinforce.batch_size=16",
         ]
     )
     assert rc == 0, capsys.readouterr().err
@@ -322,9 +325,54 @@ def test_cli_train_sb3_agents_same_run_layout(tmp_path, capsys, agent):
             assert m["reward/discriminator"] >= m["reward_mean"] - 1e-4
     assert any("eval/uniqueness" in m for m in lines) and any((run / "samples").iterdir())
     assert (run / "checkpoints" / "latest").is_file() and (run / "config.json").is_file()
+    assert (run / "generator" / "config.json").is_file()  # ppo.policy=generator: exported as REINFORCE runs are
+    capsys.readouterr()
+    assert main(["sample", str(run), "-n", "3"]) == 0, capsys.readouterr().err
+    assert main(["eval", str(run), "-n", "5"]) == 0, capsys.readouterr().err
+    __import__("shutil").rmtree(run / "generator")  # an interrupted run: the generator comes from the checkpoint
+    assert main(["sample", str(run), "-n", "3"]) == 0, capsys.readouterr().err
+    assert main(["train", "--resume", str(run)]) == 2 and "only REINFORCE runs" in capsys.readouterr().err
+
+
+def test_cli_train_ppo_mlp_policy_keeps_the_token_encoder(tmp_path, capsys):
+    rc = main(["train", "--no-progress", "--agent", "ppo", "--updates", "1", "--set", f"out_dir={tmp_path}",
+               "--set", "ppo.policy=mlp", "--set", "ppo.n_envs=8", "--set", "ppo.n_steps=16",
+               "--set", "ppo.batch_size=64", "--set", "d_updates.batch_size=8", "--set", "schedule.eval_every=1"])
+    assert rc == 0, capsys.readouterr().err
+    run = next(Path(tmp_path).iterdir())
+    assert json.loads((run / "config.json").read_text())["config"]["ppo"]["policy"] == "mlp"
+    assert not (run / "generator").exists()
     capsys.readouterr()
     assert main(["sample", str(run)]) == 2 and "not a Llama generator" in capsys.readouterr().err
-    assert main(["train", "--resume", str(run)]) == 2 and "only REINFORCE runs" in capsys.readouterr().err
+
+
+def test_ppo_starts_from_reinforces_mle_pretrained_generator(tmp_path):
+    """--agent ppo and --agent reinforce with one seed: the same generator after pretraining."""
+    reinforce = new_run(tiny_config(tmp_path / "r"))
+    data = config_to_dict(tiny_config(tmp_path / "p"))
+    data.update(agent="ppo")
+    data["ppo"].update(n_envs=4, n_steps=8, batch_size=32)
+    ppo = new_run(train_config_from_dict(data))
+    try:
+        before = {k: v.clone() for k, v in ppo.generator.state_dict().items()}
+        assert all(torch.equal(v, reinforce.agent.generator.state_dict()[k]) for k, v in before.items())  # same init
+        reinforce.pretrain()
+        ppo.pretrain()
+        after = ppo.generator.state_dict()
+        assert any(not torch.equal(before[k], v) for k, v in after.items())  # MLE moved it
+        for k, v in reinforce.agent.generator.state_dict().items():
+            assert torch.equal(v, after[k]), k
+        assert ppo.model.policy.generator is ppo.generator  # PPO trains that generator
+    finally:
+        reinforce.run.close()
+        ppo.run.close()
+
+
+def test_ppo_policy_is_validated():
+    data = config_to_dict(TrainConfig())
+    data["ppo"].update(policy="gpt")
+    with pytest.raises(ValueError, match="ppo.policy='gpt' is unknown.*fix: --set ppo.policy=generator"):
+        train_config_from_dict(data)
 
 
 def test_nonfinite_discriminator_update_is_skipped(tmp_path):

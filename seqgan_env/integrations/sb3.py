@@ -1,6 +1,6 @@
 """Stable-Baselines3 integration: a VecEnv adapter, a token features extractor, a D-update callback.
 
-This is the only module of ``seqgan_env`` that imports ``stable_baselines3`` /
+This module and ``sb3_policy`` (the generator as an SB3 policy) are the only modules of ``seqgan_env`` that import ``stable_baselines3`` /
 ``sb3_contrib``; importing it without SB3 installed raises ``ImportError``.
 
 * :class:`TokenGenerationVecEnv` -- SB3 ``VecEnv`` over the natively batched
