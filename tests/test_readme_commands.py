@@ -159,7 +159,8 @@ def test_run_command_runs_as_written(command, run_dir):
     if command.startswith("seqgan-env plot"):
         assert list((run_dir / "plots").glob("*.png"))
     if command == "seqgan-env runs list":
-        assert run_dir.name in out.stdout
+        rows = out.stdout.splitlines()[1:]  # a header, then one row per run, named by its config's name
+        assert [r.split()[0] for r in rows] == ["seqgan"], out.stdout
 
 
 @pytest.mark.slow
