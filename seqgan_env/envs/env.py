@@ -80,13 +80,21 @@ class TokenGenerationEnv(gym.Env):
     decoded sequence. Calling ``step`` after the end without ``reset`` raises
     ``RuntimeError``.
 
-    ## Arguments
-    ``vocab_size`` (or ``tokenizer``, whose ``vocab_size`` and ``decode`` are used),
-    ``max_length=12``, ``min_length=1``, ``allow_eos=True``,
-    ``invalid_action_reward=-1.0``, ``render_mode=None | "ansi" | "rgb_array"``:
-    ``render()`` returns the text written so far (``"ansi"``) or a picture of it
-    (``"rgb_array"``: an ``(H, W, 3)`` uint8 array whose shape is fixed by
-    ``max_length`` and the tokenizer, never by the text; see ``seqgan_env.envs.render``).
+    Args:
+        vocab_size: token ids per action, the 3 special ids included; None: the tokenizer's.
+        max_length: token slots per episode (EOS included).
+        min_length: fewest symbols before EOS is valid.
+        allow_eos: whether episodes may end early with EOS.
+        invalid_action_reward: reward of a masked action (which ends the episode).
+        tokenizer: an object with ``vocab_size`` and ``decode``, used for ``info["text"]`` and
+            rendering; None: ``vocab_size`` must be given and texts are the ids.
+        render_mode: None, ``"ansi"`` (``render()`` returns the text written so far) or
+            ``"rgb_array"`` (an ``(H, W, 3)`` uint8 picture of it, its shape fixed by
+            ``max_length`` and the tokenizer, never by the text; see ``seqgan_env.envs.render``).
+
+    Raises:
+        ValueError: an argument out of range (or neither ``vocab_size`` nor ``tokenizer``),
+            naming the value and the fix.
     """
 
     metadata = {"render_modes": ["ansi", "rgb_array"], "render_fps": 4}
@@ -119,6 +127,18 @@ class TokenGenerationEnv(gym.Env):
 
     # -- Gymnasium API -------------------------------------------------------
     def reset(self, *, seed: int | None = None, options: dict | None = None):
+        """Start a new, empty sequence.
+
+        Args:
+            seed: seeds ``self.np_random`` (the reset itself is deterministic).
+            options: must be None or empty.
+
+        Returns:
+            ``(obs, info)``: (max_length,) int64 all PAD, and an empty dict.
+
+        Raises:
+            ValueError: ``options`` given.
+        """
         super().reset(seed=seed)
         if options:
             raise ValueError(
@@ -130,6 +150,21 @@ class TokenGenerationEnv(gym.Env):
         return self._tokens.copy(), {}
 
     def step(self, action):
+        """Write one token.
+
+        Args:
+            action: the token id, an int in ``[0, vocab_size)`` (shape () or (1,)).
+
+        Returns:
+            ``(obs, reward, terminated, truncated, info)``: reward 0.0 for a valid token,
+            ``invalid_action_reward`` for a masked one (which ends the episode with
+            ``info["invalid_action"]``); ``truncated`` is always False; at the end
+            ``info["text"]`` is the sequence.
+
+        Raises:
+            ValueError: ``action`` is not one integer id in range.
+            RuntimeError: the episode has ended and ``reset`` was not called.
+        """
         token = check_action(action, self.config.vocab_size)
         if self._done:
             raise RuntimeError("step() was called after the episode ended: call reset() first.")
@@ -167,5 +202,9 @@ class TokenGenerationEnv(gym.Env):
         return self._decode(self._tokens[: self._length])
 
     def action_masks(self) -> np.ndarray:
-        """Valid actions for the next step, (vocab_size,) bool; the protocol MaskablePPO reads."""
+        """Valid actions for the next step; the protocol MaskablePPO reads.
+
+        Returns:
+            (vocab_size,) bool: True where the token may be written now.
+        """
         return self.config.valid_tokens(self._length).numpy()

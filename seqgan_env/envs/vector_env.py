@@ -42,13 +42,24 @@ class TokenGenerationVectorEnv(gym.vector.VectorEnv):
     wrongly shaped actions raise ``ValueError``; masked actions end the sub-episode
     with ``invalid_action_reward`` and ``info["invalid_action"]``.
 
-    ## Arguments
-    ``num_envs``, ``vocab_size`` (or ``tokenizer``), ``max_length=12``,
-    ``min_length=1``, ``allow_eos=True``, ``invalid_action_reward=-1.0``,
-    ``device="cpu"``, ``return_torch=False``, ``decode_text=True``,
-    ``render_mode=None | "ansi" | "rgb_array"``: as Gymnasium's vector envs do,
-    ``render()`` returns a tuple with one frame per sub-env, the sub-env's text
-    (``"ansi"``) or the single env's ``(H, W, 3)`` uint8 picture of it (``"rgb_array"``).
+    Args:
+        num_envs: sub-envs (>= 1).
+        vocab_size: token ids per action, the 3 special ids included; None: the tokenizer's.
+        max_length: token slots per episode (EOS included).
+        min_length: fewest symbols before EOS is valid.
+        allow_eos: whether episodes may end early with EOS.
+        invalid_action_reward: reward of a masked action (which ends that sub-episode).
+        tokenizer: an object with ``vocab_size`` and ``decode``; None: ``vocab_size`` must be given.
+        device: where the token tensors live (``"cpu"`` or a CUDA device).
+        return_torch: return observations, rewards and flags as tensors on ``device``.
+        decode_text: put each finished row's text in ``info["text"]``.
+        render_mode: None, ``"ansi"`` or ``"rgb_array"``: as Gymnasium's vector envs do,
+            ``render()`` returns a tuple with one frame per sub-env, its text (``"ansi"``) or
+            the single env's ``(H, W, 3)`` uint8 picture of it (``"rgb_array"``).
+
+    Raises:
+        ValueError: an argument out of range (or neither ``vocab_size`` nor ``tokenizer``),
+            naming the value and the fix.
     """
 
     metadata = {
@@ -104,8 +115,18 @@ class TokenGenerationVectorEnv(gym.vector.VectorEnv):
     def reset(self, *, seed: int | list[int] | None = None, options: dict | None = None):
         """Reset all sub-envs, or those in ``options["reset_mask"]`` ((num_envs,) bool).
 
-        ``seed``: an int, or a list of ``num_envs`` ints (Gymnasium's vector convention, one per
-        sub-env; the env's one RNG is seeded from the first). Anything else raises.
+        Args:
+            seed: an int, or a list of ``num_envs`` ints (Gymnasium's vector convention, one per
+                sub-env; the env's one RNG is seeded from the first).
+            options: None, or ``{"reset_mask": mask}`` with ``mask`` (num_envs,) bool: the rows to restart.
+
+        Returns:
+            ``(obs, info)``: (num_envs, max_length) int64, PAD in the restarted rows; an empty dict.
+
+        Raises:
+            ValueError: an unknown option, a mask of the wrong shape or dtype, or a seed list of
+                the wrong length.
+            TypeError: a seed that is neither an int nor a list of ints.
         """
         if seed is not None:
             self._np_random, self._np_random_seed = gym.utils.seeding.np_random(self._check_seed(seed))
@@ -134,6 +155,20 @@ class TokenGenerationVectorEnv(gym.vector.VectorEnv):
         return self._out(self.tokens.clone()), {}
 
     def step(self, actions):
+        """Write one token in every sub-env (a sub-env that ended last step restarts instead).
+
+        Args:
+            actions: (num_envs,) integer token ids, a numpy array or a tensor.
+
+        Returns:
+            ``(obs, rewards, terminated, truncated, infos)``, batched; numpy unless
+            ``return_torch``. ``infos`` has ``text`` and ``invalid_action`` with their
+            ``_text`` / ``_invalid_action`` masks.
+
+        Raises:
+            ValueError: actions of the wrong shape or dtype, or an id outside the action space.
+            RuntimeError: ``step`` before ``reset``.
+        """
         if not self._started:
             raise RuntimeError("step() was called before reset(): call reset() first.")
         a = self._check_actions(actions)  # (B,)
@@ -171,7 +206,11 @@ class TokenGenerationVectorEnv(gym.vector.VectorEnv):
 
     # -- extras ---------------------------------------------------------------
     def action_masks(self) -> np.ndarray | torch.Tensor:
-        """Valid actions of every sub-env for the next step, (num_envs, vocab_size) bool."""
+        """Valid actions of every sub-env for the next step.
+
+        Returns:
+            (num_envs, vocab_size) bool (a tensor when ``return_torch``).
+        """
         # A sub-env about to autoreset starts from length 0 on its next step.
         next_len = torch.where(self.autoreset, torch.zeros_like(self.lengths), self.lengths)  # (B,)
         return self._out(self.config.valid_tokens(next_len))  # (B, V)

@@ -48,12 +48,12 @@ class SupportsDiscriminatorUpdate(Protocol):
 class DiscriminatorUpdateConfig:
     """When and how much the discriminator trains.
 
-    ``every``: generator updates between D phases (>= 1); ``d_steps``: D updates
-    per phase (>= 1); ``batch_size``: generated sequences per D update (>= 1);
-    ``freeze``: never update D; ``replay_fraction`` in [0, 1): share of each fake
-    batch replayed from the last ``replay_size`` fresh fakes (0: all fresh);
-    ``until_accuracy`` in (0.5, 1] or None: keep updating D after ``d_steps`` until its
-    batch accuracy reaches it, at most ``max_d_steps`` updates per phase.
+    A phase is ``d_steps`` D updates (more, up to ``max_d_steps``, while its batch accuracy is
+    below ``until_accuracy``) after every ``every`` generator updates. Each field's meaning and
+    range is documented with the field (the attributes below).
+
+    Raises:
+        ValueError: a field out of range, naming the value and the fix.
     """
 
     # The defaults serve every door (``seqgan-env train``, the env's own co-training, SB3 and TRL callbacks):
@@ -91,14 +91,37 @@ class DiscriminatorUpdateConfig:
         check_int("max_d_steps", self.max_d_steps, self.d_steps, "at least d_steps")
 
     def to_dict(self) -> dict[str, Any]:
+        """The fields as a plain dict (``DiscriminatorUpdateConfig(**config.to_dict())`` round-trips).
+
+        Returns:
+            Field name -> value.
+        """
         return asdict(self)
 
 
 class DiscriminatorUpdateCallback:
     """Runs D phases on the schedule of a :class:`DiscriminatorUpdateConfig` (see module docstring).
 
-    Attributes: ``num_generator_updates``, ``num_discriminator_updates``,
-    ``last_metrics`` (the metrics of the latest phase, or None).
+    Call ``on_generator_update()`` after every generator update; the SB3 and TRL callbacks and
+    ``seqgan-env train`` do.
+
+    Args:
+        reward_env: the env that trains D: anything with ``update_discriminator(fake)``
+            (``DiscriminatorReward`` / ``DiscriminatorRewardVector``), made with
+            ``update_every=None`` so that this callback is D's only schedule.
+        sample_fake: ``n -> (n, T)`` tensor of finished generated token rows, D's fakes.
+        config: the schedule; None: ``DiscriminatorUpdateConfig()``.
+        mean_over_ranks: under data parallelism, averages a float over ranks (so every rank
+            stops a train-until-accuracy phase after the same update); None: one process.
+
+    Attributes:
+        num_generator_updates: generator updates counted so far.
+        num_discriminator_updates: D updates run so far.
+        last_metrics: the metrics of the latest phase, or None.
+
+    Raises:
+        TypeError: ``reward_env`` has no ``update_discriminator``, or ``sample_fake`` is not callable.
+        ValueError: ``reward_env`` already trains D on its own schedule (``update_every`` set).
     """
 
     def __init__(self, reward_env: SupportsDiscriminatorUpdate, sample_fake: Callable[[int], torch.Tensor],
@@ -142,7 +165,11 @@ class DiscriminatorUpdateCallback:
     # -- schedule ---------------------------------------------------------------
 
     def is_phase_due(self) -> bool:
-        """Whether the generator update just counted triggers a D phase."""
+        """Whether the generator update just counted triggers a D phase.
+
+        Returns:
+            True when D is not frozen and the count is a positive multiple of ``every``.
+        """
         return not self.config.freeze and self.num_generator_updates > 0 \
             and self.num_generator_updates % self.config.every == 0
 
@@ -171,10 +198,15 @@ class DiscriminatorUpdateCallback:
     def on_generator_update(self) -> dict[str, float] | None:
         """Count one generator update; run a D phase when due.
 
-        Returns the phase's metrics averaged over its ``d_steps`` updates, keys
-        prefixed ``discriminator/`` (e.g. ``discriminator/loss``,
-        ``discriminator/acc_real``, ``discriminator/acc_fake``) plus
-        ``discriminator/updates`` (total D updates so far); None when no phase ran.
+        Returns:
+            The phase's metrics averaged over its updates, keys prefixed ``discriminator/``
+            (e.g. ``discriminator/loss``, ``discriminator/acc_real``, ``discriminator/acc_fake``),
+            plus ``discriminator/updates`` (total D updates so far) and
+            ``discriminator/phase_steps``; None when no phase ran.
+
+        Raises:
+            ValueError: ``sample_fake`` returned the wrong shape, or ``until_accuracy`` is set and
+                ``update_discriminator`` reports no ``acc_real`` / ``acc_fake``.
         """
         self.num_generator_updates += 1
         if not self.is_phase_due():
@@ -221,12 +253,23 @@ class DiscriminatorUpdateCallback:
     # -- resume -------------------------------------------------------------------
 
     def state_dict(self) -> dict[str, int]:
-        """JSON-able counters for resuming."""
+        """JSON-able counters for resuming.
+
+        Returns:
+            ``num_generator_updates`` and ``num_discriminator_updates``.
+        """
         return {"num_generator_updates": self.num_generator_updates,
                 "num_discriminator_updates": self.num_discriminator_updates}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore counters from :meth:`state_dict` (ValueError on missing or negative values)."""
+        """Restore counters from :meth:`state_dict`.
+
+        Args:
+            state: the dict ``state_dict()`` returned.
+
+        Raises:
+            ValueError: a counter missing, not an int, or negative.
+        """
         for key in ("num_generator_updates", "num_discriminator_updates"):
             v = state.get(key) if isinstance(state, dict) else None
             check_int(f"callback state {key}", v, 0, "pass the dict from DiscriminatorUpdateCallback.state_dict()")

@@ -111,12 +111,26 @@ class RewardConfig:
         as_sources(self.sources)
 
     def make_trainer(self, scorer: Any, real_data: torch.Tensor | None, seed: int = 0) -> DiscriminatorTrainer:
-        """The ``DiscriminatorTrainer`` of ``scorer`` on this config's schedule."""
+        """The ``DiscriminatorTrainer`` of ``scorer`` on this config's schedule.
+
+        Args:
+            scorer: the discriminator to train (a ``PrefixScorer`` with an ``update`` method).
+            real_data: (N, T) real token rows D learns from; None: D cannot train.
+            seed: seeds the trainer's draws of real rows.
+
+        Returns:
+            A trainer with this config's ``update_every``, batch size, buffer and phase length.
+        """
         return DiscriminatorTrainer(scorer, real_data, self.update_every, self.update_batch_size, self.buffer_size,
                                     seed, d_steps=self.update_steps, until_accuracy=self.update_until_accuracy,
                                     max_d_steps=self.update_max_steps)
 
     def to_dict(self) -> dict:
+        """The fields as a plain dict (``RewardConfig(**config.to_dict())`` round-trips).
+
+        Returns:
+            Field name -> value.
+        """
         return asdict(self)
 
 
@@ -150,6 +164,23 @@ class DiscriminatorReward(gym.Wrapper):
 
     ``info["disc_score"]`` at the end of an episode is the probability D assigns to
     the whole sequence. See the module docstring for modes and self-training.
+    ``make_env`` builds one with its data set and a shared trainer.
+
+    Args:
+        env: a ``TokenGenerationEnv`` (or a wrapper around one).
+        scorer: what pays the rewards: (B, T) token ids -> (B, T) realness logits.
+        config: the reward mode, transform and D schedule; None: ``RewardConfig()``.
+        real_data: (N, T) real token rows D trains on; None: D only scores (no self-training).
+        seed: seeds the trainer's draws of real rows.
+        sources: the weighted reward sources (a spec string, or a list of ``RewardSource`` /
+            spec items / callables); None: ``config.sources``.
+        trainer: a ``DiscriminatorTrainer`` shared with other wrappers (it must train
+            ``scorer``); None: a new one from ``config``.
+        **overrides: ``RewardConfig`` fields that replace those of ``config``.
+
+    Raises:
+        ValueError: a config field out of range, ``update_every`` without ``real_data``, or a
+            ``trainer`` of another scorer.
     """
 
     def __init__(
@@ -198,7 +229,14 @@ class DiscriminatorReward(gym.Wrapper):
         return obs, float(reward), terminated, truncated, info
 
     def update_discriminator(self, fake: torch.Tensor | None = None) -> dict[str, float]:
-        """One D update on real data vs ``fake`` (default: the newest buffered sequences)."""
+        """One D update on real data vs ``fake`` (default: the newest buffered sequences).
+
+        Args:
+            fake: (B, T) generated token rows; None: the newest finished episodes in the buffer.
+
+        Returns:
+            The update's metrics (loss, accuracy, ...) by name.
+        """
         return self.trainer.update(fake)
 
     @property
@@ -207,14 +245,28 @@ class DiscriminatorReward(gym.Wrapper):
         return self.scorer
 
     def load_discriminator_state(self, state_dict: dict[str, torch.Tensor]) -> None:
-        """Replace the discriminator's weights (e.g. broadcast from a trainer process)."""
+        """Replace the discriminator's weights (e.g. broadcast from a trainer process).
+
+        Args:
+            state_dict: the weights, as ``discriminator_state()`` returns them.
+        """
         self.scorer.load_state_dict(state_dict)
         self.trainer.mark_changed()
 
     def discriminator_state(self) -> dict[str, torch.Tensor]:
+        """The discriminator's weights.
+
+        Returns:
+            The scorer's ``state_dict()``.
+        """
         return self.scorer.state_dict()
 
     def action_masks(self) -> np.ndarray:
+        """The valid actions of the current step, for sb3-contrib's MaskablePPO.
+
+        Returns:
+            (vocab_size,) bool: True where the token may be written now.
+        """
         return self.env.unwrapped.action_masks()
 
 
@@ -228,7 +280,26 @@ class DiscriminatorRewardVector(gym.vector.VectorWrapper):
     ``MCRolloutScorer``) scores only each row's newest prefix per step. Rewards equal
     those of ``DiscriminatorReward`` on the single env (to float rounding; not for
     the random Monte-Carlo scorer). ``info["disc_score"]`` carries D's probability
-    of each finished sequence.
+    of each finished sequence. ``make_vector_env`` builds one with its data set and a shared trainer.
+
+    Args:
+        env: a ``TokenGenerationVectorEnv`` (or a wrapper around one).
+        scorer: what pays the rewards: (B, T) token ids -> (B, T) realness logits.
+        config: the reward mode, transform and D schedule; None: ``RewardConfig()``.
+        real_data: (N, T) real token rows D trains on; None: D only scores (no self-training).
+        seed: seeds the trainer's draws of real rows.
+        incremental: score with D's KV cache; None: whenever ``scorer`` is a ``Discriminator``
+            (and the mode is not ``final``).
+        sources: the weighted reward sources (a spec string, or a list of ``RewardSource`` /
+            spec items / callables); None: ``config.sources``.
+        trainer: a ``DiscriminatorTrainer`` shared with other wrappers (it must train
+            ``scorer``); None: a new one from ``config``.
+        **overrides: ``RewardConfig`` fields that replace those of ``config``.
+
+    Raises:
+        TypeError: ``env`` is not a ``TokenGenerationVectorEnv``.
+        ValueError: a config field out of range, ``update_every`` without ``real_data``, a
+            ``trainer`` of another scorer, or ``incremental=True`` with a scorer that has no ``net``.
     """
 
     def __init__(
@@ -270,6 +341,13 @@ class DiscriminatorRewardVector(gym.vector.VectorWrapper):
 
         Rows that keep running keep their cached prefix scores (a ``score_last`` scorer
         such as mc_rollout cannot recompute them, and ``potential`` needs s_{t-1}).
+
+        Args:
+            seed: seeds the wrapped env's RNG.
+            options: the wrapped env's options; ``"reset_mask"``: (num_envs,) bool, the rows to restart.
+
+        Returns:
+            ``(obs, info)`` of the wrapped env.
         """
         obs, info = self.env.reset(seed=seed, options=options)
         base = self.env.unwrapped
@@ -355,7 +433,14 @@ class DiscriminatorRewardVector(gym.vector.VectorWrapper):
         return d_rewards, new
 
     def update_discriminator(self, fake: torch.Tensor | None = None) -> dict[str, float]:
-        """One D update on real data vs ``fake`` (default: the newest buffered sequences)."""
+        """One D update on real data vs ``fake`` (default: the newest buffered sequences).
+
+        Args:
+            fake: (B, T) generated token rows; None: the newest finished episodes in the buffer.
+
+        Returns:
+            The update's metrics (loss, accuracy, ...) by name.
+        """
         metrics = self.trainer.update(fake)
         if self._incremental is not None:
             self._incremental.invalidate()
@@ -367,14 +452,28 @@ class DiscriminatorRewardVector(gym.vector.VectorWrapper):
         return self.scorer
 
     def load_discriminator_state(self, state_dict: dict[str, torch.Tensor]) -> None:
-        """Replace the discriminator's weights (e.g. broadcast from a trainer process)."""
+        """Replace the discriminator's weights (e.g. broadcast from a trainer process).
+
+        Args:
+            state_dict: the weights, as ``discriminator_state()`` returns them.
+        """
         self.scorer.load_state_dict(state_dict)
         self.trainer.mark_changed()
         if self._incremental is not None:
             self._incremental.invalidate()
 
     def discriminator_state(self) -> dict[str, torch.Tensor]:
+        """The discriminator's weights.
+
+        Returns:
+            The scorer's ``state_dict()``.
+        """
         return self.scorer.state_dict()
 
     def action_masks(self):
+        """The valid actions of every sub-env's current step.
+
+        Returns:
+            (num_envs, vocab_size) bool: True where the token may be written now.
+        """
         return self.env.unwrapped.action_masks()

@@ -100,7 +100,10 @@ def random_actions(vocab_size: int, num_envs: int, steps: int, seed: int = 0, ma
     """(steps, num_envs) int64 actions: symbols and EOS, with a fraction of PAD/BOS (always masked) mixed in.
 
     Args:
-        vocab_size: the action space's size. num_envs: columns. steps: rows. seed: the numpy seed.
+        vocab_size: the action space's size.
+        num_envs: columns.
+        steps: rows.
+        seed: the numpy seed.
         masked: the fraction of PAD/BOS actions.
 
     Returns:
@@ -469,7 +472,8 @@ def assert_vector_matches_single(
         single: factories of the single envs (one per sub-env, run in a NEXT_STEP
             ``SyncVectorEnv``), or a vector env of them. They must not share state that ``venv``
             changes differently (e.g. a discriminator trained by only one side).
-        steps: steps to compare. seed: the reset seed and the actions' seed.
+        steps: steps to compare.
+        seed: the reset seed and the actions' seed.
         atol: reward tolerance (0: equal as float32).
         actions: (steps, num_envs) actions (default: :func:`random_actions`).
         on_step: called with the step index after each step (e.g. to update a shared discriminator).

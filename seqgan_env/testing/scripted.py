@@ -140,7 +140,14 @@ class ScriptedDiscriminator:
         return out
 
     def score(self, tokens: Any) -> torch.Tensor:
-        """(B, T) -> (B, T) probabilities: ``sigmoid(score_logits(tokens))``."""
+        """(B, T) -> (B, T) probabilities: ``sigmoid(score_logits(tokens))``.
+
+        Args:
+            tokens: (B, T) integer ids (tensor, array or nested lists).
+
+        Returns:
+            (B, T) float32 probabilities that each prefix is real.
+        """
         return torch.sigmoid(self.score_logits(tokens))
 
     # -- what the D trainer calls ----------------------------------------------------
@@ -148,7 +155,8 @@ class ScriptedDiscriminator:
         """Record one "update" (the scores do not change) and return metrics shaped like ``Discriminator.update``'s.
 
         Args:
-            real: (Nr, T) real sequences. fake: (Nf, T) generated sequences.
+            real: (Nr, T) real sequences.
+            fake: (Nf, T) generated sequences.
 
         Returns:
             ``loss`` (0.0), ``acc_real`` / ``acc_fake`` (fraction of whole sequences scored above /
@@ -170,11 +178,19 @@ class ScriptedDiscriminator:
         return logits.gather(1, n.unsqueeze(1)).squeeze(1)
 
     def state_dict(self) -> dict[str, torch.Tensor]:
-        """``{"num_updates": tensor}``: what a checkpoint or a weight broadcast carries."""
+        """What a checkpoint or a weight broadcast carries.
+
+        Returns:
+            ``{"num_updates": tensor}``.
+        """
         return {"num_updates": torch.tensor(self.num_updates)}
 
     def load_state_dict(self, state_dict: dict, source: str = "state dict") -> None:
         """Record ``state_dict`` in ``loaded`` and take its ``num_updates`` (the scores do not change).
+
+        Args:
+            state_dict: a dict as ``state_dict()`` returns it.
+            source: how the dict is named in an error message.
 
         Raises:
             ValueError: ``state_dict`` has no ``num_updates``.
