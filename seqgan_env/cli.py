@@ -324,11 +324,48 @@ _SHORTCUTS = {
 
 
 def _assemble_train_config(args: argparse.Namespace, rest: list[str], prog: str, preset: tuple[str, ...]):
+    """The TrainConfig with the generated ``--section.field`` flags applied by tyro.
+
+    tyro reports a bad flag in a multi-line box; it is captured and raised as one ValueError line
+    (the CLI's error contract), naming the flag and the value, with the flag's expected form as the fix.
+    """
+    import contextlib
+    import io
+
     import tyro
 
     from seqgan_agents.trainer_config import TrainConfig
 
-    return tyro.cli(TrainConfig, default=_config_before_flags(args, preset), args=rest, prog=prog)
+    default = _config_before_flags(args, preset)
+    out = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(out), contextlib.redirect_stdout(out):
+            return tyro.cli(TrainConfig, default=default, args=rest, prog=prog)
+    except SystemExit as exc:
+        if exc.code in (0, None):  # tyro printed something the user asked for (its own help)
+            sys.stdout.write(out.getvalue())
+            raise
+        raise ValueError(_one_line_tyro_error(out.getvalue(), prog)) from None
+
+
+def _one_line_tyro_error(text: str, prog: str) -> str:
+    """tyro's boxed error as one line: its message, then the expected form of the flag as the fix."""
+    sections, current = [], []
+    for line in text.splitlines():
+        stripped = line.strip(" │╭╮╰╯")
+        if stripped and set(stripped) <= set("-─━"):
+            sections.append(current)
+            current = []
+        elif stripped:
+            current.append(" ".join(stripped.split()))
+    sections.append(current)
+    message = " ".join(sections[1]) if len(sections) > 1 else " ".join(sections[0])
+    message = re.sub(r"^(\w+): (?=\1\.)", "", message.removeprefix("Error parsing "))  # "tokenizer: tokenizer.x=..."
+    if "fix:" in message:  # the config's own message already says what to do
+        return message
+    usage = next((" ".join(sec[1:2]) for sec in sections if sec and sec[0].startswith("Argument helptext")), "")
+    fix = f"give it as {usage}" if usage else f"see {prog} --help"
+    return f"{message.rstrip('.') or 'invalid option'}; fix: {fix}."
 
 
 def _config_before_flags(args: argparse.Namespace, preset: tuple[str, ...]):

@@ -192,3 +192,21 @@ def test_all_lines_too_long_with_skip_long_says_so(tmp_path, capsys, monkeypatch
     err = capsys.readouterr().err
     assert "all 2 non-blank line(s) are longer than max_length=2" in err and "no non-blank lines" not in err
     assert "fix: raise max_length" in err and err.count("\n") == 1 and not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["--tokenizer.vocab-size", "1000000000"], "tokenizer.vocab_size=1000000000"),
+    (["--schedule.updates", "abc"], "--schedule.updates"),
+    (["--reward.mode", "bad"], "'bad'"),
+    (["--no-such.option", "3"], "--no-such.option"),
+])
+def test_generated_flags_fail_in_one_line(tmp_path, capsys, argv, needle):
+    """A bad --section.field flag gets the same one-line error as --set (tyro's box is not shown)."""
+    from seqgan_env.cli import main
+
+    out = tmp_path / "runs"
+    assert main(["train", *argv, "--out-dir", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and needle in err and "fix: " in err, err
+    assert not set(err) & set("╭╰│─") and "Traceback" not in err
+    assert not out.exists()

@@ -131,13 +131,11 @@ def test_eval_samples_in_chunks(run, monkeypatch, capsys):
 @pytest.mark.parametrize("size", ["1000000000", str(2**18 + 1)])
 def test_huge_tokenizer_vocab_is_refused(size, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    try:  # a generated --section.field flag is refused by tyro (exit 2, its error box), a --set one by the CLI
-        rc = main(["train", "--tokenizer", "bpe", "--tokenizer.vocab-size", size, "--set", f"out_dir={tmp_path / 'r'}"])
-    except SystemExit as exc:
-        rc = exc.code
+    # a generated --section.field flag and a --set one give the same one-line error
+    rc = main(["train", "--tokenizer", "bpe", "--tokenizer.vocab-size", size, "--set", f"out_dir={tmp_path / 'r'}"])
     assert rc == 2
     err = capsys.readouterr().err
-    assert f"tokenizer.vocab_size={size}" in err and str(2**18) in err and "fix" in err.lower()
+    assert err.count("\n") == 1 and f"tokenizer.vocab_size={size}" in err and str(2**18) in err and "fix" in err.lower()
     assert "Traceback" not in err and os.listdir(tmp_path) == []
     rc = main(["train", "--set", "tokenizer.kind=bpe", "--set", f"tokenizer.vocab_size={size}",
                "--set", f"out_dir={tmp_path / 'r'}"])

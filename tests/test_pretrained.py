@@ -185,7 +185,7 @@ def test_resume_refuses_a_changed_pretrained_directory(trained_run, tmp_path, ca
 def test_bad_pretrained_directory_exit_2_one_line(make, extra, named, data_file, tmp_path, capsys):
     path = make(tmp_path)
     capsys.readouterr()
-    # --set: a value tyro's own flag refuses at parse time is shown in tyro's box instead of one line
+    # --set: the CLI's own check of the pretrained directory, one line
     assert main(_tiny_args(data_file, tmp_path / "runs", "--set", f"generator.pretrained={path}", *extra)) == 2
     out, err = capsys.readouterr()
     lines = err.strip().splitlines()
