@@ -40,6 +40,24 @@ from seqgan_env.utils.validation import check_int, check_number
 PREFIX = "discriminator/"
 
 
+def batch_accuracy(metrics: dict[str, Any], needed_by: str) -> float:
+    """The mean of a D update's ``acc_real`` and ``acc_fake``: what train-until-accuracy compares.
+
+    Args:
+        metrics: one D update's metrics.
+        needed_by: the setting that asks for it, named in the error.
+
+    Returns:
+        The batch accuracy in [0, 1].
+
+    Raises:
+        ValueError: the metrics have no ``acc_real`` / ``acc_fake``.
+    """
+    if "acc_real" not in metrics or "acc_fake" not in metrics:
+        raise ValueError(f"{needed_by} needs update_discriminator() metrics acc_real and acc_fake.")
+    return 0.5 * (float(metrics["acc_real"]) + float(metrics["acc_fake"]))
+
+
 class SupportsDiscriminatorUpdate(Protocol):
     def update_discriminator(self, fake: torch.Tensor) -> dict[str, float]: ...
 
@@ -243,9 +261,7 @@ class DiscriminatorUpdateCallback:
         target = self.config.until_accuracy
         if target is None:
             return False
-        if "acc_real" not in metrics or "acc_fake" not in metrics:
-            raise ValueError("d_updates.until_accuracy needs update_discriminator() metrics acc_real and acc_fake.")
-        acc = 0.5 * (float(metrics["acc_real"]) + float(metrics["acc_fake"]))
+        acc = batch_accuracy(metrics, "d_updates.until_accuracy")
         if self.mean_over_ranks is not None:
             acc = float(self.mean_over_ranks(acc))
         return acc < target
@@ -277,4 +293,4 @@ class DiscriminatorUpdateCallback:
         self.num_discriminator_updates = state["num_discriminator_updates"]
 
 
-__all__ = ["DiscriminatorUpdateCallback", "DiscriminatorUpdateConfig", "PREFIX"]
+__all__ = ["DiscriminatorUpdateCallback", "DiscriminatorUpdateConfig", "PREFIX", "batch_accuracy"]

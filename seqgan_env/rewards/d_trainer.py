@@ -4,7 +4,7 @@ The reward wrappers own one (``wrapper.trainer``) so that a wrapped env trains i
 discriminator by itself (``RewardConfig.update_every``: a D *phase* every K finished
 episodes, scheduled like the trainer's ``DiscriminatorUpdateConfig``) or when a callback
 asks (``update_discriminator``); the SB3 adapter ships a copy of it to the trainer process.
-Several wrappers in one process may share one trainer (``seqgan_env.rewards.shared``):
+Several wrappers in one process may share one trainer (``seqgan_env.rewards.registration``):
 they then feed one buffer, count their finished episodes together and score with one D.
 """
 
@@ -16,6 +16,8 @@ from typing import Any
 import torch
 
 from seqgan_env.envs.spec import complete_rows
+from seqgan_env.rewards.callbacks import batch_accuracy
+from seqgan_env.utils.validation import check_int
 
 
 class DiscriminatorTrainer:
@@ -34,11 +36,12 @@ class DiscriminatorTrainer:
         d_steps: updates per phase.
         until_accuracy: after ``d_steps``, keep updating until the batch accuracy (mean of
             ``acc_real`` and ``acc_fake``) reaches it, at most ``max_d_steps`` updates; None: off.
-        max_d_steps: cap on updates per phase.
+            A scorer whose metrics carry no accuracy ends each phase after ``d_steps``.
+        max_d_steps: cap on updates per phase (>= ``d_steps``); None: ``d_steps``.
 
     Raises:
-        ValueError: ``real_data`` is not a non-empty 2-D tensor, or ``update_every`` is set
-            without ``real_data``.
+        ValueError: ``real_data`` is not a non-empty 2-D tensor, ``update_every`` is set
+            without ``real_data``, or ``max_d_steps`` is below ``d_steps``.
 
     Attributes ``finished_episodes``, ``num_updates``, ``num_phases``, ``last_metrics``, and
     ``version`` (bumped whenever D's weights change here or through :meth:`mark_changed`, so that
@@ -47,10 +50,12 @@ class DiscriminatorTrainer:
 
     def __init__(self, scorer: Any, real_data: torch.Tensor | None, update_every: int | None = None,
                  batch_size: int = 64, buffer_size: int = 1024, seed: int = 0, d_steps: int = 1,
-                 until_accuracy: float | None = None, max_d_steps: int = 1):
+                 until_accuracy: float | None = None, max_d_steps: int | None = None):
         self.scorer = scorer
         self.update_every, self.batch_size = update_every, batch_size
-        self.d_steps, self.until_accuracy, self.max_d_steps = d_steps, until_accuracy, max(max_d_steps, d_steps)
+        max_d_steps = d_steps if max_d_steps is None else max_d_steps
+        check_int("max_d_steps", max_d_steps, d_steps, "at least d_steps, or None for d_steps")
+        self.d_steps, self.until_accuracy, self.max_d_steps = d_steps, until_accuracy, max_d_steps
         if real_data is not None:
             real_data = torch.as_tensor(real_data, dtype=torch.long)
             if real_data.ndim != 2 or len(real_data) == 0:
@@ -107,8 +112,8 @@ class DiscriminatorTrainer:
             TypeError: the scorer cannot be trained.
             ValueError: no real data, nothing buffered yet, or lengths that differ.
         """
+        self._check_ready(need_buffer=fake is None)
         if fake is None:
-            self._check_ready()
             fake = torch.stack(list(self.fake_buffer)[-self.batch_size:])  # (n, T) most recent
         return self._update(fake)
 
@@ -148,26 +153,23 @@ class DiscriminatorTrainer:
         return out
 
     def _wants_more(self, metrics: dict[str, float]) -> bool:
-        if self.until_accuracy is None or "acc_real" not in metrics or "acc_fake" not in metrics:
-            return False
-        return 0.5 * (float(metrics["acc_real"]) + float(metrics["acc_fake"])) < self.until_accuracy
+        if self.until_accuracy is None or not {"acc_real", "acc_fake"} <= metrics.keys():
+            return False  # a scorer that reports no accuracy ends its phase after d_steps (documented above)
+        return batch_accuracy(metrics, "update_until_accuracy") < self.until_accuracy
 
-    def _check_ready(self) -> None:
+    def _check_ready(self, need_buffer: bool = True) -> None:
         if not hasattr(self.scorer, "update"):
             raise TypeError(f"{type(self.scorer).__name__} has no update(real, fake): it cannot be trained.")
         if self.real_data is None:
             raise ValueError("update_discriminator needs real_data: pass it to the wrapper.")
-        if len(self.fake_buffer) == 0:
+        if need_buffer and len(self.fake_buffer) == 0:
             raise ValueError(
                 "no complete generated sequence yet (ended by EOS or filling max_length; episodes ended by a "
                 "masked action are not used): step the env further before updating D."
             )
 
     def _update(self, fake: torch.Tensor) -> dict[str, float]:
-        if not hasattr(self.scorer, "update"):
-            raise TypeError(f"{type(self.scorer).__name__} has no update(real, fake): it cannot be trained.")
-        if self.real_data is None:
-            raise ValueError("update_discriminator needs real_data: pass it to the wrapper.")
+        """One update on ``fake`` (K, T) against as many real rows; the caller has run :meth:`_check_ready`."""
         idx = torch.randint(len(self.real_data), (len(fake),), generator=self.generator)
         real = self.real_data[idx]  # (n, T)
         if real.shape[1] != fake.shape[1]:

@@ -441,10 +441,7 @@ class DiscriminatorRewardVector(gym.vector.VectorWrapper):
         Returns:
             The update's metrics (loss, accuracy, ...) by name.
         """
-        metrics = self.trainer.update(fake)
-        if self._incremental is not None:
-            self._incremental.invalidate()
-        return metrics
+        return self.trainer.update(fake)  # bumps trainer.version: the next step rescores from the tokens
 
     @property
     def discriminator(self) -> PrefixScorer:
@@ -458,9 +455,7 @@ class DiscriminatorRewardVector(gym.vector.VectorWrapper):
             state_dict: the weights, as ``discriminator_state()`` returns them.
         """
         self.scorer.load_state_dict(state_dict)
-        self.trainer.mark_changed()
-        if self._incremental is not None:
-            self._incremental.invalidate()
+        self.trainer.mark_changed()  # the next step rescores from the tokens
 
     def discriminator_state(self) -> dict[str, torch.Tensor]:
         """The discriminator's weights.

@@ -41,36 +41,37 @@ def _is_dataclass_type(tp: Any) -> bool:
     return isinstance(tp, type) and dataclasses.is_dataclass(tp)
 
 
-def iter_fields(config: Any, prefix: str = "") -> Iterator[FieldHelp]:
-    """The leaf fields of dataclass instance ``config`` (nested sections walked in order), with their values."""
+def _own_fields(config: Any) -> Iterator[tuple[FieldHelp, bool]]:
+    """``config``'s own init fields, each with whether it is a nested config section (a dataclass)."""
     cls = type(config)
     hints = typing.get_type_hints(cls)
     docs = field_docs(cls)
     for f in dataclasses.fields(cls):
-        if not f.init:
-            continue
-        value = getattr(config, f.name)
-        if _is_dataclass_type(hints[f.name]):
-            yield from iter_fields(value, f"{prefix}{f.name}.")
+        if f.init:
+            yield (FieldHelp(f.name, hints[f.name], getattr(config, f.name), docs.get(f.name, "")),
+                   _is_dataclass_type(hints[f.name]))
+
+
+def iter_fields(config: Any, prefix: str = "") -> Iterator[FieldHelp]:
+    """The leaf fields of dataclass instance ``config`` (nested sections walked in order), with their values."""
+    for field_help, nested in _own_fields(config):
+        if nested:
+            yield from iter_fields(field_help.default, f"{prefix}{field_help.key}.")
         else:
-            yield FieldHelp(prefix + f.name, hints[f.name], value, docs.get(f.name, ""))
+            yield dataclasses.replace(field_help, key=prefix + field_help.key)
 
 
 def sections(config: Any) -> list[tuple[str, str, list[FieldHelp]]]:
     """``[(section, its one-line doc, its fields)]``: the top-level fields first (section ""), then each nested one."""
-    cls = type(config)
-    hints = typing.get_type_hints(cls)
     top, nested = [], []
-    docs = field_docs(cls)
-    for f in dataclasses.fields(cls):
-        if not f.init:
-            continue
-        value = getattr(config, f.name)
-        if _is_dataclass_type(hints[f.name]):
-            nested.append((f.name, first_sentence(inspect.getdoc(type(value)) or ""), list(iter_fields(value, f.name + "."))))
+    for field_help, is_section in _own_fields(config):
+        if is_section:
+            value = field_help.default
+            nested.append((field_help.key, first_sentence(inspect.getdoc(type(value)) or ""),
+                           list(iter_fields(value, field_help.key + "."))))
         else:
-            top.append(FieldHelp(f.name, hints[f.name], value, docs.get(f.name, "")))
-    return [("", first_sentence(inspect.getdoc(cls) or ""), top), *nested]
+            top.append(field_help)
+    return [("", first_sentence(inspect.getdoc(type(config)) or ""), top), *nested]
 
 
 def first_sentence(text: str) -> str:
