@@ -190,3 +190,12 @@ def test_callback_refuses_an_env_that_trains_d_itself():
         DiscriminatorUpdateCallback(env, lambda n: torch.zeros(n, 4, dtype=torch.long))
     DiscriminatorUpdateCallback(seqgan_env.make_vector_env(4, seed=0, update_every=None),
                                 lambda n: torch.zeros(n, 4, dtype=torch.long))
+
+
+def test_d_trainer_refuses_a_phase_cap_below_its_steps():
+    from seqgan_env.rewards.d_trainer import DiscriminatorTrainer
+    from seqgan_env.testing import ScriptedDiscriminator
+
+    with pytest.raises(ValueError, match="max_d_steps=2"):
+        DiscriminatorTrainer(ScriptedDiscriminator(), None, d_steps=3, max_d_steps=2)
+    assert DiscriminatorTrainer(ScriptedDiscriminator(), None, d_steps=3).max_d_steps == 3  # None: d_steps
