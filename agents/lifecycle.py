@@ -314,16 +314,24 @@ def resume_run(path: str | Path) -> Trainer:
         raise
 
 
-def _resume(run: RunDir | FollowerRun, ctx: DistContext | None = None) -> Trainer:
+def _resume(run: RunDir | FollowerRun, ctx: DistContext | None = None):
     config = run_config(run, import_sources=True)  # rewards are computed: the sources are imported
-    if config.agent != "reinforce":
-        raise ValueError(f"run '{run.path}' was trained with agent={config.agent}; only REINFORCE runs can be resumed.")
+    if config.agent != "reinforce" and config.ppo.policy != "generator":
+        raise ValueError(f"run '{run.path}' was trained with agent={config.agent} and ppo.policy={config.ppo.policy}, "
+                         f"which cannot be resumed (SB3's MLP policy keeps no continuation state); fix: start a new "
+                         f"run, with --set ppo.policy=generator for one that resumes.")
     check_data_unchanged(run, config)
     _check_inputs_unchanged(run, config)
     tok_path = run.path / "tokenizer.json"
     if not tok_path.is_file():
         raise ValueError(f"run '{run.path}' has no tokenizer.json; fix: resume a run made by `seqgan-env train`.")
-    trainer = Trainer(config, run, load_run_data(config, load_tokenizer(tok_path)), dist=ctx)
+    data = load_run_data(config, load_tokenizer(tok_path))
+    if config.agent != "reinforce":
+        from seqgan_agents.ppo import PPOTrainer
+
+        trainer = PPOTrainer(config, run, data)
+    else:
+        trainer = Trainer(config, run, data, dist=ctx)
     if run.latest_checkpoint() is None:
         raise ValueError(f"run '{run.path}' has no checkpoint to resume from; fix: start a new run with `seqgan-env train`.")
     trainer.load_checkpoint()

@@ -11,16 +11,20 @@ The policy (``ppo.policy``): ``generator`` (default) is
 `seqgan_env.integrations.sb3_policy.GeneratorPolicy`, the run's generator (the
 family REINFORCE trains, built and MLE-pretrained exactly as REINFORCE's: same
 seed, steps, data and optimizer) with a value head; the run exports the generator
-(`<run>/generator`), so `sample` and `eval` work on it. ``mlp`` is SB3's
-actor-critic over our `TokenEmbeddingExtractor` (no pretraining, no `sample`).
-Neither resumes (`--resume` says so).
+(`<run>/generator`), so `sample` and `eval` work on it, and `--resume` continues it
+exactly (the checkpoint holds SB3's counters and last observations, the env mid-episode,
+the discriminator's schedule and every random stream: `seqgan_agents.ppo_state`). ``mlp``
+is SB3's actor-critic over our `TokenEmbeddingExtractor` (no pretraining, no `sample`,
+no `--resume`: it is the comparison agent of earlier versions).
 """
 
 from __future__ import annotations
 
 import json
 import math
+import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,7 +40,12 @@ from seqgan_env.rewards.sources import INFO_PREFIX
 from seqgan_env.runs.configio import config_to_dict
 from seqgan_env.runs.rundir import RunDir
 from seqgan_env.utils.atomic import atomic_write_text
-from seqgan_env.utils.codec import flatten_optimizer_state
+from seqgan_env.utils.codec import (
+    flatten_optimizer_state,
+    flatten_scheduler_state,
+    unflatten_optimizer_state,
+    unflatten_scheduler_state,
+)
 from seqgan_env.utils.validation import check_ints, check_number
 
 ALGOS = ("ppo", "maskable_ppo")
@@ -170,6 +179,11 @@ class PPOTrainer:
         self.d_callback = SB3DiscriminatorCallback(config=cfg.d_updates, seed=cfg.seed)
         self.bigram = BigramModel.fit(self.data.valid_texts)
         self.step = 0
+        self.pretrained = False  # MLE and D pretraining done (a checkpoint follows)
+        self.saved_step = -1  # the update of the newest checkpoint
+        self.texts: list[str] = []  # the newest finished episodes' texts (eval_samples of them): the evaluations'
+        self.running: list[dict[str, float]] = [{} for _ in range(pcfg.n_envs)]  # each env's episode so far, per source
+        self.stop = False  # a signal asked to stop: checkpoint before the next rollout, then stop
 
     def pretrain(self) -> None:
         """MLE pretraining of the generator on the real rows, then D on real vs generated: REINFORCE's phase.
@@ -204,6 +218,7 @@ class PPOTrainer:
             m = self.reward_env.update_discriminator(fake.cpu())  # (n, T) generated rows
             if i + 1 == sch.d_pretrain:
                 self.log(f"pretrain discriminator {i + 1}/{sch.d_pretrain}: loss {m['loss']:.3f}")
+        self.pretrained = True
 
     def export_generator(self) -> Path:
         """The trained generator as REINFORCE runs export it: ``<run>/generator`` (``save_pretrained`` + tokenizer).
@@ -225,40 +240,100 @@ class PPOTrainer:
         return out
 
     def save_checkpoint(self) -> None:
+        """Weights, optimizers and (ppo.policy=generator) the whole continuation state, as safetensors + JSON.
+
+        Taken between two updates (after one update, before the next rollout), so ``--resume`` goes on
+        exactly as the run would have (``seqgan_agents.ppo_state``).
+        """
+        from seqgan_agents import ppo_state
+
         policy = {k: v.detach().cpu().clone() for k, v in self.model.policy.state_dict().items()}
         opt_t, opt_m = flatten_optimizer_state(self.model.policy.optimizer.state_dict())
         d_opt_t, d_opt_m = flatten_optimizer_state(self.discriminator.optimizer.state_dict())
-        self.run.save_checkpoint(
-            self.step,
-            {"policy": policy, "policy_optimizer": opt_t, "discriminator": self.discriminator.state_dict(),
-             "discriminator_optimizer": d_opt_t},
-            {"policy_optimizer": opt_m, "discriminator_optimizer": d_opt_m, "train_step": self.step,
-             "agent": self.config.agent, "policy": self.config.ppo.policy, "mle_pretrained": self.mle_pretrained},
-        )
+        tensors = {"policy": policy, "policy_optimizer": opt_t, "discriminator": self.discriminator.state_dict(),
+                   "discriminator_optimizer": d_opt_t}
+        meta = {"policy_optimizer": opt_m, "discriminator_optimizer": d_opt_m, "train_step": self.step,
+                "agent": self.config.agent, "policy": self.config.ppo.policy, "mle_pretrained": self.mle_pretrained,
+                "pretrained": self.pretrained, "discriminator_num_updates": self.discriminator.num_updates}
+        if self.discriminator.scheduler is not None:
+            tensors["discriminator_scheduler"], meta["discriminator_scheduler"] = flatten_scheduler_state(
+                self.discriminator.scheduler.state_dict())
+        if self.generator is not None:  # the MLP policy is not resumable: its checkpoint keeps the weights only
+            state_t, state_m = ppo_state.capture(self.model, self.env, self.d_callback,
+                                                 {"running": self.running, "texts": self.texts})
+            tensors.update(state_t)
+            meta["state"] = state_m
+        self.run.save_checkpoint(self.step, tensors, meta)
+        self.saved_step = self.step
+
+    def load_checkpoint(self) -> None:
+        """Continue from the run's latest checkpoint (written by :meth:`save_checkpoint`).
+
+        Raises:
+            ValueError: the checkpoint does not fit this run's models, or holds no continuation state (a run
+                of ppo.policy=mlp, or of a version that did not save it), with the fix.
+        """
+        from seqgan_agents import ppo_state
+
+        tensors, meta = self.run.load_checkpoint()
+        if "state" not in meta:
+            raise ValueError(f"the checkpoint in '{self.run.path}' holds no continuation state (a PPO run of "
+                             f"ppo.policy=mlp, or of an older version); fix: start a new run with --set ppo.policy=generator.")
+        try:
+            self.model.policy.load_state_dict(tensors["policy"])
+            self.model.policy.optimizer.load_state_dict(
+                unflatten_optimizer_state(tensors["policy_optimizer"], meta["policy_optimizer"]))
+            self.discriminator.load_state_dict(tensors["discriminator"])
+            self.discriminator.optimizer.load_state_dict(
+                unflatten_optimizer_state(tensors["discriminator_optimizer"], meta["discriminator_optimizer"]))
+            if self.discriminator.scheduler is not None and "discriminator_scheduler" in meta:
+                self.discriminator.scheduler.load_state_dict(unflatten_scheduler_state(
+                    tensors.get("discriminator_scheduler", {}), meta["discriminator_scheduler"]))
+            self.discriminator.num_updates = int(meta["discriminator_num_updates"])
+            extra = ppo_state.restore(self.model, self.env, self.d_callback, tensors, meta["state"])
+        except (KeyError, RuntimeError) as exc:
+            raise ValueError(f"checkpoint in '{self.run.path}' does not match this run's models or format ({exc}); "
+                             f"fix: resume from a checkpoint written by this version with the same config.") from None
+        self.running = [dict(r) for r in extra["running"]]
+        self.texts = list(extra["texts"])
+        self.step = self.saved_step = int(meta["train_step"])
+        self.pretrained = bool(meta["pretrained"])
+        self.mle_pretrained = bool(meta["mle_pretrained"])
 
     def fit(self, progress: bool = True) -> dict[str, float]:
+        """Pretrain (unless resumed past it), then PPO until ``schedule.updates``; returns the final sample report.
+
+        A checkpoint is taken every ``schedule.checkpoint_every`` updates, before the next rollout; SIGINT or
+        SIGTERM stops the run at that point of the current rollout's end (a second Ctrl-C aborts), so a stopped
+        run resumes exactly.
+
+        Raises:
+            KeyboardInterrupt: after a stop signal, once the checkpoint is saved.
+        """
         from stable_baselines3.common.callbacks import BaseCallback, CallbackList
         from tqdm import tqdm
 
         trainer = self
         sch = self.config.schedule
-        bar = tqdm(total=sch.updates, disable=not progress, file=sys.stderr, dynamic_ncols=True)
-        texts: list[str] = []
+        bar = tqdm(total=sch.updates, initial=self.step, disable=not progress, file=sys.stderr, dynamic_ncols=True)
+        texts = self.texts
 
         class RunLog(BaseCallback):
             """Per rollout: episode rewards, SB3's latest train/ losses, D metrics, samples, checkpoints."""
 
-            def _on_rollout_start(self) -> None:
+            def _on_rollout_start(self) -> None:  # the previous update has been applied: a checkpoint's point
+                if trainer.step > trainer.saved_step and (trainer.step % sch.checkpoint_every == 0 or trainer.stop):
+                    trainer.save_checkpoint()
                 self.returns: list[float] = []
                 self.lengths: list[int] = []
                 self.source_returns: dict[str, list[float]] = {}  # reward/<name>: finished episodes' totals
                 self.t0 = time.perf_counter()
 
             def _on_step(self) -> bool:
+                if trainer.stop and trainer.saved_step == trainer.step:
+                    return False  # checkpointed at this rollout's start: SB3 drops the partial rollout
                 infos = self.locals["infos"]
-                if len(getattr(self, "running", ())) != len(infos):  # first step: each env's episode so far, per source
-                    self.running: list[dict[str, float]] = [{} for _ in infos]
-                for info, running in zip(infos, self.running):
+                for info, running in zip(infos, trainer.running):
                     for key, value in info.items():
                         if key.startswith(INFO_PREFIX):
                             running[key] = running.get(key, 0.0) + float(value)
@@ -296,24 +371,38 @@ class PPOTrainer:
                     report = sample_report(texts, trainer.data.train_texts, trainer.bigram)
                     trainer.run.log_metrics(trainer.step, {f"eval/{k}": v for k, v in report.items()})
                     trainer.run.write_samples(trainer.step, list(texts))
-                if trainer.step % sch.checkpoint_every == 0:
-                    trainer.save_checkpoint()
                 bar.update(1)
                 bar.set_postfix(reward=f"{metrics['reward_mean']:.3f}", sample=texts[-1] if texts else "")
 
-        total = sch.updates * self.config.ppo.n_envs * self.config.ppo.n_steps
+        def on_signal(signum, frame):  # stop before the next rollout, checkpointed; a second Ctrl-C aborts
+            if self.stop and signum == signal.SIGINT:
+                raise KeyboardInterrupt
+            self.stop = True
+
+        rollout = self.config.ppo.n_envs * self.config.ppo.n_steps
         start = time.time()
-        if self.agent is not None:
-            self.pretrain()
-            self.save_checkpoint()
+        in_main = threading.current_thread() is threading.main_thread()  # signals can only be caught there
+        old = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)} if in_main else {}
         try:
-            self.model.learn(total, callback=CallbackList([self.d_callback, RunLog()]))
-        except KeyboardInterrupt:
-            self.save_checkpoint()
-            self.log(f"stopped at update {self.step}; checkpoint saved (PPO runs cannot be resumed).")
-            raise
+            if self.agent is not None and not self.pretrained:
+                self.pretrain()
+                self.save_checkpoint()
+            resumed = self.model._last_obs is not None  # SB3 has stepped: go on without resetting the env
+            remaining = max(0, sch.updates - self.step) * rollout
+            if remaining and not self.stop:
+                self.model.learn(remaining, callback=CallbackList([self.d_callback, RunLog()]),
+                                 reset_num_timesteps=not resumed)
         finally:
             bar.close()
+            for signum, handler in old.items():
+                signal.signal(signum, handler)
+        if self.stop:
+            if self.saved_step != self.step:  # stopped before learn() began
+                self.save_checkpoint()
+            resume = (f"resume with --resume {self.run.path}" if self.generator is not None else
+                      "ppo.policy=mlp runs cannot be resumed; fix: train with --set ppo.policy=generator")
+            self.log(f"stopped at update {self.step}; checkpoint saved; {resume}.")
+            raise KeyboardInterrupt
         self.save_checkpoint()
         if self.generator is not None:
             self.export_generator()

@@ -331,7 +331,7 @@ def test_cli_train_sb3_agents_same_run_layout(tmp_path, capsys, agent):
     assert main(["eval", str(run), "-n", "5"]) == 0, capsys.readouterr().err
     __import__("shutil").rmtree(run / "generator")  # an interrupted run: the generator comes from the checkpoint
     assert main(["sample", str(run), "-n", "3"]) == 0, capsys.readouterr().err
-    assert main(["train", "--resume", str(run)]) == 2 and "only REINFORCE runs" in capsys.readouterr().err
+    assert main(["train", "--no-progress", "--resume", str(run)]) == 0, capsys.readouterr().err  # finished: nothing left
 
 
 def test_cli_train_ppo_mlp_policy_keeps_the_token_encoder(tmp_path, capsys):
@@ -343,6 +343,9 @@ def test_cli_train_ppo_mlp_policy_keeps_the_token_encoder(tmp_path, capsys):
     assert json.loads((run / "config.json").read_text())["config"]["ppo"]["policy"] == "mlp"
     assert not (run / "generator").exists()
     capsys.readouterr()
+    assert main(["train", "--resume", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert "ppo.policy=mlp, which cannot be resumed" in err and "fix: start a new run" in err
     assert main(["sample", str(run)]) == 2 and "not a Llama generator" in capsys.readouterr().err
 
 
