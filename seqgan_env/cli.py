@@ -92,6 +92,10 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
     import time
     from pathlib import Path
 
+    if args.task == "agents":
+        return _benchmark_agents(args)
+    if args.agents or args.env_steps is not None:
+        raise ValueError("--agents and --env-steps belong to `benchmark agents`; fix: drop them with oracle or gan.")
     if args.task == "gan":
         if args.rows or args.budget != 1.0:
             raise ValueError("--rows and --budget belong to `benchmark oracle`; fix: use --arms and --set with gan.")
@@ -164,6 +168,28 @@ def _benchmark_gan(args: argparse.Namespace) -> int:
     _check_out_path(out)
     run_benchmark(cfg, out, log=print)
     print(f"results written to {out} and {out.with_suffix('.png')}", file=sys.stderr)
+    return 0
+
+
+def _benchmark_agents(args: argparse.Namespace) -> int:
+    """`benchmark agents`: benchmarks/quality_agents.py; JSON, table (.md) and plot (.png) under benchmarks/."""
+    import time
+    from pathlib import Path
+
+    if args.rows or args.budget != 1.0 or args.mle_recipe or args.arms or args.variant or args.score_on != "test":
+        raise ValueError("--rows, --budget, --mle-recipe, --arms, --variant and --score-on belong to `benchmark oracle` "
+                         "or `gan`; fix: with agents use --agents, --env-steps, --set, --data and --seeds.")
+    from seqgan_benchmarks.quality_agents import AGENTS, AgentsBenchmarkConfig, run_benchmark
+    from seqgan_env.data.text import DEFAULT_DATA_PATH
+
+    agents = tuple(a.strip() for a in args.agents.split(",") if a.strip()) if args.agents else AGENTS
+    extra = {} if args.env_steps is None else {"env_steps": args.env_steps}
+    cfg = AgentsBenchmarkConfig(data=args.data or str(DEFAULT_DATA_PATH), seeds=tuple(_parse_seeds(args.seeds)),
+                                agents=agents, overrides=tuple(args.set or ()), **extra)
+    out = Path(args.out) if args.out else Path("benchmarks") / f"quality_agents-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    _check_out_path(out)
+    run_benchmark(cfg, out, log=print)
+    print(f"results written to {out}, {out.with_suffix('.md')} and {out.with_suffix('.png')}", file=sys.stderr)
     return 0
 
 
@@ -812,9 +838,16 @@ def build_parser() -> argparse.ArgumentParser:
     benchmark = sub.add_parser(
         "benchmark", help="the SeqGAN oracle benchmark: MLE, SeqGAN's mc_rollout and our reward modes, one table"
     )
-    benchmark.add_argument("task", choices=["oracle", "gan"],
-                           help="oracle: SeqGAN's Table 1; gan: MLE vs adversarial vs D-filtered on a text file")
-    benchmark.add_argument("--data", default=None, help="gan: text file, one sequence per line (default: census first "
+    benchmark.add_argument("task", choices=["oracle", "gan", "agents"],
+                           help="oracle: SeqGAN's Table 1; gan: MLE vs adversarial vs D-filtered on a text file; agents: "
+                                "REINFORCE vs SB3 PPO (native adapter and make_vec_env) vs A2C from one MLE-pretrained "
+                                "generator, at equal env steps and equal wall time")
+    benchmark.add_argument("--agents", default=None, help="agents: comma-separated subset of "
+                           "reinforce,ppo,ppo_sb3vec,a2c (default: all)")
+    benchmark.add_argument("--env-steps", dest="env_steps", type=int, default=None,
+                           help="agents: generator env steps (tokens written) each agent trains for after pretraining "
+                                "(default 50000: 3 seeds take about 15-20 minutes on 2 CPU cores)")
+    benchmark.add_argument("--data", default=None, help="gan, agents: text file, one sequence per line (default: census first "
                            "names), coco (MS COCO captions, their test file, the coco preset) or oracle (SeqGAN's "
                            "synthetic task: NLL-oracle and NLL-test)")
     benchmark.add_argument("--arms", default=None, help="gan: comma-separated subset of mle,adversarial,scratch,d_filter "
@@ -824,7 +857,8 @@ def build_parser() -> argparse.ArgumentParser:
     benchmark.add_argument("--score-on", default="test", choices=["test", "valid"],
                            help="gan: test (report) or valid (choose recipes on a validation split; test is not scored)")
     benchmark.add_argument("--set", action="append", metavar="KEY=VALUE", default=None,
-                           help="gan: override a TrainConfig field of the adversarial arm (as in train --set)")
+                           help="gan: override a TrainConfig field of the adversarial arm (as in train --set); agents: of every "
+                                "agent (pretraining, D, reinforce.*, ppo.*)")
     benchmark.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (mean ± std over them)")
     benchmark.add_argument("--budget", type=float, default=1.0, help="scales all training steps (1.0 ~ 1 h on 2 CPU cores)")
     benchmark.add_argument("--rows", default=None, help="comma-separated subset of mle,seqgan,per_step,potential,constant")
