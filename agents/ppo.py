@@ -63,19 +63,19 @@ class PPOConfig:
     ``features_dim``), no pretraining: the comparison agent of earlier versions.
     """
 
-    n_envs: int = 64
-    n_steps: int = 32
-    batch_size: int = 512
-    n_epochs: int = 4
-    lr: float = 3e-4
-    gamma: float = 1.0
-    gae_lambda: float = 0.95
-    clip_range: float = 0.2
-    ent_coef: float = 0.01
-    embed_dim: int = 32
-    features_dim: int = 64
-    encoder: str = "gru"
-    device: str = "cpu"
+    n_envs: int = 64  # episodes written side by side (one native batched env)
+    n_steps: int = 32  # env steps per env per rollout: one update learns from n_envs x n_steps tokens
+    batch_size: int = 512  # minibatch of PPO's update epochs (best a factor of n_envs x n_steps)
+    n_epochs: int = 4  # passes over each rollout
+    lr: float = 3e-4  # Adam learning rate of the policy and value head
+    gamma: float = 1.0  # discount (1: the episode's whole return)
+    gae_lambda: float = 0.95  # GAE's bias-variance trade-off
+    clip_range: float = 0.2  # PPO's ratio clip
+    ent_coef: float = 0.01  # entropy bonus weight
+    embed_dim: int = 32  # policy=mlp: token embedding width of TokenEmbeddingExtractor
+    features_dim: int = 64  # policy=mlp: its output width
+    encoder: str = "gru"  # policy=mlp: gru or transformer
+    device: str = "cpu"  # auto, cpu or cuda
     policy: str = "generator"  # generator: PPO trains the run's generator; mlp: SB3's MlpPolicy over a token encoder
     value_hidden: int = 64  # policy=generator: the value head's hidden width
 
@@ -92,9 +92,10 @@ class PPOConfig:
                              f"trains the run's generator; mlp: SB3's MlpPolicy over a token encoder); fix: "
                              f"--set ppo.policy=generator.")
         if self.encoder not in ENCODERS:
-            raise ValueError(f"ppo.encoder={self.encoder!r} is unknown: choose one of {list(ENCODERS)}.")
+            raise ValueError(f"ppo.encoder={self.encoder!r} is unknown: choose one of {list(ENCODERS)}; fix: "
+                             f"--set ppo.encoder=gru.")
         if self.device not in ("auto", "cpu", "cuda"):
-            raise ValueError(f"ppo.device={self.device!r} is invalid: use auto, cpu or cuda.")
+            raise ValueError(f"ppo.device={self.device!r} is invalid: use auto, cpu or cuda; fix: --set ppo.device=cpu.")
         if self.device == "cuda" and not torch.cuda.is_available():
             raise ValueError("ppo.device='cuda' but no CUDA device is available: use --set ppo.device=cpu.")
 
