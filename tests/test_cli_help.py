@@ -17,7 +17,7 @@ EXPECTED = {
     (): None,
     ("demo",): None,
     ("bench",): ("env", "reward", "agent", "agents", "oracle", "ddp", "all"),
-    ("benchmark",): ("oracle", "gan"),
+    ("benchmark",): ("oracle", "gan", "agents"),
     ("train",): None,
     ("runs",): ("list", "diff", "note"),
     ("sweep",): None,
