@@ -4,7 +4,10 @@ Agents, per seed, all starting from the same MLE-pretrained generator and discri
 (pretrained once per seed by the REINFORCE trainer's own ``pretrain``; every agent gets a copy
 of both, and of D's optimizer state):
 
-* ``reinforce``: our trainer (:class:`seqgan_agents.trainer.Trainer`), update by update.
+* ``reinforce``: our trainer (:class:`seqgan_agents.trainer.Trainer`), update by update, as ``seqgan-env
+  train`` runs it (its default mixes the MLE term into every update: ``reinforce.mle_coef``).
+* ``reinforce_nomle``: the same trainer without the MLE term (``reinforce.mle_coef=0``), the policy
+  gradient alone, as the SB3 agents have it: what the MLE term is worth, apart from the algorithm.
 * ``ppo``: SB3 ``PPO`` with :class:`~seqgan_env.integrations.sb3_policy.GeneratorPolicy` on our
   natively batched env through the SB3 adapter (``TokenGenerationVecEnv``), as ``seqgan-env
   train --agent ppo`` builds it.
@@ -63,7 +66,7 @@ from seqgan_env.runs.configio import apply_overrides, config_to_dict
 from seqgan_env.utils.atomic import atomic_write_json
 from seqgan_env.utils.validation import check_int
 
-AGENTS = ("reinforce", "ppo", "ppo_sb3vec", "a2c")
+AGENTS = ("reinforce", "reinforce_nomle", "ppo", "ppo_sb3vec", "a2c")
 EVAL_AT = (0.0625, 0.125, 0.25, 0.5, 0.75, 1.0)
 #: Sizes the benchmark sets under the user's --set: SB3 rollouts of 128 x 8 = 1,024 env steps, near a
 #: REINFORCE update's 128 episodes of the census names, so that D's schedule (every generator update)
@@ -97,7 +100,7 @@ class AgentsBenchmarkConfig:
     seeds: tuple[int, ...] = (0, 1, 2)
     agents: tuple[str, ...] = AGENTS
     overrides: tuple[str, ...] = ()
-    env_steps: int = 50_000
+    env_steps: int = 75_000
     eval_at: tuple[float, ...] = EVAL_AT
     samples: int = 500
     test_fraction: float = 0.1
@@ -301,6 +304,7 @@ def run_seed(cfg: AgentsBenchmarkConfig, seed: int, rest: list[str], test: list[
     base.log = lambda msg: None
     tc = base.config  # max_length resolved from the data
     base.pretrain()
+    start = base.save_checkpoint()  # every REINFORCE arm starts from this exact state (weights, optimizers, RNGs)
     gen_state = copy.deepcopy(base.agent.generator.state_dict())
     d_state = copy.deepcopy(base.discriminator.state_dict())
     d_opt = copy.deepcopy(base.discriminator.optimizer.state_dict())
@@ -310,8 +314,16 @@ def run_seed(cfg: AgentsBenchmarkConfig, seed: int, rest: list[str], test: list[
     k = cfg.seeds.index(seed) % len(cfg.agents)
     for name in cfg.agents[k:] + cfg.agents[:k]:
         t1 = time.perf_counter()
-        if name == "reinforce":
-            points = _run_reinforce(base, cfg, judge)
+        if name in ("reinforce", "reinforce_nomle"):
+            trainer = base
+            if name == "reinforce_nomle":
+                trainer = new_run(dataclasses.replace(tc, name=f"{name}-s{seed}", reinforce=dataclasses.replace(
+                    tc.reinforce, mle_coef=0.0)))
+                trainer.log = lambda msg: None
+            trainer.load_checkpoint(start)
+            points = _run_reinforce(trainer, cfg, judge)
+            if trainer is not base:
+                trainer.run.close()
         else:
             points = _run_sb3(_sb3_arm(name, tc, base, gen_state, d_state, d_opt), cfg, judge)
         last = points[-1]
@@ -414,7 +426,7 @@ def plot_quality_vs_wall(cfg: AgentsBenchmarkConfig, per_seed: list[dict[str, An
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(12, 5))
-    colors = dict(zip(AGENTS, ("C0", "C1", "C2", "C3")))
+    colors = dict(zip(AGENTS, ("C0", "C4", "C1", "C2", "C3")))
     for ax, key, label in ((axes[0], "quality", "quality: sample NLL/char, training n-gram"),
                            (axes[1], "score", "score: quality + coverage, nats/char")):
         for name in cfg.agents:

@@ -843,10 +843,10 @@ def build_parser() -> argparse.ArgumentParser:
                                 "REINFORCE vs SB3 PPO (native adapter and make_vec_env) vs A2C from one MLE-pretrained "
                                 "generator, at equal env steps and equal wall time")
     benchmark.add_argument("--agents", default=None, help="agents: comma-separated subset of "
-                           "reinforce,ppo,ppo_sb3vec,a2c (default: all)")
+                           "reinforce,reinforce_nomle,ppo,ppo_sb3vec,a2c (default: all)")
     benchmark.add_argument("--env-steps", dest="env_steps", type=int, default=None,
                            help="agents: generator env steps (tokens written) each agent trains for after pretraining "
-                                "(default 50000: 3 seeds take about 15-20 minutes on 2 CPU cores)")
+                                "(default 75000: 3 seeds take about 15-20 minutes on 2 CPU cores)")
     benchmark.add_argument("--data", default=None, help="gan, agents: text file, one sequence per line (default: census first "
                            "names), coco (MS COCO captions, their test file, the coco preset) or oracle (SeqGAN's "
                            "synthetic task: NLL-oracle and NLL-test)")
