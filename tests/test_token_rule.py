@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 import torch
 
-from seqgan_agents import reinforce
 from seqgan_agents.reinforce import ReinforceAgent, ReinforceConfig
 from seqgan_env import TokenGenerationEnv, TokenGenerationVectorEnv
 from seqgan_env.envs.spec import BOS_ID, EOS_ID, PAD_ID, EnvConfig
@@ -77,27 +76,8 @@ def _generator(seed: int):
     return gen
 
 
-@pytest.mark.parametrize("spec", SPECS, ids=_ids)
-def test_agent_sampling_masks_are_the_spec(spec, monkeypatch):
-    seen = []
-    real = reinforce.sampling_logits
-
-    def spy(logits, mask, temperature, top_p):
-        seen.append(mask[0].clone())
-        return real(logits, mask, temperature, top_p)
-
-    monkeypatch.setattr(reinforce, "sampling_logits", spy)
-    agent = ReinforceAgent(_generator(1), ReinforceConfig(batch_size=4, device="cpu"), seed=0)
-    out = agent.sample(32, L, seed=0, min_length=spec.min_length, allow_eos=spec.allow_eos)  # (32, L)
-    for t, mask in enumerate(seen):
-        assert torch.equal(mask, spec.valid_tokens(t))
-    for row in out:
-        n = int((row != PAD_ID).sum())
-        assert bool(spec.is_valid(row[:n], torch.arange(n)).all())
-
-
-@pytest.mark.parametrize("spec", SPECS, ids=_ids)
-def test_mc_rollout_completion_masks_are_the_spec(spec, monkeypatch):
+def _spy_mask_logits(monkeypatch) -> list:
+    """Record (finite after masking, lengths, the spec used) of every EnvConfig.mask_logits_ call."""
     calls = []
     real = EnvConfig.mask_logits_
 
@@ -107,6 +87,26 @@ def test_mc_rollout_completion_masks_are_the_spec(spec, monkeypatch):
         return out
 
     monkeypatch.setattr(EnvConfig, "mask_logits_", spy)
+    return calls
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=_ids)
+def test_agent_sampling_masks_are_the_spec(spec, monkeypatch):
+    calls = _spy_mask_logits(monkeypatch)
+    agent = ReinforceAgent(_generator(1), ReinforceConfig(batch_size=4, device="cpu"), seed=0)
+    out = agent.sample(32, L, seed=0, min_length=spec.min_length, allow_eos=spec.allow_eos)  # (32, L)
+    assert calls
+    for t, (finite, lengths, used) in enumerate(calls):
+        assert used == spec and bool((lengths == t).all())
+        assert torch.equal(finite, spec.valid_tokens(lengths))
+    for row in out:
+        n = int((row != PAD_ID).sum())
+        assert bool(spec.is_valid(row[:n], torch.arange(n)).all())
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=_ids)
+def test_mc_rollout_completion_masks_are_the_spec(spec, monkeypatch):
+    calls = _spy_mask_logits(monkeypatch)
     scorer = MCRolloutScorer(tiny_discriminator(V, seed=2), _generator(3), num_rollouts=3, max_length=L,
                              min_length=spec.min_length, allow_eos=spec.allow_eos, seed=5)
     prefixes = torch.tensor([[3, 4, 0, 0, 0, 0], [5, 0, 0, 0, 0, 0]])  # (2, L) unfinished rows
