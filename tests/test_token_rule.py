@@ -1,5 +1,5 @@
-"""One token-validity rule: env, vector env, agent sampling and MC rollout completions all mask
-with the episode spec's function (``EnvConfig.valid_tokens``), checked on random states."""
+"""One token-validity rule: env, vector env, agent sampling, MC rollout completions and the SB3 generator
+policy all mask with the episode spec's function (``EnvConfig.valid_tokens``), checked on random states."""
 
 from __future__ import annotations
 
@@ -118,3 +118,29 @@ def test_mc_rollout_completion_masks_are_the_spec(spec, monkeypatch):
     for row in completions.reshape(-1, L):
         n = int((row != PAD_ID).sum())
         assert bool(spec.is_valid(row[:n], torch.arange(n)).all())
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=_ids)
+def test_sb3_generator_policy_masks_are_the_spec(spec, monkeypatch):
+    pytest.importorskip("stable_baselines3")
+    from stable_baselines3 import PPO
+
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    from seqgan_env.integrations.sb3_policy import GeneratorPolicy
+
+    calls = _spy_mask_logits(monkeypatch)
+    kw = dict(vocab_size=V, max_length=L, min_length=spec.min_length, allow_eos=spec.allow_eos)
+    env = DummyVecEnv([lambda: TokenGenerationEnv(**kw) for _ in range(4)])
+    model = PPO(GeneratorPolicy, env, n_steps=8, batch_size=8, seed=0,
+                policy_kwargs=dict(generator=_generator(4), spec=spec))
+    obs = env.reset()
+    with torch.no_grad():
+        for _ in range(3 * L):  # the cached steps and the full forwards, across episode ends
+            x = torch.as_tensor(obs, dtype=torch.float32)
+            probs = model.policy.get_distribution(x).distribution.probs  # (4, V)
+            lengths = (x != PAD_ID).sum(1)
+            assert torch.equal(probs > 0, spec.valid_tokens(lengths))
+            actions, _, _ = model.policy(x)
+            obs, _, _, _ = env.step(actions.numpy())
+    assert calls and all(used == spec for _, _, used in calls)

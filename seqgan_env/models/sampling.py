@@ -374,10 +374,13 @@ class PrefixDecoder:
         self._params = list(generator.parameters())
         self.reset()
 
+    #: Caches kept at once, one per observation shape (SB3 also asks for the values of single
+    #: terminal observations between the batch's steps; those must not evict the batch's cache).
+    max_shapes: int = 4
+
     def reset(self) -> None:
-        """Forget the cache: the next call runs the full forward."""
-        self._cache: Any = None
-        self._state: dict[str, Any] = {}
+        """Forget the caches: the next call runs the full forward."""
+        self._states: dict[tuple[int, ...], dict[str, Any]] = {}
 
     def _weights_key(self) -> tuple:
         return tuple((p.data_ptr(), p._version) for p in self._params)
@@ -386,11 +389,11 @@ class PrefixDecoder:
         """(logits (B, V), hidden (B, H)) after each row's prefix of ``tokens`` (B, T) long (PAD-right-padded)."""
         lengths = (tokens != PAD_ID).sum(dim=1)  # (B,) symbols written (EOS included: a finished row)
         caching = self.enabled and not torch.is_grad_enabled()
-        st = self._state
-        if caching and st and st["key"] == self._weights_key() and st["tokens"].shape == tokens.shape:
+        st = self._states.get(tuple(tokens.shape)) if caching else None
+        if st is not None and st["key"] == self._weights_key():
             if torch.equal(st["tokens"], tokens):
                 return st["logits"], st["hidden"]
-            out = self._step(tokens, lengths)
+            out = self._step(st, tokens, lengths)
             if out is not None:
                 return out
         return self._full(tokens, lengths, caching)
@@ -412,14 +415,17 @@ class PrefixDecoder:
         # keeps its state through masked columns); a row's own positions never see its padding.
         logits, hidden = self.run(input_ids=inp, attention_mask=valid[:, :s].long(), cache=cache, use_cache=True)
         logits, hidden = logits[rows, lengths], hidden[rows, lengths]  # (B, V), (B, H)
-        self._cache = cache
-        self._state = dict(key=self._weights_key(), tokens=tokens.clone(), lengths=lengths, valid=valid, column=s,
-                           logits=logits, hidden=hidden)
+        self._states.pop(tuple(tokens.shape), None)
+        while len(self._states) >= self.max_shapes:
+            self._states.pop(next(iter(self._states)))  # the oldest shape
+        self._states[tuple(tokens.shape)] = dict(key=self._weights_key(), tokens=tokens.clone(), lengths=lengths,
+                                                 valid=valid, column=s, cache=cache, logits=logits, hidden=hidden)
         return logits, hidden
 
-    def _step(self, tokens: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
-        """One cached column for every row, or None when some row neither extended by one token nor restarted."""
-        st = self._state
+    def _step(self, st: dict[str, Any], tokens: torch.Tensor,
+              lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """One cached column for every row of state ``st``, or None when some row neither extended by one
+        token nor restarted, or the cache is full."""
         prev, prev_len, c = st["tokens"], st["lengths"], st["column"]
         restart = lengths == 0  # (B,)
         col = torch.arange(tokens.shape[1], device=tokens.device)  # (T,)
@@ -431,7 +437,7 @@ class PrefixDecoder:
         valid = st["valid"]
         valid[restart] = False  # a restarted row sees only its new BOS
         valid[:, c] = True
-        cache = self._cache
+        cache = st["cache"]
         if bool(restart.any()) and is_lstm(self.generator):
             for layer in cache.layers:  # a recurrent state has no columns to hide: restart it at zero
                 layer.keys[restart] = 0
