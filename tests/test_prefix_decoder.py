@@ -42,9 +42,11 @@ def _pair(config: GeneratorConfig, with_spec: bool, n_envs: int):
 
 @pytest.mark.parametrize("n_envs", [1, 4])
 @pytest.mark.parametrize("with_spec", [True, False])
+@pytest.mark.parametrize("fast", [True, False], ids=["lean-step", "model-forward"])
 @pytest.mark.parametrize("config", [LLAMA, LSTM], ids=["llama", "lstm"])
-def test_cached_stepping_equals_the_full_forward(config, with_spec, n_envs, monkeypatch):
+def test_cached_stepping_equals_the_full_forward(config, fast, with_spec, n_envs, monkeypatch):
     env, cached, full = _pair(config, with_spec, n_envs)
+    cached.prefix_decoder.fast_decode = fast
     steps = []
     real_step = PrefixDecoder._step
 

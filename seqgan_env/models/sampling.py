@@ -368,10 +368,16 @@ class PrefixDecoder:
         enabled: False always runs the full forward (for comparisons).
     """
 
+    #: Cached steps through the lean step decoder (``seqgan_env.models.fastllama.make_step_decoder``,
+    #: the same function as the model's forward over the cache) when it supports the model; False
+    #: always calls the model.
+    fast_decode: bool = True
+
     def __init__(self, generator: torch.nn.Module, run: Callable[..., tuple[torch.Tensor, torch.Tensor]],
                  enabled: bool = True) -> None:
         self.generator, self.run, self.enabled = generator, run, enabled
         self._params = list(generator.parameters())
+        self._decoder = None
         self.reset()
 
     #: Caches kept at once, one per observation shape (SB3 also asks for the values of single
@@ -442,9 +448,17 @@ class PrefixDecoder:
             for layer in cache.layers:  # a recurrent state has no columns to hide: restart it at zero
                 layer.keys[restart] = 0
                 layer.values[restart] = 0
-        logits, hidden = self.run(input_ids=new[:, None], attention_mask=valid[:, : c + 1].long(),
-                                  position_ids=lengths[:, None], cache=cache, use_cache=True)
-        logits, hidden = logits[:, -1], hidden[:, -1]  # (B, V), (B, H)
+        dec = self._decoder = make_step_decoder(self.generator, self._decoder, self.fast_decode)
+        if dec is not None:  # the same function as the call below (tested to 1e-5), far fewer kernels
+            logits, hidden = dec.step(new, lengths, [layer.keys for layer in cache.layers],
+                                      [layer.values for layer in cache.layers], c, valid[:, : c + 1], return_hidden=True)
+            for layer in cache.layers:
+                if hasattr(layer, "length"):  # a preallocated KV layer: one more column filled
+                    layer.length = c + 1
+        else:
+            logits, hidden = self.run(input_ids=new[:, None], attention_mask=valid[:, : c + 1].long(),
+                                      position_ids=lengths[:, None], cache=cache, use_cache=True)
+            logits, hidden = logits[:, -1], hidden[:, -1]  # (B, V), (B, H)
         st.update(tokens=tokens.clone(), lengths=lengths, column=c + 1, logits=logits, hidden=hidden)
         return logits, hidden
 
