@@ -15,11 +15,11 @@ Everything is importable from here: ``from seqgan_agents.reinforce import Reinfo
 
 from seqgan_env.models.sampling import sampling_logits, top_p_keep_mask
 
-from .agent import ReinforceAgent
-from .config import BASELINES, DEVICES, ReinforceConfig, resolve_device
-from .losses import apply_baseline, discounted_returns, entropy, normalize, trim_padding
-from .rollout import Rollout, collect
-from .teacher_forced import TeacherForced
+from seqgan_agents.reinforce.agent import ReinforceAgent
+from seqgan_agents.reinforce.config import BASELINES, DEVICES, ReinforceConfig, resolve_device
+from seqgan_agents.reinforce.losses import apply_baseline, discounted_returns, entropy, normalize, trim_padding
+from seqgan_agents.reinforce.rollout import Rollout, collect
+from seqgan_agents.reinforce.teacher_forced import TeacherForced
 
 __all__ = [
     "BASELINES",

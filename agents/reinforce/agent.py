@@ -39,11 +39,11 @@ from seqgan_env.utils.codec import (
     unflatten_scheduler_state,
 )
 
-from .config import ReinforceConfig, resolve_device
-from .losses import apply_baseline, discounted_returns, normalize, trim_padding
-from .losses import entropy as masked_entropy
-from .rollout import Rollout, collect
-from .teacher_forced import TeacherForced
+from seqgan_agents.reinforce.config import ReinforceConfig, resolve_device
+from seqgan_agents.reinforce.losses import apply_baseline, discounted_returns, normalize, trim_padding
+from seqgan_agents.reinforce.losses import entropy as masked_entropy
+from seqgan_agents.reinforce.rollout import Rollout, collect
+from seqgan_agents.reinforce.teacher_forced import TeacherForced
 
 
 class ReinforceAgent:

@@ -17,7 +17,7 @@ import torch
 
 from seqgan_env.envs.spec import PAD_ID
 
-from .config import BASELINES
+from seqgan_agents.reinforce.config import BASELINES
 
 
 def discounted_returns(rewards: torch.Tensor, mask: torch.Tensor, gamma: float) -> torch.Tensor:

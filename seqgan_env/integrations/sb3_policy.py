@@ -41,7 +41,7 @@ from gymnasium import spaces
 from stable_baselines3.common.policies import ActorCriticPolicy
 from torch import nn
 
-from seqgan_env.envs.spec import BOS_ID, PAD_ID, EnvConfig
+from seqgan_env.envs.spec import PAD_ID, EnvConfig
 from seqgan_env.models.networks import GeneratorConfig, build_generator
 from seqgan_env.models.sampling import PrefixDecoder, TokenSampler
 

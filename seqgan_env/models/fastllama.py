@@ -21,7 +21,7 @@ source of truth for training, full passes and ``save_pretrained``; the tests
 check logits and rewards against its forward to 1e-5.
 
 Keys and values live in caller-owned (B, H, C, D) buffers, the layout of
-``seqgan_env.rewards.scoring.PreallocatedLayer``, so a cache filled by a transformers
+``seqgan_env.models.kvcache.PreallocatedLayer``, so a cache filled by a transformers
 forward can be continued here and vice versa.
 
 Configurations it does not cover (biases, grouped KV heads, non-default RoPE,

@@ -172,7 +172,7 @@ class LSTMGenerator(nn.Module):
         b, s = input_ids.shape
         if cache is not None and not isinstance(cache, LSTMCache):
             raise TypeError(f"an LSTM generator's cache is an LSTMCache, got {type(cache).__name__}; fix: pass "
-                            f"None or the cache of the previous call (seqgan_env.rewards.scoring.generation_cache).")
+                            f"None or the cache of the previous call (seqgan_env.models.kvcache.generation_cache).")
         state = cache if cache is not None and cache.layers else self.zero_state(b)
         if attention_mask is not None:  # transformers' masks cover the cached past too: the last S columns are ours
             attention_mask = attention_mask[:, -s:]  # (B, S)

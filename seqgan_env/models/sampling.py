@@ -33,12 +33,13 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Protocol
 
 import torch
 
-from seqgan_env.envs.spec import BOS_ID, EOS_ID, PAD_ID, EnvConfig
+from seqgan_env.data.tokenizer import BOS_ID, EOS_ID, PAD_ID
 from seqgan_env.models.fastllama import make_step_decoder
+from seqgan_env.models.kvcache import generation_cache
 from seqgan_env.models.lstm import is_lstm
 
 _BLOCK = 64  # tokens per block of the two-level search
@@ -107,6 +108,17 @@ def _search(cdf: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
 # ---------------------------------------------------------------------------------------
 # The distribution sampled from
 # ---------------------------------------------------------------------------------------
+class TokenRule(Protocol):
+    """What sampling needs of an episode spec: ``seqgan_env.envs.spec.EnvConfig`` is one (the
+    envs layer sits above this one, so the spec is passed in, never imported)."""
+
+    max_length: int
+
+    def mask_logits_(self, logits: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """In place: -inf on the tokens the rule refuses after ``lengths`` (N,) symbols, for (N, V) logits."""
+        ...
+
+
 def top_p_keep_mask(logits: torch.Tensor, top_p: float) -> torch.Tensor:
     """(..., V) bool: the nucleus of softmax(logits), the smallest set of highest-probability
     tokens whose cumulative probability is >= top_p (always at least the top token)."""
@@ -166,7 +178,7 @@ class TokenSampler:
         ValueError: temperature < 0 or top_p outside (0, 1].
     """
 
-    def __init__(self, spec: EnvConfig | None, temperature: float = 1.0, top_p: float = 1.0,
+    def __init__(self, spec: TokenRule | None, temperature: float = 1.0, top_p: float = 1.0,
                  rng: torch.Generator | None = None, with_logp: bool = False) -> None:
         if not temperature >= 0 or not 0 < top_p <= 1:
             raise ValueError(f"temperature={temperature!r} must be >= 0 and top_p={top_p!r} in (0, 1]; "
@@ -214,12 +226,6 @@ class TokenSampler:
 # ---------------------------------------------------------------------------------------
 # The cached step and the loop
 # ---------------------------------------------------------------------------------------
-def _generation_cache(model: torch.nn.Module, capacity: int) -> Any:
-    from seqgan_env.rewards.scoring import generation_cache  # the rewards package imports this module
-
-    return generation_cache(model, capacity)
-
-
 class KVStepper:
     """The generator's next-token logits, one new token per row per call, through its KV cache.
 
@@ -253,7 +259,7 @@ class KVStepper:
                     return dec.step(inp, t, keys, values, t)  # (B, V)
 
             return next_logits
-        cache = [_generation_cache(gen, capacity)]
+        cache = [generation_cache(gen, capacity)]
 
         def next_logits(inp: torch.Tensor, t: int) -> torch.Tensor:
             with autocast():
@@ -301,7 +307,7 @@ def decode(
 def sample_sequences(
     generator: torch.nn.Module,
     n: int,
-    spec: EnvConfig,
+    spec: TokenRule,
     sampler: TokenSampler,
     stepper: KVStepper | None = None,
     use_cache: bool = True,
@@ -416,7 +422,7 @@ class PrefixDecoder:
         capacity = 2 * (t + 1)  # room for T + 1 cached calls after the longest prefix
         col = torch.arange(capacity, device=tokens.device)  # (C,)
         valid = col[None] <= lengths[:, None]  # (B, C) each row's own columns: BOS and its prefix
-        cache = _generation_cache(self.generator, capacity)
+        cache = generation_cache(self.generator, capacity)
         # The mask hides each row's right padding from the columns it leaves in the cache (an LSTM
         # keeps its state through masked columns); a row's own positions never see its padding.
         logits, hidden = self.run(input_ids=inp, attention_mask=valid[:, :s].long(), cache=cache, use_cache=True)
@@ -463,5 +469,5 @@ class PrefixDecoder:
         return logits, hidden
 
 
-__all__ = ["KVStepper", "PrefixDecoder", "TokenDraw", "TokenSampler", "decode", "sample_categorical",
+__all__ = ["KVStepper", "PrefixDecoder", "TokenDraw", "TokenRule", "TokenSampler", "decode", "sample_categorical",
            "sample_sequences", "sampling_logits", "top_p_keep_mask"]

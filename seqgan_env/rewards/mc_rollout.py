@@ -41,9 +41,9 @@ from transformers import LlamaForCausalLM
 
 from seqgan_env.envs.spec import BOS_ID, EOS_ID, PAD_ID, EnvConfig
 from seqgan_env.models.fastllama import LlamaStepDecoder, make_step_decoder
+from seqgan_env.models.kvcache import generation_cache
 from seqgan_env.models.lstm import LSTMStepDecoder
 from seqgan_env.models.sampling import TokenDraw, TokenSampler, decode
-from seqgan_env.rewards.scoring import generation_cache
 from seqgan_env.utils.validation import check_int, check_number
 
 PROB_EPS = 1e-6  # Q is clipped to [PROB_EPS, 1 - PROB_EPS] before its logit
