@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 
 from seqgan_env.models.fastllama import LlamaStepDecoder, make_step_decoder
-from seqgan_env.models.kvcache import PreallocatedLayer, generation_cache, preallocated_cache  # noqa: F401 (their old home)
+from seqgan_env.models.kvcache import PreallocatedLayer, generation_cache, preallocated_cache  # re-exported: their old home
 
 
 class IncrementalPrefixScorer:
@@ -179,3 +179,6 @@ class IncrementalPrefixScorer:
         self._holes = not bool(self.valid[:, :m].all())
         self.refreshed = out.logits  # (B, m)
         return out.logits.gather(1, (lengths - 1).clamp(min=0).unsqueeze(1)).squeeze(1)  # (B,)
+
+
+__all__ = ["IncrementalPrefixScorer", "PreallocatedLayer", "generation_cache", "preallocated_cache"]
