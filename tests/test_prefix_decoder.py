@@ -36,6 +36,8 @@ def _pair(config: GeneratorConfig, with_spec: bool, n_envs: int):
     models = [PPO(GeneratorPolicy, env, n_steps=8, batch_size=8, seed=0,
                   policy_kwargs=dict(generator=g, spec=spec, kv_cache=cached))
               for g, cached in ((gen, True), (copy.deepcopy(gen), False))]
+    for model in models:
+        model.policy.set_training_mode(False)  # as PPO's rollout collection does
     return env, models[0].policy, models[1].policy
 
 
@@ -71,6 +73,14 @@ def test_cached_stepping_equals_the_full_forward(config, fast, with_spec, n_envs
             resets += int(dones.sum())
     assert resets > 0  # episodes ended mid-batch: restarted rows went through the cache too
     assert sum(steps) >= 40  # the cache served most calls (a full forward only when a row did neither)
+
+
+def test_training_mode_runs_the_full_forward():
+    env, cached, _ = _pair(LLAMA, True, 2)
+    cached.set_training_mode(True)  # PPO's update: dropout, if any, draws anew each call
+    with torch.no_grad():
+        cached(torch.as_tensor(env.reset(), dtype=torch.float32))
+    assert not cached.prefix_decoder._states
 
 
 def test_a_call_with_gradients_runs_the_full_forward_and_keeps_the_cache():

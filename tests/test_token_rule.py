@@ -134,6 +134,7 @@ def test_sb3_generator_policy_masks_are_the_spec(spec, monkeypatch):
     env = DummyVecEnv([lambda: TokenGenerationEnv(**kw) for _ in range(4)])
     model = PPO(GeneratorPolicy, env, n_steps=8, batch_size=8, seed=0,
                 policy_kwargs=dict(generator=_generator(4), spec=spec))
+    model.policy.set_training_mode(False)  # as in PPO's rollout collection: the KV-cached steps
     obs = env.reset()
     with torch.no_grad():
         for _ in range(3 * L):  # the cached steps and the full forwards, across episode ends

@@ -362,7 +362,7 @@ class PrefixDecoder:
     restart at each episode. Any other call (the first, another batch size, a row that did
     neither, the cache full, the weights changed since the last call) runs the full
     forward over ``[BOS, prefix]``, and rebuilds the cache from it when no gradient is
-    being recorded. A call with exactly the previous call's observation returns the
+    being recorded and the generator is in eval mode. A call with exactly the previous call's observation returns the
     previous answer (SB3 asks for the values of the last observation, then steps it).
 
     Args:
@@ -400,7 +400,8 @@ class PrefixDecoder:
     def __call__(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(logits (B, V), hidden (B, H)) after each row's prefix of ``tokens`` (B, T) long (PAD-right-padded)."""
         lengths = (tokens != PAD_ID).sum(dim=1)  # (B,) symbols written (EOS included: a finished row)
-        caching = self.enabled and not torch.is_grad_enabled()
+        # no cache while gradients are recorded (PPO's update) or in training mode (dropout draws anew each call)
+        caching = self.enabled and not torch.is_grad_enabled() and not self.generator.training
         st = self._states.get(tuple(tokens.shape)) if caching else None
         if st is not None and st["key"] == self._weights_key():
             if torch.equal(st["tokens"], tokens):
