@@ -72,6 +72,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
         from seqgan_benchmarks.speed_agent import AgentBenchConfig, bench_agent
 
         bench_agent(AgentBenchConfig(batch_size=args.num_envs, max_length=args.max_length, device=args.device))
+    if args.what in ("policy", "all"):
+        from seqgan_benchmarks.speed_policy import bench_policy
+
+        bench_policy()
     if args.what in ("agents", "all"):
         from seqgan_benchmarks.speed_sb3 import bench_agents
 
@@ -821,9 +825,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench = sub.add_parser("bench", help="speed ratios measured side by side in one run")
     bench.add_argument(
         "what",
-        choices=["env", "reward", "agent", "agents", "oracle", "ddp", "all"],
+        choices=["env", "reward", "agent", "policy", "agents", "oracle", "ddp", "all"],
         help="env: vector env vs SyncVectorEnv, one pass vs per prefix; reward: per_step vs mc_rollout (K=16); "
-        "agent: REINFORCE tokens/s, KV cache vs none; agents: SB3 PPO native adapter vs DummyVecEnv, REINFORCE vs PPO; oracle: adversarial tokens/s "
+        "agent: REINFORCE tokens/s, KV cache vs none; policy: the SB3 generator policy stepped with vs without its KV cache; agents: SB3 PPO native adapter vs DummyVecEnv, REINFORCE vs PPO; oracle: adversarial tokens/s "
         "with mc_rollout and per_step on the SeqGAN oracle task vs a peer implementation, MLE epoch time; "
         "ddp: trainer tokens/s, 1 process vs 2 torchrun ranks (not part of all; more: python -m seqgan_benchmarks.speed_ddp --help)",
     )

@@ -16,7 +16,7 @@ from seqgan_env.cli import build_parser, main
 EXPECTED = {
     (): None,
     ("demo",): None,
-    ("bench",): ("env", "reward", "agent", "agents", "oracle", "ddp", "all"),
+    ("bench",): ("env", "reward", "agent", "policy", "agents", "oracle", "ddp", "all"),
     ("benchmark",): ("oracle", "gan", "agents"),
     ("train",): None,
     ("runs",): ("list", "diff", "note"),

@@ -169,3 +169,10 @@ def test_no_module_import_cycle():
         if start not in state:
             cycle = visit(start, [])
             assert cycle is None, "import cycle: " + " -> ".join(cycle[cycle.index(cycle[-1]):])
+
+
+def test_no_agents_module_does_several_jobs():
+    """A module of agents/ holds one job; past about 500 lines it is doing several (split it, as reinforce/ is)."""
+    long = {str(p.relative_to(ROOT)): n for p in sorted((ROOT / "agents").rglob("*.py"))
+            if (n := len(p.read_text().splitlines())) > 500}
+    assert not long, f"modules over 500 lines: {long}"

@@ -1,5 +1,5 @@
-"""One token-validity rule: env, vector env, agent sampling and MC rollout completions all mask
-with the episode spec's function (``EnvConfig.valid_tokens``), checked on random states."""
+"""One token-validity rule: env, vector env, agent sampling, MC rollout completions and the SB3 generator
+policy all mask with the episode spec's function (``EnvConfig.valid_tokens``), checked on random states."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 import torch
 
-from seqgan_agents import reinforce
 from seqgan_agents.reinforce import ReinforceAgent, ReinforceConfig
 from seqgan_env import TokenGenerationEnv, TokenGenerationVectorEnv
 from seqgan_env.envs.spec import BOS_ID, EOS_ID, PAD_ID, EnvConfig
@@ -77,27 +76,8 @@ def _generator(seed: int):
     return gen
 
 
-@pytest.mark.parametrize("spec", SPECS, ids=_ids)
-def test_agent_sampling_masks_are_the_spec(spec, monkeypatch):
-    seen = []
-    real = reinforce.sampling_logits
-
-    def spy(logits, mask, temperature, top_p):
-        seen.append(mask[0].clone())
-        return real(logits, mask, temperature, top_p)
-
-    monkeypatch.setattr(reinforce, "sampling_logits", spy)
-    agent = ReinforceAgent(_generator(1), ReinforceConfig(batch_size=4, device="cpu"), seed=0)
-    out = agent.sample(32, L, seed=0, min_length=spec.min_length, allow_eos=spec.allow_eos)  # (32, L)
-    for t, mask in enumerate(seen):
-        assert torch.equal(mask, spec.valid_tokens(t))
-    for row in out:
-        n = int((row != PAD_ID).sum())
-        assert bool(spec.is_valid(row[:n], torch.arange(n)).all())
-
-
-@pytest.mark.parametrize("spec", SPECS, ids=_ids)
-def test_mc_rollout_completion_masks_are_the_spec(spec, monkeypatch):
+def _spy_mask_logits(monkeypatch) -> list:
+    """Record (finite after masking, lengths, the spec used) of every EnvConfig.mask_logits_ call."""
     calls = []
     real = EnvConfig.mask_logits_
 
@@ -107,6 +87,26 @@ def test_mc_rollout_completion_masks_are_the_spec(spec, monkeypatch):
         return out
 
     monkeypatch.setattr(EnvConfig, "mask_logits_", spy)
+    return calls
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=_ids)
+def test_agent_sampling_masks_are_the_spec(spec, monkeypatch):
+    calls = _spy_mask_logits(monkeypatch)
+    agent = ReinforceAgent(_generator(1), ReinforceConfig(batch_size=4, device="cpu"), seed=0)
+    out = agent.sample(32, L, seed=0, min_length=spec.min_length, allow_eos=spec.allow_eos)  # (32, L)
+    assert calls
+    for t, (finite, lengths, used) in enumerate(calls):
+        assert used == spec and bool((lengths == t).all())
+        assert torch.equal(finite, spec.valid_tokens(lengths))
+    for row in out:
+        n = int((row != PAD_ID).sum())
+        assert bool(spec.is_valid(row[:n], torch.arange(n)).all())
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=_ids)
+def test_mc_rollout_completion_masks_are_the_spec(spec, monkeypatch):
+    calls = _spy_mask_logits(monkeypatch)
     scorer = MCRolloutScorer(tiny_discriminator(V, seed=2), _generator(3), num_rollouts=3, max_length=L,
                              min_length=spec.min_length, allow_eos=spec.allow_eos, seed=5)
     prefixes = torch.tensor([[3, 4, 0, 0, 0, 0], [5, 0, 0, 0, 0, 0]])  # (2, L) unfinished rows
@@ -118,3 +118,30 @@ def test_mc_rollout_completion_masks_are_the_spec(spec, monkeypatch):
     for row in completions.reshape(-1, L):
         n = int((row != PAD_ID).sum())
         assert bool(spec.is_valid(row[:n], torch.arange(n)).all())
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=_ids)
+def test_sb3_generator_policy_masks_are_the_spec(spec, monkeypatch):
+    pytest.importorskip("stable_baselines3")
+    from stable_baselines3 import PPO
+
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    from seqgan_env.integrations.sb3_policy import GeneratorPolicy
+
+    calls = _spy_mask_logits(monkeypatch)
+    kw = dict(vocab_size=V, max_length=L, min_length=spec.min_length, allow_eos=spec.allow_eos)
+    env = DummyVecEnv([lambda: TokenGenerationEnv(**kw) for _ in range(4)])
+    model = PPO(GeneratorPolicy, env, n_steps=8, batch_size=8, seed=0,
+                policy_kwargs=dict(generator=_generator(4), spec=spec))
+    model.policy.set_training_mode(False)  # as in PPO's rollout collection: the KV-cached steps
+    obs = env.reset()
+    with torch.no_grad():
+        for _ in range(3 * L):  # the cached steps and the full forwards, across episode ends
+            x = torch.as_tensor(obs, dtype=torch.float32)
+            probs = model.policy.get_distribution(x).distribution.probs  # (4, V)
+            lengths = (x != PAD_ID).sum(1)
+            assert torch.equal(probs > 0, spec.valid_tokens(lengths))
+            actions, _, _ = model.policy(x)
+            obs, _, _, _ = env.step(actions.numpy())
+    assert calls and all(used == spec for _, _, used in calls)

@@ -10,10 +10,15 @@ same position. The generator is any causal LM of this package (the tiny Llama of
 sample`` and the generator export read.
 
 The observation is (T,) token ids: the symbols written so far, EOS, PAD-right-padded,
-no BOS (``seqgan_env.envs.spec``). The policy feeds ``[BOS, prefix]`` to the generator
-(as REINFORCE does) and reads the logits and hidden state at each row's last real
-position: a full forward over the prefix per call (no KV cache); causal attention
-makes the right padding invisible to that position.
+no BOS (``seqgan_env.envs.spec``). The policy reads the generator's logits and hidden
+state after ``[BOS, prefix]`` (as REINFORCE does) through
+:class:`~seqgan_env.models.sampling.PrefixDecoder`: SB3 steps the policy once per env
+step, and when every row's observation extends the previous call's by one token (or
+starts a new episode) only the new tokens go through the generator, with its KV cache
+(``kv_cache=True``, the default); any other call, and PPO's update (gradients on), runs
+the full teacher-forced forward over the prefixes, where causal attention makes the
+right padding invisible. The env spec's token rule masks the logits through the same
+sampling code as REINFORCE's (``TokenSampler.logits``).
 
 Example::
 
@@ -36,8 +41,9 @@ from gymnasium import spaces
 from stable_baselines3.common.policies import ActorCriticPolicy
 from torch import nn
 
-from seqgan_env.envs.spec import BOS_ID, PAD_ID, EnvConfig
+from seqgan_env.envs.spec import PAD_ID, EnvConfig
 from seqgan_env.models.networks import GeneratorConfig, build_generator
+from seqgan_env.models.sampling import PrefixDecoder, TokenSampler
 
 __all__ = ["GeneratorPolicy", "MaskableGeneratorPolicy", "generator_output_layer"]
 
@@ -77,8 +83,12 @@ class _GeneratorHeads:
     spec: EnvConfig | None
 
     def _setup(self, generator: nn.Module | None, generator_config: GeneratorConfig | None, value_hidden: int,
-               spec: EnvConfig | None, observation_space: spaces.Space, action_space: spaces.Space) -> None:
+               spec: EnvConfig | None, observation_space: spaces.Space, action_space: spaces.Space,
+               kv_cache: bool = True) -> None:
         """Validate the arguments; keep them (plain attributes: nn.Module.__init__ has not run yet)."""
+        if not isinstance(kv_cache, bool):
+            raise ValueError(f"kv_cache={kv_cache!r} is invalid: it must be True (reuse the generator's cache "
+                             f"while SB3 steps the env) or False (a full forward every call).")
         if not isinstance(action_space, spaces.Discrete):
             raise ValueError(f"{type(self).__name__} needs a Discrete action space (one token id), got {action_space}; "
                              f"fix: use it with the seqgan_env envs (seqgan_env:SeqGAN-v1).")
@@ -109,12 +119,13 @@ class _GeneratorHeads:
             if v is not None and int(v) != n:
                 raise ValueError(f"the generator has vocab_size={v} but the env has {n} actions (token ids); fix: "
                                  f"build the generator with the env's vocab_size ({n}).")
-        self.__dict__["_init_args"] = (generator, generator_config, int(value_hidden))
+        self.__dict__["_init_args"] = (generator, generator_config, int(value_hidden), kv_cache)
         self.__dict__["spec"] = spec
+        self.__dict__["_rule"] = TokenSampler(spec) if spec is not None else None
 
     def _build_heads(self, action_space: spaces.Discrete) -> None:
         """``self.generator`` (given, or built from the config and the env's vocab) and ``self.value_net``."""
-        generator, generator_config, value_hidden = self.__dict__.pop("_init_args")
+        generator, generator_config, value_hidden, kv_cache = self.__dict__.pop("_init_args")
         if generator is None:
             generator = build_generator(generator_config or GeneratorConfig(), int(action_space.n))
         self.generator = generator
@@ -122,6 +133,17 @@ class _GeneratorHeads:
         self.value_net = nn.Sequential(nn.Linear(hidden, value_hidden), nn.Tanh(), nn.Linear(value_hidden, 1))
         self._captured: list[torch.Tensor] = []
         generator_output_layer(generator).register_forward_pre_hook(self._capture_hidden)
+        self.prefix_decoder = PrefixDecoder(generator, self._run, enabled=kv_cache)
+
+    @property
+    def kv_cache(self) -> bool:
+        """Whether SB3's one-step-at-a-time calls reuse the generator's cache (False: a full forward every call)."""
+        return self.prefix_decoder.enabled
+
+    @kv_cache.setter
+    def kv_cache(self, on: bool) -> None:
+        self.prefix_decoder.enabled = bool(on)
+        self.prefix_decoder.reset()
 
     def _capture_hidden(self, module: nn.Module, args: tuple) -> None:
         self._captured.append(args[0])  # (B, S, H) the output layer's input: the last hidden state
@@ -138,22 +160,21 @@ class _GeneratorHeads:
         """
         tokens = obs.round().long() if obs.is_floating_point() else obs.long()  # (B, T)
         lengths = (tokens != PAD_ID).sum(dim=1)  # (B,) symbols written (EOS included: a finished row)
-        s = int(lengths.max()) + 1 if tokens.shape[0] else 1
-        bos = torch.full_like(tokens[:, :1], BOS_ID)  # (B, 1)
-        inp = torch.cat([bos, tokens[:, : s - 1]], dim=1)  # (B, S) [BOS, prefix, PAD...]
+        logits, hidden = self.prefix_decoder(tokens)  # (B, V), (B, H) after [BOS, prefix]
+        logits = logits.float()
+        values = self.value_net(hidden.float())  # (B, 1)
+        if self._rule is not None:  # the spec's rule, -inf clamped to the lowest finite logit (a finite entropy)
+            logits = self._rule.logits(logits.clone(), lengths)[0].clamp(min=torch.finfo(logits.dtype).min)
+        return logits, values
+
+    def _run(self, **kwargs: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        """The generator called with ``kwargs``: (logits (B, S, V), the hidden state its output layer read (B, S, H))."""
         self._captured.clear()
         try:
-            out = self.generator(input_ids=inp, use_cache=False)
-            hidden = self._captured[-1]  # (B, S, H)
+            out = self.generator(**kwargs)
+            return out.logits, self._captured[-1]
         finally:
             self._captured.clear()
-        rows = torch.arange(tokens.shape[0], device=tokens.device)
-        logits = out.logits[rows, lengths].float()  # (B, V) the distribution of the next token
-        values = self.value_net(hidden[rows, lengths].float())  # (B, 1)
-        if self.spec is not None:
-            valid = self.spec.valid_tokens(lengths)  # (B, V)
-            logits = logits.masked_fill(~valid, torch.finfo(logits.dtype).min)
-        return logits, values
 
     def _make_optimizer(self, lr_schedule: Any) -> None:
         self.optimizer = self.optimizer_class(self.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs)
@@ -173,6 +194,9 @@ class GeneratorPolicy(_GeneratorHeads, ActorCriticPolicy):
         spec: the env's :class:`~seqgan_env.envs.spec.EnvConfig`: its token rule masks the distribution
             (as REINFORCE samples); None: the generator's plain softmax (invalid tokens end the episode
             with the env's penalty).
+        kv_cache: reuse the generator's cache while SB3 steps the env one token at a time (the same
+            distributions and values as the full forward, to float rounding); False: a full forward
+            over the prefix every call.
         **kwargs: the rest of ``ActorCriticPolicy``'s arguments (optimizer_class, optimizer_kwargs, ...);
             net_arch and the features extractor are not used.
 
@@ -183,8 +207,8 @@ class GeneratorPolicy(_GeneratorHeads, ActorCriticPolicy):
 
     def __init__(self, observation_space: spaces.Space, action_space: spaces.Space, lr_schedule: Any,
                  generator: nn.Module | None = None, generator_config: GeneratorConfig | None = None,
-                 value_hidden: int = 64, spec: EnvConfig | None = None, **kwargs: Any) -> None:
-        self._setup(generator, generator_config, value_hidden, spec, observation_space, action_space)
+                 value_hidden: int = 64, spec: EnvConfig | None = None, kv_cache: bool = True, **kwargs: Any) -> None:
+        self._setup(generator, generator_config, value_hidden, spec, observation_space, action_space, kv_cache)
         kwargs.setdefault("ortho_init", False)  # the generator keeps its own initialisation
         super().__init__(observation_space, action_space, lr_schedule, **kwargs)
 
@@ -241,8 +265,9 @@ if _MaskableBase is not None:
 
         def __init__(self, observation_space: spaces.Space, action_space: spaces.Space, lr_schedule: Any,
                      generator: nn.Module | None = None, generator_config: GeneratorConfig | None = None,
-                     value_hidden: int = 64, spec: EnvConfig | None = None, **kwargs: Any) -> None:
-            self._setup(generator, generator_config, value_hidden, spec, observation_space, action_space)
+                     value_hidden: int = 64, spec: EnvConfig | None = None, kv_cache: bool = True,
+                     **kwargs: Any) -> None:
+            self._setup(generator, generator_config, value_hidden, spec, observation_space, action_space, kv_cache)
             kwargs.setdefault("ortho_init", False)
             super().__init__(observation_space, action_space, lr_schedule, **kwargs)
 

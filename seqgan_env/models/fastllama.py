@@ -21,7 +21,7 @@ source of truth for training, full passes and ``save_pretrained``; the tests
 check logits and rewards against its forward to 1e-5.
 
 Keys and values live in caller-owned (B, H, C, D) buffers, the layout of
-``seqgan_env.rewards.scoring.PreallocatedLayer``, so a cache filled by a transformers
+``seqgan_env.models.kvcache.PreallocatedLayer``, so a cache filled by a transformers
 forward can be continued here and vice versa.
 
 Configurations it does not cover (biases, grouped KV heads, non-default RoPE,
@@ -222,14 +222,16 @@ class LlamaStepDecoder:
         values: list[torch.Tensor],
         column: int,
         allowed: torch.Tensor | None = None,
-    ) -> torch.Tensor:
+        return_hidden: bool = False,
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """Feed one token per row; write its keys/values at cache column ``column``.
 
         input_ids: (B,) or (B, 1) long. position: the rotary position, an int (all rows)
         or a (B,) long tensor. keys/values: per-layer (B, H, C, D) buffers whose columns
         ``< column`` hold the past. allowed: None (attend to every column <= ``column``)
         or (B, column + 1) bool, the columns each row may attend to (must include its
-        own). Returns logits (B, V) for a causal LM, else the final hidden state (B, C).
+        own). Returns logits (B, V) for a causal LM, else the final hidden state (B, C);
+        ``return_hidden`` (a causal LM): (logits (B, V), the normed hidden state the output layer reads (B, C)).
         """
         if not self._params:
             self.begin()
@@ -269,6 +271,9 @@ class LlamaStepDecoder:
             g, u = gu.chunk(2, dim=-1)
             x = torch.addmm(x, F.silu(g) * u, w_down)  # residual + down_proj
         eps, norm_w, head = self._final
+        if head is not None and return_hidden:
+            normed = self._rms(x, eps)  # (B, C)
+            return torch.mm(normed, head), normed * norm_w  # (B, V) logits, (B, C) the output layer's input
         if head is not None:
             return torch.mm(self._rms(x, eps), head)  # (B, V) logits
         return self._rms(x, eps) * norm_w  # (B, C)

@@ -172,7 +172,7 @@ class LSTMGenerator(nn.Module):
         b, s = input_ids.shape
         if cache is not None and not isinstance(cache, LSTMCache):
             raise TypeError(f"an LSTM generator's cache is an LSTMCache, got {type(cache).__name__}; fix: pass "
-                            f"None or the cache of the previous call (seqgan_env.rewards.scoring.generation_cache).")
+                            f"None or the cache of the previous call (seqgan_env.models.kvcache.generation_cache).")
         state = cache if cache is not None and cache.layers else self.zero_state(b)
         if attention_mask is not None:  # transformers' masks cover the cached past too: the last S columns are ours
             attention_mask = attention_mask[:, -s:]  # (B, S)
@@ -275,8 +275,10 @@ class LSTMStepDecoder:
         return keys, values
 
     def step(self, input_ids: torch.Tensor, position: Any, keys: list[torch.Tensor], values: list[torch.Tensor],
-             column: int = 0, allowed: torch.Tensor | None = None) -> torch.Tensor:
-        """Feed one token per row (B,) or (B, 1); update (h, c) in place; return logits (B, V)."""
+             column: int = 0, allowed: torch.Tensor | None = None,
+             return_hidden: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """Feed one token per row (B,) or (B, 1); update (h, c) in place; return logits (B, V)
+        (``return_hidden``: and the last layer's h (B, H), the output layer's input)."""
         m = self.model
         x = F.embedding(input_ids.reshape(-1), m.embedding.weight)  # (B, E)
         for i in range(m.config.num_layers):
@@ -284,7 +286,8 @@ class LSTMStepDecoder:
             keys[i].copy_(h)
             values[i].copy_(c)
             x = h
-        return torch.addmm(m.head.bias, x, m.head.weight.t())  # (B, V)
+        logits = torch.addmm(m.head.bias, x, m.head.weight.t())  # (B, V)
+        return (logits, x) if return_hidden else logits
 
 
 __all__ = ["LSTMCache", "LSTMConfig", "LSTMGenerator", "LSTMOutput", "LSTMStepDecoder", "MODEL_TYPE", "is_lstm",

@@ -24,9 +24,10 @@ and prefilled once per *prefix* (not per rollout), the cache is then repeated K
 times. Row order is (prefix, rollout) everywhere: row ``n * K + k`` is rollout k
 of prefix n, and prefixes are numbered in (batch, time) order.
 
-Token ids: PAD=0, BOS=1, EOS=2. Sampling masks are the episode spec's (``EnvConfig.mask_logits_``): PAD and BOS are
-never sampled; EOS only once ``min_length`` symbols are written (never when
-``allow_eos`` is False).
+Token ids: PAD=0, BOS=1, EOS=2. The completions run the package's one sampling loop
+(``seqgan_env.models.sampling.decode`` with a ``TokenSampler``), whose masks are the episode
+spec's (``EnvConfig.mask_logits_``): PAD and BOS are never sampled; EOS only once
+``min_length`` symbols are written (never when ``allow_eos`` is False).
 """
 
 from __future__ import annotations
@@ -40,9 +41,9 @@ from transformers import LlamaForCausalLM
 
 from seqgan_env.envs.spec import BOS_ID, EOS_ID, PAD_ID, EnvConfig
 from seqgan_env.models.fastllama import LlamaStepDecoder, make_step_decoder
+from seqgan_env.models.kvcache import generation_cache
 from seqgan_env.models.lstm import LSTMStepDecoder
-from seqgan_env.models.sampling import sample_categorical
-from seqgan_env.rewards.scoring import generation_cache
+from seqgan_env.models.sampling import TokenDraw, TokenSampler, decode
 from seqgan_env.utils.validation import check_int, check_number
 
 PROB_EPS = 1e-6  # Q is clipped to [PROB_EPS, 1 - PROB_EPS] before its logit
@@ -327,33 +328,34 @@ class MCRolloutScorer:
         comp = torch.full((m, L), PAD_ID, dtype=torch.long, device=dev)  # (N*K, L)
         comp[:, :p] = prefixes.repeat_interleave(k, dim=0)[:, :L]
         done = plen_r >= L  # (N*K,)
-        steps = L - int(plen.min())
-        for s in range(steps):
+        keys = [layer.keys for layer in cache.layers] if decoder is not None else None
+        values = [layer.values for layer in cache.layers] if decoder is not None else None
+        state = [cache]
+
+        def next_logits(action: torch.Tensor, s: int) -> torch.Tensor:
+            """(N*K, V) float32 logits of completion step s, fed the tokens of step s - 1."""
+            pos = plen_r + s  # (N*K,) the fed token's position (BOS at 0) = the symbols written before step s
+            if decoder is not None:  # same function as the transformers call below (tested to 1e-5)
+                return decoder.step(action, pos, keys, values, column=width + s - 1,
+                                    allowed=amask[:, : width + s].bool()).float()  # (N*K, V)
+            out = gen(input_ids=action.unsqueeze(1), attention_mask=amask[:, : width + s],
+                      position_ids=pos.unsqueeze(1), cache=state[0], use_cache=True, logits_to_keep=1)
+            state[0] = out.cache
+            return out.logits[:, -1].float().contiguous()  # (N*K, V)
+
+        def observe(s: int, draw: TokenDraw) -> torch.Tensor:
+            nonlocal done
             pos = plen_r + s  # (N*K,) symbol index this step writes
             active = ~done & (pos < L)  # (N*K,)
-            # (N*K, V) a fresh float32 tensor each step: masked by the spec's rule and sampled in place
-            x = self.spec.mask_logits_(logits, pos)
-            if self.temperature == 0:
-                action = x.argmax(dim=-1)  # (N*K,)
-            else:
-                if self.temperature != 1.0:
-                    x = x / self.temperature
-                action = sample_categorical(x, self.rng, inplace=True)  # (N*K,) inverse CDF, 1 uniform/row
             idx = pos.clamp(max=L - 1).unsqueeze(1)  # (N*K, 1)
-            comp.scatter_(1, idx, torch.where(active, action, comp.gather(1, idx).squeeze(1)).unsqueeze(1))
-            done = done | (active & (action == EOS_ID)) | (pos + 1 >= L)
-            if bool(done.all()):
-                break
-            if decoder is not None:  # same function as the transformers call below (tested to 1e-5)
-                logits = decoder.step(
-                    action, pos + 1, [layer.keys for layer in cache.layers], [layer.values for layer in cache.layers],
-                    column=width + s, allowed=amask[:, : width + s + 1].bool(),
-                ).float()  # (N*K, V)
-                continue
-            out = gen(input_ids=action.unsqueeze(1), attention_mask=amask[:, : width + s + 1],
-                      position_ids=(pos + 1).unsqueeze(1), cache=cache, use_cache=True, logits_to_keep=1)
-            cache = out.cache
-            logits = out.logits[:, -1].float().contiguous()  # (N*K, V)
+            comp.scatter_(1, idx, torch.where(active, draw.action, comp.gather(1, idx).squeeze(1)).unsqueeze(1))
+            done = done | (active & (draw.action == EOS_ID)) | (pos + 1 >= L)
+            return ~done
+
+        # The spec's token rule after plen + s symbols, the completions' temperature (0: greedy), one
+        # uniform per row per step from the scorer's RNG, drawn in place in the fresh float32 logits.
+        sampler = TokenSampler(self.spec, self.temperature, 1.0, self.rng)
+        decode(logits, next_logits, sampler, L - int(plen.min()), lambda s: plen_r + s, observe)
         return comp.view(n, k, L)  # (N, K, L)
 
 
