@@ -136,6 +136,9 @@ class AgentsBenchmarkConfig:
         data.update(seed=seed, out_dir=out_dir, name=f"agents-s{seed}")
         data["data"]["path"] = str(Path(out_dir) / "train.txt")
         cfg = train_config_from_dict(data)
+        if cfg.agent != "reinforce":
+            raise ValueError(f"agent={cfg.agent} in --set: benchmark agents runs every agent itself (--agents); fix: "
+                             f"drop --set agent=..., e.g. --agents ppo for PPO alone.")
         if cfg.reward_scorer != "discriminator":
             raise ValueError("benchmark agents compares agents on the discriminator reward (reward_scorer="
                              "discriminator); fix: drop that --set.")

@@ -28,6 +28,7 @@ TINY = ("generator.hidden_size=16", "generator.intermediate_size=32", "generator
     ({"test_fraction": 0.7}, "test_fraction=0.7"),
     ({"data": "coco"}, "data='coco'.*fix: pass a text file"),
     ({"overrides": ("ppo.gamma=2",)}, "ppo.gamma"),
+    ({"overrides": ("agent=ppo",)}, "agent=ppo in --set.*fix: drop"),
     ({"overrides": ("reward_scorer=mc_rollout", "reward.mode=per_step", "reinforce.gamma=0")}, "reward_scorer"),
 ])
 def test_bad_config_is_named(kwargs, match):
