@@ -24,7 +24,7 @@ def ppo_config(tmp_path: Path, agent: str, updates: int, every: int = 3, n_steps
     data["d_updates"].update(batch_size=8, every=every)
     # n_steps below the longest episode (12 tokens): episodes run across rollouts, so the env is saved
     # mid-episode; D's first phase (every * n_steps >= 12) has finished episodes to train on
-    data["ppo"].update(n_envs=4, n_steps=n_steps, batch_size=10, n_epochs=2)
+    data["ppo"].update(n_envs=4, n_steps=n_steps, batch_size=2 * n_steps, n_epochs=2)  # 2 minibatches per epoch
     data["schedule"].update(updates=updates, pretrain_steps=2, d_pretrain_steps=1, eval_every=2, eval_samples=8,
                             checkpoint_every=2)
     return train_config_from_dict(data)
