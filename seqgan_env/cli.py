@@ -99,9 +99,11 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
             raise ValueError("--mle-recipe belongs to `benchmark oracle`; fix: drop it with gan (its mle arm early-stops "
                              "on the validation split already).")
         return _benchmark_gan(args)
-    if args.data or args.arms or args.set or args.variant or args.score_on != "test":
-        raise ValueError("--data, --arms, --set, --variant and --score-on belong to `benchmark gan`; fix: use --rows "
-                         "and --budget with oracle (or `benchmark gan --data oracle`).")
+    if args.data or args.arms or args.set or args.variant or args.score_on != "test" or args.ratio_d or \
+            args.mle_patience is not None or args.mle_max_steps is not None:
+        raise ValueError("--data, --arms, --set, --variant, --score-on, --ratio-d, --mle-patience and --mle-max-steps "
+                         "belong to `benchmark gan`; fix: use --rows and --budget with oracle (or `benchmark gan "
+                         "--data oracle`).")
     from seqgan_benchmarks.quality_oracle import ROWS, OracleBenchmarkConfig, run_benchmark
 
     rows = tuple(r.strip() for r in args.rows.split(",") if r.strip()) if args.rows else ROWS
@@ -155,9 +157,11 @@ def _benchmark_gan(args: argparse.Namespace) -> int:
     from seqgan_env.data.text import DEFAULT_DATA_PATH
 
     arms = tuple(a.strip() for a in args.arms.split(",") if a.strip()) if args.arms else None
+    extra = {k: v for k, v in (("mle_patience", args.mle_patience), ("mle_max_steps", args.mle_max_steps))
+             if v is not None}
     cfg = GanBenchmarkConfig(data=args.data or str(DEFAULT_DATA_PATH), seeds=tuple(_parse_seeds(args.seeds)),
                              arms=arms, overrides=tuple(args.set or ()), variants=tuple(args.variant or ()),
-                             score_on=args.score_on)
+                             score_on=args.score_on, ratio_d=_ratio_d_config(args.ratio_d, "--ratio-d"), **extra)
     out = Path(args.out) if args.out else Path("benchmarks") / f"quality_gan-{time.strftime('%Y%m%d-%H%M%S')}.json"
     if out.exists() and out.is_dir():
         raise ValueError(f"--out '{out}' is a directory; fix: pass a file path such as {out / 'gan.json'}.")
@@ -165,6 +169,32 @@ def _benchmark_gan(args: argparse.Namespace) -> int:
     run_benchmark(cfg, out, log=print)
     print(f"results written to {out} and {out.with_suffix('.png')}", file=sys.stderr)
     return 0
+
+
+def _ratio_d_config(text: str | None, flag: str):
+    """A RatioDConfig from ``KEY=VALUE,...`` (None: the defaults); a bad key or value names the flag and the fix."""
+    import dataclasses
+    import json
+
+    from seqgan_env.models.ratio_d import RatioDConfig
+
+    if not text:
+        return RatioDConfig()
+    fields = {f.name for f in dataclasses.fields(RatioDConfig)}
+    kwargs = {}
+    for item in (p.strip() for p in text.split(",") if p.strip()):
+        key, sep, value = item.partition("=")
+        if not sep or key.strip() not in fields:
+            raise ValueError(f"{flag} {item!r} is invalid: write KEY=VALUE with KEY one of {sorted(fields)}, e.g. "
+                             f"{flag} steps=2000,dropout=0.1.")
+        try:
+            kwargs[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            raise ValueError(f"{flag} {item!r}: {value!r} is not a number; fix: e.g. {key.strip()}=0.1.") from None
+    try:
+        return RatioDConfig(**kwargs)
+    except ValueError as exc:
+        raise ValueError(f"{flag}: {exc}") from None
 
 
 def cmd_train(args: argparse.Namespace, rest: list[str]) -> int:
@@ -817,7 +847,8 @@ def build_parser() -> argparse.ArgumentParser:
     benchmark.add_argument("--data", default=None, help="gan: text file, one sequence per line (default: census first "
                            "names), coco (MS COCO captions, their test file, the coco preset) or oracle (SeqGAN's "
                            "synthetic task: NLL-oracle and NLL-test)")
-    benchmark.add_argument("--arms", default=None, help="gan: comma-separated subset of mle,adversarial,scratch,d_filter "
+    benchmark.add_argument("--arms", default=None, help="gan: comma-separated subset of mle,adversarial,scratch,d_filter,"
+                           "tilted "
                            "and the variants' names (default: all; the oracle: no d_filter)")
     benchmark.add_argument("--variant", action="append", metavar="NAME:KEY=VALUE,...", default=None,
                            help="gan: one more adversarial arm with these overrides, e.g. rloo:reinforce.baseline=rloo")
@@ -825,6 +856,14 @@ def build_parser() -> argparse.ArgumentParser:
                            help="gan: test (report) or valid (choose recipes on a validation split; test is not scored)")
     benchmark.add_argument("--set", action="append", metavar="KEY=VALUE", default=None,
                            help="gan: override a TrainConfig field of the adversarial arm (as in train --set)")
+    benchmark.add_argument("--ratio-d", dest="ratio_d", default=None, metavar="KEY=VALUE,...",
+                           help="gan: the tilted arm's density-ratio D recipe (RatioDConfig fields), e.g. "
+                                "steps=2000,dropout=0.1,fakes_per_real=2")
+    benchmark.add_argument("--mle-patience", dest="mle_patience", type=int, default=None,
+                           help="gan: validation evaluations without improvement before the mle arm stops (default 5; "
+                                "0: run to the cap)")
+    benchmark.add_argument("--mle-max-steps", dest="mle_max_steps", type=int, default=None,
+                           help="gan: the mle arm's step cap (default 4x the adversarial config's generator steps)")
     benchmark.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (mean ± std over them)")
     benchmark.add_argument("--budget", type=float, default=1.0, help="scales all training steps (1.0 ~ 1 h on 2 CPU cores)")
     benchmark.add_argument("--rows", default=None, help="comma-separated subset of mle,seqgan,per_step,potential,constant")
