@@ -1,15 +1,23 @@
 """`seqgan-env benchmark gan`: does the discriminator make samples better than maximum likelihood?
 
-Arms, per seed, at equal generator steps (``pretrain_steps + updates`` of the
-adversarial config):
+Arms, per seed, from MLE's best point:
 
-* ``mle``: maximum likelihood only, early-stopped on the validation split (the best
-  of evaluations every ``mle_eval_every`` steps).
-* ``adversarial``: the adversarial config as ``seqgan-env train`` runs it (MLE
-  pretraining, then REINFORCE against the co-trained discriminator).
+* ``mle``: maximum likelihood only, evaluated on the trainer's validation rows every
+  ``mle_eval_every`` steps, stopped after ``mle_patience`` evaluations without a better
+  one (cap ``mle_max_steps``), its best weights kept: its best step B is the budget of
+  every other arm's generator.
+* ``adversarial``: the adversarial config as ``seqgan-env train`` runs it, with B MLE
+  pretraining steps, then its REINFORCE updates against the co-trained discriminator.
 * ``scratch``: the adversarial config with no pretraining and no MLE term.
 * ``d_filter``: the ``mle`` generator's samples filtered by a discriminator trained
   against them (``seqgan_env.models.d_filter``, SIR with weights D/(1-D)).
+* ``tilted``: the ``mle`` generator tilted token by token by a fresh density-ratio
+  discriminator trained against it (``seqgan_env.models.ratio_d``: its stopping step and
+  the tilt strength alpha chosen on the trainer's validation rows, never the scored
+  rows), an autoregressive model with an exact likelihood (``seqgan_env.models.tilted``).
+* ``distill``: a plain generator trained from scratch by MLE (early-stopped as ``mle``) on
+  batches mixing real rows with samples of the tilted model: does the gain survive in a
+  generator that needs no D?
 * variants (``--variant NAME:KEY=VALUE,...``): more adversarial arms, each the adversarial
   config with its own overrides on top (a generator-update recipe to compare, paired by
   seed against the same MLE arm).
@@ -39,6 +47,12 @@ separate oracle sample (``oracle_test`` rows, drawn with ``split_seed``). ``qual
 NLL-oracle (the oracle's NLL per token of the samples) and ``coverage`` NLL-test (the
 generator's NLL per token of the test rows, at the sampling temperature). ``d_filter`` has
 no NLL-test (a filtered sampler has no likelihood of its own) and is refused there.
+
+``nll``: the exact NLL per token (EOS included, as ``generator_nll`` counts) of the scored
+rows under every arm with a likelihood (mle, adversarial, scratch, variants, tilted,
+distill; d_filter has none), at temperature 1; rows longer than the run's max_length or
+with unknown symbols are left out and counted. The tilted arm is not run on the oracle
+(its 5,000 tokens would be 5,000 D prefixes per row and step).
 
 The frontier: every arm sampled at each of ``temperatures``; an arm lies below
 MLE's frontier at temperature 1 when its quality is better than MLE's curve
@@ -80,7 +94,7 @@ from seqgan_env.runs.experiments import read_metrics
 from seqgan_env.utils.atomic import atomic_write_json
 from seqgan_env.utils.validation import check_int
 
-ARMS = ("mle", "adversarial", "scratch", "d_filter", "tilted")
+ARMS = ("mle", "adversarial", "scratch", "d_filter", "tilted", "distill")
 #: Arms with an exact likelihood of held-out rows (the nll column); d_filter has none.
 NO_LIKELIHOOD = ("d_filter",)
 ORACLE_ARMS = ("mle", "adversarial", "scratch")
@@ -102,7 +116,8 @@ class GanBenchmarkConfig:
     mle_eval_every: validation NLL evaluations of the mle arm (early stopping). mle_max_steps: its step cap
     (None: 4x the adversarial config's pretrain_steps + updates); mle_patience: evaluations without a better
     validation NLL before it stops (0: run to the cap). ratio_d: the tilted arm's density-ratio D recipe
-    (``seqgan_env.models.ratio_d``; its seed is offset by the benchmark seed).
+    (``seqgan_env.models.ratio_d``; its seed is offset by the benchmark seed). distill_pool: samples of the tilted
+    model drawn once for the distill arm; distill_fraction: their share of each of its MLE batches.
     d_filter_steps / d_filter_batch: training of the filter's discriminator against the
     mle generator. ngram_order: order of the judge n-gram model. variants: ``NAME:KEY=VALUE,...``
     strings, each one more adversarial arm with those overrides on top of the adversarial config
@@ -122,6 +137,8 @@ class GanBenchmarkConfig:
     mle_max_steps: int | None = None
     mle_patience: int = 5
     ratio_d: RatioDConfig = field(default_factory=RatioDConfig)
+    distill_pool: int = 8000
+    distill_fraction: float = 0.5
     d_filter_steps: int = 1000
     d_filter_batch: int = 128
     d_filter: DFilterConfig = field(default_factory=DFilterConfig)
@@ -143,9 +160,16 @@ class GanBenchmarkConfig:
         unknown = [a for a in self.arms if a not in known]
         if unknown or not self.arms or len(set(self.arms)) != len(self.arms):
             raise ValueError(f"arms={self.arms!r} is invalid: choose distinct arms among {list(known)}.")
-        for arm in ("d_filter", "tilted"):
+        for arm in ("d_filter", "tilted", "distill"):
             if arm in self.arms and "mle" not in self.arms:
                 raise ValueError(f"arm {arm} reweights the mle arm's generator: add mle to --arms.")
+        if "distill" in self.arms and "tilted" not in self.arms:
+            raise ValueError("arm distill learns from the tilted arm's samples: add tilted to --arms (before distill).")
+        if "distill" in self.arms and self.arms.index("distill") < self.arms.index("tilted"):
+            raise ValueError("arm distill needs the tilted arm trained first: list tilted before distill in --arms.")
+        if not 0 < self.distill_fraction < 1:
+            raise ValueError(f"distill_fraction={self.distill_fraction!r} is invalid: the share of tilted samples in a "
+                             f"distill batch must be in (0, 1), e.g. 0.5.")
         if "tilted" in self.arms and self.is_oracle:
             raise ValueError("arm tilted is not run on the oracle: it scores every vocabulary token with D at every "
                              "step, 5,000 D prefixes per row and step there, beyond this benchmark's budget; fix: leave "
@@ -161,7 +185,8 @@ class GanBenchmarkConfig:
             raise ValueError(f"temperatures={self.temperatures!r} must be > 0 and include 1.0 (the verdicts' point).")
         if not 0 < self.test_fraction < 0.5:
             raise ValueError(f"test_fraction={self.test_fraction!r} is invalid: it must be in (0, 0.5).")
-        for name in ("samples", "mle_eval_every", "d_filter_steps", "d_filter_batch", "ngram_order", "oracle_test"):
+        for name in ("samples", "mle_eval_every", "d_filter_steps", "d_filter_batch", "ngram_order", "oracle_test",
+                     "distill_pool"):
             check_int(name, getattr(self, name), 1)
         check_int("mle_patience", self.mle_patience, 0, "evaluations without improvement before stopping; 0: none")
         if self.mle_max_steps is not None:
@@ -261,19 +286,22 @@ def mle_step_cap(cfg: GanBenchmarkConfig, config: TrainConfig) -> int:
     return 4 * (config.schedule.pretrain_steps + config.schedule.updates)
 
 
-def _train_mle(config: TrainConfig, eval_every: int, max_steps: int, patience: int,
-               log: Callable[[str], None]) -> tuple[Trainer, dict[str, Any]]:
+def _train_mle(config: TrainConfig, eval_every: int, max_steps: int, patience: int, log: Callable[[str], None],
+               batch_fn: Callable[[Trainer, int], torch.Tensor] | None = None,
+               name: str = "mle") -> tuple[Trainer, dict[str, Any]]:
     """MLE only, evaluated on the trainer's validation rows every ``eval_every`` steps; stops after ``patience``
     evaluations without a better one (or at ``max_steps``) and keeps the weights of the best.
 
+    ``batch_fn(trainer, n)``: the (n, L) training batch of a step (None: n real training rows).
     Returns the trainer (its generator at the best weights) and {best_step, steps, best_valid_nll, curve}."""
     cfg = dataclasses.replace(config, schedule=dataclasses.replace(config.schedule, d_pretrain_steps=0))
-    trainer = new_run(cfg)
+    trainer = new_run(dataclasses.replace(cfg, name=f"{name}-s{config.seed}"))
+    batch_fn = batch_fn if batch_fn is not None else (lambda tr, n: tr._real_batch(n))
     valid = trainer.data.valid.to(trainer.device)
     best, best_state, best_step, since, step = float("inf"), None, 0, 0, 0
     curve: dict[str, float] = {}
     for step in range(1, max_steps + 1):
-        trainer.agent.mle_step(trainer._real_batch(config.reinforce.batch_size))
+        trainer.agent.mle_step(batch_fn(trainer, config.reinforce.batch_size))
         if step % eval_every == 0 or step == max_steps:
             nll = generator_nll(trainer.agent.generator, valid)
             curve[str(step)] = nll
@@ -285,7 +313,7 @@ def _train_mle(config: TrainConfig, eval_every: int, max_steps: int, patience: i
                 if patience and since >= patience:
                     break
     trainer.agent.generator.load_state_dict(best_state)
-    log(f"  mle: {step} steps, best validation NLL {best:.4f} at step {best_step}")
+    log(f"  {name}: {step} steps, best validation NLL {best:.4f} at step {best_step}")
     return trainer, {"best_step": best_step, "steps": step, "best_valid_nll": best, "curve": curve}
 
 
@@ -339,6 +367,23 @@ def run_seed(cfg: GanBenchmarkConfig, seed: int, rest: list[str], test: list[str
             gen_steps[arm], d_steps[arm] = gen_steps["mle"], ratio.steps
             log(f"  tilted: D best at step {ratio.best_step} of {ratio.steps}, alpha {ratio.alpha:g}, validation NLL "
                 f"{ratio.valid_nll:.4f} (generator {ratio.valid_nll_generator:.4f})")
+        elif arm == "distill":
+            mle = trainers["mle"]
+            pool = torch.cat([_sample_tilted(mle, ratio, min(cfg.distill_pool - i, 4 * TILT_CHUNK), 1.0,
+                                             10_000 * seed + 7_777 + k)
+                              for k, i in enumerate(range(0, cfg.distill_pool, 4 * TILT_CHUNK))]).to(mle.device)
+            mix = torch.Generator().manual_seed(seed + 13)
+
+            def mixed(tr: Trainer, n: int) -> torch.Tensor:
+                k = round(cfg.distill_fraction * n)  # rows of the tilted model's samples in the batch
+                return torch.cat([tr._real_batch(n - k), pool[torch.randint(len(pool), (k,), generator=mix)]])
+
+            # a plain generator trained from scratch by MLE on real rows mixed with the tilted model's samples,
+            # early-stopped on the real validation rows like the mle arm
+            trainers[arm], info = _train_mle(base, cfg.mle_eval_every, mle_step_cap(cfg, base), cfg.mle_patience, log,
+                                             batch_fn=mixed, name="distill")
+            result["distill"] = info
+            gen_steps[arm], d_steps[arm] = info["best_step"], 0
         else:
             arm_cfg = cfg.train_config(seed, str(out_dir), arm) if arm in cfg.variant_overrides else base
             if arm == "scratch":
