@@ -23,6 +23,7 @@ EXPECTED = {
     ("sweep",): None,
     ("sample",): None,
     ("eval",): None,
+    ("fit-ratio",): None,
     ("plot",): None,
 }
 

@@ -38,7 +38,8 @@ from seqgan_env.models.networks import ModelConfig
 from seqgan_env.models.tilted import tilted_nll_by_alpha
 from seqgan_env.utils.validation import check_int, check_number
 
-__all__ = ["ALPHA_GRID", "RatioDConfig", "RatioDResult", "fit_ratio_d"]
+__all__ = ["ALPHA_GRID", "RATIO_DIR", "RatioDConfig", "RatioDResult", "choose_report_split", "fit_ratio_d", "load_ratio_d",
+           "save_ratio_d"]
 
 #: The default tilt strengths scored on validation at every evaluation (0: the generator itself).
 ALPHA_GRID = (0.0, 0.125, 0.25, 0.375, 0.5, 0.625, 0.75, 0.875, 1.0, 1.25, 1.5)
@@ -230,3 +231,51 @@ def fit_ratio_d(generator: torch.nn.Module, sample_fn: Callable[[int, int], torc
     return RatioDResult(discriminator=disc, alpha=float(best["alpha"]), best_step=int(best["step"]), steps=step,
                         valid_nll=float(best["nll"]), valid_nll_generator=float(gen_nll), history=history,
                         seconds=time.perf_counter() - t0)
+
+
+#: Subdirectory of a run that holds its density-ratio discriminator (``seqgan-env fit-ratio``).
+RATIO_DIR = "ratio_d"
+RATIO_JSON = "ratio_d.json"
+
+
+def choose_report_split(valid_rows: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    """(choose, report): the validation rows at even positions (D's stopping step and alpha are chosen on them)
+    and at odd positions (held out from that choice: where ``seqgan-env eval --d-tilt`` reports)."""
+    x = torch.as_tensor(valid_rows)
+    if x.ndim != 2 or x.shape[0] < 2:
+        raise ValueError(f"valid_rows must be (N, L) with N >= 2 (half to choose alpha, half to report), got shape "
+                         f"{tuple(x.shape)}; fix: raise data.valid_fraction.")
+    return x[0::2], x[1::2]
+
+
+def save_ratio_d(result: RatioDResult, config: RatioDConfig, directory: Any) -> None:
+    """Write ``result``'s discriminator (safetensors + JSON) and ``ratio_d.json`` (alpha, steps, history, recipe)."""
+    import os
+
+    from seqgan_env.utils.atomic import atomic_write_json
+
+    os.makedirs(directory, exist_ok=True)
+    result.discriminator.save(directory)
+    atomic_write_json(os.path.join(directory, RATIO_JSON),
+                      {"alpha": result.alpha, "config": dataclasses.asdict(config), **result.summary(),
+                       "chosen_on": "the run's validation rows at even positions"})
+
+
+def load_ratio_d(directory: Any, device: str | torch.device = "cpu") -> tuple[Discriminator, dict[str, Any]]:
+    """The discriminator and the ``ratio_d.json`` numbers written by :func:`save_ratio_d`.
+
+    Raises:
+        ValueError: no such directory or unreadable files (the message says how to make them).
+    """
+    import os
+
+    from seqgan_env.utils.codec import read_json
+
+    fix = "fix: fit one with seqgan-env fit-ratio RUN"
+    if not os.path.isfile(os.path.join(directory, RATIO_JSON)):
+        raise ValueError(f"{directory} holds no density-ratio discriminator ({RATIO_JSON} missing); {fix}.")
+    meta = read_json(os.path.join(directory, RATIO_JSON), fix)
+    alpha = meta.get("alpha")
+    if not isinstance(alpha, (int, float)) or not math.isfinite(alpha):
+        raise ValueError(f"{directory}/{RATIO_JSON} has alpha={alpha!r}, not a number; {fix}.")
+    return Discriminator.load(directory, device=device), meta
