@@ -167,7 +167,7 @@ class TrainConfig:
     name: str = "seqgan"  # the run directory's name: <out_dir>/<time>-<name>
     out_dir: str = "runs"  # where run directories are made
     seed: int = 0  # seed of the data split, the models' initialisation and sampling
-    agent: Agent = "reinforce"  # the generator's trainer: ours (reinforce), SB3's PPO / MaskablePPO for comparison, or ddo (Direct Discriminative Optimization: no RL, no separate D)
+    agent: Agent = "reinforce"  # the generator's trainer: reinforce, ddo (DDO: no RL, no separate D), or SB3's ppo / maskable_ppo
     note: str = ""  # free text shown by `seqgan-env runs list` and `runs diff`
     data: DataConfig = field(default_factory=DataConfig)
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
