@@ -317,7 +317,7 @@ def resume_run(path: str | Path) -> Trainer:
 def _resume(run: RunDir | FollowerRun, ctx: DistContext | None = None) -> Trainer:
     config = run_config(run, import_sources=True)  # rewards are computed: the sources are imported
     if config.agent in PPO_AGENTS:
-        raise ValueError(f"run '{run.path}' was trained with agent={config.agent}; only REINFORCE and DDO runs can be "
+        raise ValueError(f"run '{run.path}' was trained with agent={config.agent}; only REINFORCE runs and DDO runs can be "
                          f"resumed.")
     check_data_unchanged(run, config)
     _check_inputs_unchanged(run, config)

@@ -9,7 +9,6 @@ for sampling: ``lifecycle``.
 
 from __future__ import annotations
 
-import copy
 import math
 import signal
 import sys
@@ -23,6 +22,7 @@ import torch
 from seqgan_agents import distributed
 from seqgan_agents.ddo import DDOUpdater
 from seqgan_agents.distributed import DistContext
+from seqgan_agents.mle import pretrain_mle
 from seqgan_agents.reinforce import ReinforceAgent
 from seqgan_agents.trainer_config import TrainConfig, with_data_length
 from seqgan_env.data.text import TextDataset
@@ -221,36 +221,10 @@ class Trainer:
         """
         sch = self.config.schedule
         b = self.config.reinforce.batch_size
-        early = sch.pretrain_patience is not None and len(self.data.valid) > 0
-        valid = self.data.valid.to(self.device) if early else None  # (M, T)
-        best, best_state, bad, step = math.inf, None, 0, 0
-        for i in range(sch.pretrain_steps):
-            loss = self.agent.mle_step(self._real_batch(b))
-            if not math.isfinite(loss):
-                raise FloatingPointError(f"MLE pretraining loss became {loss} at step {i}: lower reinforce.lr.")
-            step = i + 1
-            scored = early and (step % sch.pretrain_eval_every == 0 or step == sch.pretrain_steps)
-            if step % 100 and step != sch.pretrain_steps and not scored:
-                continue
-            loss = distributed.mean_metrics({"mle_loss": loss}, self.dist)["mle_loss"]
-            line = f"pretrain generator {step}/{sch.pretrain_steps}: mle_loss {loss:.3f}"
-            if scored:
-                nll = generator_nll(self.agent.generator, valid)
-                if nll < best:
-                    best, self.mle_best_step, bad = nll, step, 0
-                    best_state = copy.deepcopy(self.agent.generator.state_dict())
-                else:
-                    bad += 1
-                line += f", valid_nll {nll:.4f} (best {best:.4f} at step {self.mle_best_step})"
-            self.log(line)
-            if scored and bad >= sch.pretrain_patience:
-                self.log(f"pretrain generator: validation NLL did not improve for {bad} scores; stopped at step "
-                         f"{step}, weights of step {self.mle_best_step} restored")
-                break
-        self.mle_steps = step
-        if best_state is not None:
-            self.agent.generator.load_state_dict(best_state)
-            self.mle_valid_nll = best
+        res = pretrain_mle(self.agent, lambda: self._real_batch(b), self.data.valid.to(self.device), sch.pretrain_steps,
+                           sch.pretrain_eval_every, sch.pretrain_patience, self.log,
+                           lambda loss: distributed.mean_metrics({"mle_loss": loss}, self.dist)["mle_loss"])
+        self.mle_steps, self.mle_best_step, self.mle_valid_nll = res.steps, res.best_step, res.valid_nll
 
     def pretrain_metrics(self) -> dict[str, float]:
         """What MLE pretraining did: steps trained, the step kept and its validation NLL (when scored)."""

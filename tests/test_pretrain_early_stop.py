@@ -8,7 +8,7 @@ import json
 import pytest
 import torch
 
-import seqgan_agents.trainer as trainer_module
+import seqgan_agents.mle as mle_module
 from seqgan_agents.lifecycle import new_run, resume_run
 from seqgan_agents.trainer_config import ScheduleConfig, train_config_from_dict
 from seqgan_env.runs.configio import config_to_dict
@@ -23,7 +23,7 @@ def scripted_nll(monkeypatch, scores: list[float]) -> list[dict]:
         seen.append(copy.deepcopy(generator.state_dict()))
         return scores[len(seen) - 1] if len(seen) <= len(scores) else scores[-1]
 
-    monkeypatch.setattr(trainer_module, "generator_nll", fake)
+    monkeypatch.setattr(mle_module, "generator_nll", fake)
     return seen
 
 
