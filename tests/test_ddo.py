@@ -209,3 +209,13 @@ def test_train_help_lists_ddo_fields(capsys):
     for flag in ("--ddo.beta", "--ddo.round-steps", "--ddo.ref-samples", "--ddo.mle-coef",
                  "--schedule.pretrain-patience", "--schedule.pretrain-eval-every"):
         assert flag in out, flag
+
+
+def test_benchmark_gan_takes_ddo_as_a_variant(tmp_path):
+    from seqgan_benchmarks.quality_gan import GanBenchmarkConfig
+
+    cfg = GanBenchmarkConfig(seeds=(0,), arms=("mle", "ddo"), variants=("ddo:agent=ddo,ddo.beta=0.5",))
+    arm = cfg.train_config(0, str(tmp_path), "ddo")
+    assert arm.agent == "ddo" and arm.ddo.beta == 0.5
+    with pytest.raises(ValueError, match="ddo.beta=0"):
+        GanBenchmarkConfig(seeds=(0,), arms=("mle", "ddo"), variants=("ddo:agent=ddo,ddo.beta=0",))
