@@ -9,7 +9,6 @@ for sampling: ``lifecycle``.
 
 from __future__ import annotations
 
-import math
 import signal
 import sys
 import threading
