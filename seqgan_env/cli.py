@@ -975,7 +975,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--updates", type=int, default=None)
     train.add_argument("--seed", type=int, default=None)
     train.add_argument("--name", default=None)
-    train.add_argument("--agent", default=None, choices=["reinforce", "ppo", "maskable_ppo"], help="shortcut for --agent")
+    train.add_argument("--agent", default=None, choices=["reinforce", "ppo", "maskable_ppo", "ddo"],
+                       help="shortcut for --agent")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
     train.add_argument("--note", default=None, help="free text recorded with the run (runs list / runs diff)")
     train.add_argument("--seeds", default=None, metavar="S1,S2,...",
