@@ -114,7 +114,7 @@ class GanBenchmarkConfig:
     to the default TrainConfig (the adversarial arm's config; the others derive from it).
     samples: samples per arm and temperature. test_fraction: held-out test share.
     mle_eval_every: validation NLL evaluations of the mle arm (early stopping). mle_max_steps: its step cap
-    (None: 4x the adversarial config's pretrain_steps + updates); mle_patience: evaluations without a better
+    (None: the adversarial config's pretrain_steps + updates); mle_patience: evaluations without a better
     validation NLL before it stops (0: run to the cap). ratio_d: the tilted arm's density-ratio D recipe
     (``seqgan_env.models.ratio_d``; its seed is offset by the benchmark seed). distill_pool: samples of the tilted
     model drawn once for the distill arm; distill_fraction: their share of each of its MLE batches.
@@ -280,10 +280,11 @@ def oracle_heldout(cfg: GanBenchmarkConfig, oracle: OracleLSTM, tokenizer: IntTo
 
 
 def mle_step_cap(cfg: GanBenchmarkConfig, config: TrainConfig) -> int:
-    """The mle arm's step cap: ``mle_max_steps``, or 4x the adversarial config's generator steps."""
+    """The mle arm's step cap: ``mle_max_steps``, or the adversarial config's (``pretrain_steps``, itself a cap on
+    early-stopped pretraining, plus ``updates``)."""
     if cfg.mle_max_steps is not None:
         return cfg.mle_max_steps
-    return 4 * (config.schedule.pretrain_steps + config.schedule.updates)
+    return config.schedule.pretrain_steps + config.schedule.updates
 
 
 def _train_mle(config: TrainConfig, eval_every: int, max_steps: int, patience: int, log: Callable[[str], None],
@@ -392,12 +393,12 @@ def run_seed(cfg: GanBenchmarkConfig, seed: int, rest: list[str], test: list[str
                     reinforce=dataclasses.replace(base.reinforce, mle_coef=0.0),
                 )
             elif "mle" in result:  # start from MLE's best point: pretraining runs the mle arm's best step count
-                arm_cfg = dataclasses.replace(
-                    arm_cfg, schedule=dataclasses.replace(arm_cfg.schedule, pretrain_steps=result["mle_best_step"]))
+                arm_cfg = dataclasses.replace(arm_cfg, schedule=dataclasses.replace(
+                    arm_cfg.schedule, pretrain_steps=result["mle_best_step"], pretrain_patience=None))
             trainer = new_run(dataclasses.replace(arm_cfg, name=f"{arm}-s{seed}"))
             trainer.fit(progress=False)
             trainers[arm] = trainer
-            gen_steps[arm] = arm_cfg.schedule.pretrain_steps + arm_cfg.schedule.updates
+            gen_steps[arm] = int(trainer.mle_steps) + arm_cfg.schedule.updates  # MLE steps trained + updates
             d_steps[arm] = int(trainer.discriminator.num_updates)
             # D's health over the run (held-out AUC at every evaluation): is its reward informative?
             result.setdefault("d_auc", {})[arm] = {

@@ -942,7 +942,7 @@ def build_parser() -> argparse.ArgumentParser:
                            help="gan: validation evaluations without improvement before the mle arm stops (default 5; "
                                 "0: run to the cap)")
     benchmark.add_argument("--mle-max-steps", dest="mle_max_steps", type=int, default=None,
-                           help="gan: the mle arm's step cap (default 4x the adversarial config's generator steps)")
+                           help="gan: the mle arm's step cap (default: the adversarial config's pretrain_steps + updates)")
     benchmark.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (mean ± std over them)")
     benchmark.add_argument("--budget", type=float, default=1.0, help="scales all training steps (1.0 ~ 1 h on 2 CPU cores)")
     benchmark.add_argument("--rows", default=None, help="comma-separated subset of mle,seqgan,per_step,potential,constant")
