@@ -133,7 +133,7 @@ class RatioDResult:
 
     def summary(self) -> dict[str, Any]:
         """The JSON-ready numbers (no weights)."""
-        return {k: v for k, v in dataclasses.asdict(self).items() if k != "discriminator"} | {
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "discriminator"} | {
             "d_steps": self.steps}
 
 
