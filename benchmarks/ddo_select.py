@@ -8,7 +8,9 @@ generator is pretrained once exactly as ``seqgan-env train --agent ddo`` does (M
 the trainer's own validation rows, best weights restored). Every recipe then starts from that
 generator (weights, optimizer, random streams restored) and runs DDO updates, scoring the exact
 per-token NLL of the scoring rows every ``score_every`` updates: one pretraining serves all recipes,
-and the curve shows where each recipe's best number of updates lies. The MLE reference is the
+and the curve shows where each recipe's best number of updates lies. A recipe named ``mle...`` is the
+control: plain MLE steps at its ``lr`` and ``batch_size`` (AdamW's moments restarted, as DDO's are),
+which tells a DDO gain from the effect of a smaller learning rate. The MLE reference is the
 pretrained generator itself (update 0) and, with ``--mle-cap``, MLE continued to the schedule's cap
 with the best of its scores on the trainer's validation rows (the benchmark's ``mle`` arm).
 """
@@ -93,10 +95,17 @@ def run_seed(seed: int, rest: list[str], scoring: list[str], recipes: dict[str, 
     for name, fields in recipes.items():
         restore(trainer, snap)
         ddo = DDOUpdater(trainer.agent, DDOConfig(**fields), lambda n: trainer.sample_tokens(n))
+        if name.startswith("mle"):  # the control: MLE fine-tuning at DDO's lr and batch, AdamW's moments restarted
+            trainer.agent.optimizer.state.clear()
+            for group in trainer.agent.optimizer.param_groups:
+                group["lr"] = ddo.config.lr
         curve: dict[str, dict[str, float]] = {}
         t0 = time.perf_counter()
         for step in range(1, updates + 1):
-            ddo.step(trainer._real_batch(ddo.config.batch_size))
+            if name.startswith("mle"):
+                trainer.agent.mle_step(trainer._real_batch(ddo.config.batch_size))
+            else:
+                ddo.step(trainer._real_batch(ddo.config.batch_size))
             if step % score_every == 0 or step == updates:
                 curve[str(step)] = {"nll": generator_nll(trainer.agent.generator, rows),
                                     "trainer_valid_nll": generator_nll(trainer.agent.generator, valid)}
@@ -128,7 +137,9 @@ def run_seed(seed: int, rest: list[str], scoring: list[str], recipes: dict[str, 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--seeds", default="0")
-    p.add_argument("--recipe", action="append", required=True, help="NAME:key=value,... (DDOConfig fields)")
+    p.add_argument("--recipe", action="append", required=True,
+                   help="NAME:key=value,... (DDOConfig fields); a NAME starting with mle is the control: MLE steps "
+                        "at that recipe's lr and batch_size from the same start")
     p.add_argument("--updates", type=int, default=600)
     p.add_argument("--score-every", type=int, default=50)
     p.add_argument("--score-on", default="valid", choices=["valid", "test"])
