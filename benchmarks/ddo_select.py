@@ -8,7 +8,9 @@ generator is pretrained once exactly as ``seqgan-env train --agent ddo`` does (M
 the trainer's own validation rows, best weights restored). Every recipe then starts from that
 generator (weights, optimizer, random streams restored) and runs DDO updates, scoring the exact
 per-token NLL of the scoring rows every ``score_every`` updates: one pretraining serves all recipes,
-and the curve shows where each recipe's best number of updates lies. The MLE reference is the
+and the curve shows where each recipe's best number of updates lies. A recipe named ``mle...`` is the
+control: plain MLE steps at its ``lr`` and ``batch_size`` (AdamW's moments restarted, as DDO's are),
+which tells a DDO gain from the effect of a smaller learning rate. The MLE reference is the
 pretrained generator itself (update 0) and, with ``--mle-cap``, MLE continued to the schedule's cap
 with the best of its scores on the trainer's validation rows (the benchmark's ``mle`` arm).
 """
@@ -28,6 +30,7 @@ import torch
 
 from seqgan_agents.ddo import DDOConfig, DDOUpdater
 from seqgan_agents.lifecycle import new_run
+from seqgan_agents.mle import pretrain_mle
 from seqgan_agents.trainer import Trainer
 from seqgan_agents.trainer_config import TrainConfig, train_config_from_dict
 from seqgan_env.data.text import DEFAULT_DATA_PATH, load_texts
@@ -92,10 +95,17 @@ def run_seed(seed: int, rest: list[str], scoring: list[str], recipes: dict[str, 
     for name, fields in recipes.items():
         restore(trainer, snap)
         ddo = DDOUpdater(trainer.agent, DDOConfig(**fields), lambda n: trainer.sample_tokens(n))
+        if name.startswith("mle"):  # the control: MLE fine-tuning at DDO's lr and batch, AdamW's moments restarted
+            trainer.agent.optimizer.state.clear()
+            for group in trainer.agent.optimizer.param_groups:
+                group["lr"] = ddo.config.lr
         curve: dict[str, dict[str, float]] = {}
         t0 = time.perf_counter()
         for step in range(1, updates + 1):
-            ddo.step(trainer._real_batch(ddo.config.batch_size))
+            if name.startswith("mle"):
+                trainer.agent.mle_step(trainer._real_batch(ddo.config.batch_size))
+            else:
+                ddo.step(trainer._real_batch(ddo.config.batch_size))
             if step % score_every == 0 or step == updates:
                 curve[str(step)] = {"nll": generator_nll(trainer.agent.generator, rows),
                                     "trainer_valid_nll": generator_nll(trainer.agent.generator, valid)}
@@ -110,28 +120,26 @@ def run_seed(seed: int, rest: list[str], scoring: list[str], recipes: dict[str, 
         print(f"  {name}: best {r['best_delta']:+.4f} at {best}, last {r['last_delta']:+.4f}, "
               f"by trainer-valid {r['delta_by_trainer_valid']:+.4f} at {by_valid} ({r['seconds']:.0f}s) "
               + " ".join(f"{s}:{c['nll'] - out['mle_nll']:+.4f}" for s, c in curve.items()), flush=True)
-    if mle_cap:  # the benchmark's mle arm: MLE on to the cap, the best of its scores on the trainer's validation rows
-        restore(trainer, snap)
-        trainer.agent.optimizer.param_groups[0]["lr"] = trainer.config.reinforce.lr
-        sch = trainer.config.schedule
-        best, best_nll = float("inf"), None
-        for step in range(trainer.mle_steps + 1, sch.pretrain_steps + sch.updates + 1):
-            trainer.agent.mle_step(trainer._real_batch(trainer.config.reinforce.batch_size))
-            if step % sch.pretrain_eval_every == 0:
-                v = generator_nll(trainer.agent.generator, valid)
-                if v < best:
-                    best, best_nll = v, generator_nll(trainer.agent.generator, rows)
-        out["mle_cap_nll"] = best_nll if best_nll is not None and best < out["pretrain"].get("pretrain/valid_nll", 9e9) \
-            else out["mle_nll"]
-        print(f"  mle to the cap: scoring NLL {out['mle_cap_nll']:.4f}", flush=True)
     trainer.run.close()
+    if mle_cap:  # the benchmark's mle arm: MLE for cap + updates steps, the best of its scores on its validation rows
+        sch = trainer.config.schedule
+        data["schedule"].update(pretrain_steps=sch.pretrain_steps + sch.updates, pretrain_patience=None)
+        data["name"] = f"mle-s{seed}"
+        mle = new_run(train_config_from_dict(data))
+        res = pretrain_mle(mle.agent, lambda: mle._real_batch(mle.config.reinforce.batch_size), mle.data.valid,
+                           mle.config.schedule.pretrain_steps, sch.pretrain_eval_every, 10**9, lambda m: None)
+        out["mle_cap"] = {"best_step": res.best_step, "nll": generator_nll(mle.agent.generator, rows)}
+        print(f"  mle to the cap: best step {res.best_step}, scoring NLL {out['mle_cap']['nll']:.4f}", flush=True)
+        mle.run.close()
     return out
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--seeds", default="0")
-    p.add_argument("--recipe", action="append", required=True, help="NAME:key=value,... (DDOConfig fields)")
+    p.add_argument("--recipe", action="append", required=True,
+                   help="NAME:key=value,... (DDOConfig fields); a NAME starting with mle is the control: MLE steps "
+                        "at that recipe's lr and batch_size from the same start")
     p.add_argument("--updates", type=int, default=600)
     p.add_argument("--score-every", type=int, default=50)
     p.add_argument("--score-on", default="valid", choices=["valid", "test"])
