@@ -137,7 +137,7 @@ class GanBenchmarkConfig:
     mle_max_steps: int | None = None
     mle_patience: int = 5
     ratio_d: RatioDConfig = field(default_factory=RatioDConfig)
-    distill_pool: int = 8000
+    distill_pool: int = 5000
     distill_fraction: float = 0.5
     d_filter_steps: int = 1000
     d_filter_batch: int = 128
