@@ -692,6 +692,13 @@ def cmd_sample(args: argparse.Namespace) -> int:
     from seqgan_env.models.d_filter import DFilterError
 
     _check_sample_args(args)
+    if args.d_tilt is None and args.d_filter is None and args.temperature == 1.0 and args.top_p == 1.0:
+        from pathlib import Path
+
+        from seqgan_env.models.ratio_d import RATIO_DIR
+
+        if (Path(args.run_dir) / RATIO_DIR).is_dir():
+            args.d_tilt = "auto"  # a run with a fitted density-ratio D samples its tilted model by default
     cfg = None
     if args.d_filter is not None:
         from seqgan_env.models.d_filter import DFilterConfig
@@ -1030,7 +1037,8 @@ def build_parser() -> argparse.ArgumentParser:
                              "logit of the run's density-ratio D (RUN/ratio_d, made by seqgan-env fit-ratio; else the "
                              "run's co-trained D), normalised at every step (exact, no rejection; 0 = the generator; "
                              "auto = the ALPHA fit-ratio chose on validation). Scores every vocabulary token at every "
-                             "step: for small vocabularies")
+                             "step: for small vocabularies. Default: auto when RUN/ratio_d exists and no --temperature, "
+                             "--top-p or --d-filter is given, else off")
     sample.set_defaults(func=cmd_sample)
 
     ev = sub.add_parser("eval", help="sample-quality numbers of a run (prints a table, writes eval.json); with a "

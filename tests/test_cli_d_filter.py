@@ -117,7 +117,14 @@ def test_fit_ratio_then_sample_and_eval_with_the_tilt(run, tmp_path, capsys):
     meta = json.loads((own / "ratio_d" / "ratio_d.json").read_text())
     assert meta["steps"] == 4 and meta["config"]["steps"] == 4 and meta["alpha"] in meta["config"]["alphas"]
     assert main(["sample", str(own), "-n", "5", "--seed", "1", "--d-tilt", "auto"]) == 0
-    assert len(capsys.readouterr().out.splitlines()) == 5
+    tilted = capsys.readouterr().out
+    assert len(tilted.splitlines()) == 5
+    assert main(["sample", str(own), "-n", "5", "--seed", "1"]) == 0  # with ratio_d the tilted model is the default
+    assert capsys.readouterr().out == tilted
+    assert main(["sample", str(run), "-n", "5", "--seed", "1"]) == 0  # without it: the generator
+    plain = capsys.readouterr().out
+    assert main(["sample", str(own), "-n", "5", "--seed", "1", "--temperature", "1.0001"]) == 0  # a temperature: off
+    assert len(capsys.readouterr().out.splitlines()) == 5 and len(plain.splitlines()) == 5
     assert main(["eval", str(own), "-n", "20", "--d-tilt", "0"]) == 0
     report = json.loads((own / "eval.json").read_text())
     assert report["tilted_nll"] == pytest.approx(report["generator_nll"], abs=1e-5)
