@@ -611,6 +611,17 @@ def _parse_alpha(text: Any) -> float | str | None:
     return value
 
 
+#: The largest vocabulary fit-ratio and eval --d-tilt accept: the tilt scores every token with D at every step.
+TILT_MAX_VOCAB = 1024
+
+
+def _check_tilt_vocab(vocab_size: int, what: str) -> None:
+    if vocab_size > TILT_MAX_VOCAB:
+        raise ValueError(f"{what} scores all {vocab_size} vocabulary tokens with D at every step, beyond the "
+                         f"{TILT_MAX_VOCAB} this command accepts (the SeqGAN oracle has 5,000); fix: use it on "
+                         f"character-level or other small-vocabulary runs, or sample with --d-filter.")
+
+
 def _tilt_discriminator(run_dir: str, alpha: float | str, vocab_size: int, device: str, tokenizer: Any):
     """(discriminator, alpha, source) for --d-tilt: RUN/ratio_d when fit-ratio made one, else the run's co-trained D
     (``auto`` needs RUN/ratio_d)."""
@@ -641,6 +652,7 @@ def cmd_fit_ratio(args: argparse.Namespace) -> int:
 
     cfg = _ratio_d_config(args.ratio_d, "--ratio-d")
     generator, tokenizer, config = load_generator_for_sampling(args.run_dir)
+    _check_tilt_vocab(tokenizer.vocab_size, "fit-ratio")
     data = load_run_data(config, tokenizer)
     agent = ReinforceAgent(generator, ReinforceConfig(device=args.device))
     choose, _ = choose_report_split(data.valid)
@@ -870,6 +882,7 @@ def _tilt_report(args: argparse.Namespace, generator: Any, tokenizer: Any, confi
     from seqgan_env.models.ratio_d import choose_report_split
     from seqgan_env.models.tilted import tilted_nll
 
+    _check_tilt_vocab(tokenizer.vocab_size, "eval --d-tilt")
     disc, alpha, source = _tilt_discriminator(args.run_dir, args.d_tilt, tokenizer.vocab_size, device, tokenizer)
     if test is not None:
         rows, where = tokenizer.encode_batch(test, config.data.max_length), f"test file {config.data.test_path}"

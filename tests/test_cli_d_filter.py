@@ -141,3 +141,12 @@ def test_tilt_bad_values_are_named(run, capsys, argv, needle):
     assert main(full) == 2
     err = capsys.readouterr().err
     assert needle in err and "Traceback" not in err
+
+
+def test_tilt_refuses_a_large_vocabulary(run, capsys, monkeypatch):
+    from seqgan_env import cli
+
+    monkeypatch.setattr(cli, "TILT_MAX_VOCAB", 4)
+    assert main(["fit-ratio", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert "scores all" in err and "--d-filter" in err and "Traceback" not in err
