@@ -12,7 +12,7 @@ from seqgan_agents import distributed
 from seqgan_agents.distributed import DistContext, FollowerRun
 from seqgan_agents.reinforce import resolve_device
 from seqgan_agents.trainer import Trainer
-from seqgan_agents.trainer_config import TrainConfig, train_config_from_dict, with_data_length
+from seqgan_agents.trainer_config import PPO_AGENTS, TrainConfig, train_config_from_dict, with_data_length
 from seqgan_env.data.subword import HFTokenizer, build_tokenizer, is_hf_tokenizer_json, load_tokenizer_source
 from seqgan_env.data.text import TextDataset, file_sha256, load_dataset, load_texts
 from seqgan_env.data.tokenizer import EOS_ID, CharTokenizer
@@ -184,7 +184,7 @@ def new_run(config: TrainConfig) -> Trainer:
     if run is None:
         run = FollowerRun(path, {"config": config_to_dict(config)})
     try:
-        if config.agent != "reinforce":
+        if config.agent in PPO_AGENTS:
             from seqgan_agents.ppo import PPOTrainer
 
             return PPOTrainer(config, run, data)
@@ -271,7 +271,7 @@ def _join(config: TrainConfig) -> DistContext:
     if config.agent != "reinforce":
         raise ValueError(
             f"agent={config.agent} cannot train data-parallel (this launch has WORLD_SIZE={ctx.world_size}): only "
-            f"the REINFORCE trainer runs under torchrun; fix: run PPO in one process (seqgan-env train --agent "
+            f"the REINFORCE trainer runs under torchrun; fix: run it in one process (seqgan-env train --agent "
             f"{config.agent}, without torchrun) or use --agent reinforce."
         )
     return distributed.init(resolve_device(config.reinforce.device))
@@ -316,7 +316,7 @@ def resume_run(path: str | Path) -> Trainer:
 
 def _resume(run: RunDir | FollowerRun, ctx: DistContext | None = None):
     config = run_config(run, import_sources=True)  # rewards are computed: the sources are imported
-    if config.agent != "reinforce" and config.ppo.policy != "generator":
+    if config.agent in PPO_AGENTS and config.ppo.policy != "generator":
         raise ValueError(f"run '{run.path}' was trained with agent={config.agent} and ppo.policy={config.ppo.policy}, "
                          f"which cannot be resumed (SB3's MLP policy keeps no continuation state); fix: start a new "
                          f"run, with --set ppo.policy=generator for one that resumes.")
@@ -326,7 +326,7 @@ def _resume(run: RunDir | FollowerRun, ctx: DistContext | None = None):
     if not tok_path.is_file():
         raise ValueError(f"run '{run.path}' has no tokenizer.json; fix: resume a run made by `seqgan-env train`.")
     data = load_run_data(config, load_tokenizer(tok_path))
-    if config.agent != "reinforce":
+    if config.agent in PPO_AGENTS:
         from seqgan_agents.ppo import PPOTrainer
 
         trainer = PPOTrainer(config, run, data)
@@ -367,8 +367,8 @@ def load_generator_for_sampling(run_path: str | Path):
         raise
     # a PPO run trains the generator when config.json says ppo.policy=generator (runs of older versions have no
     # such key: their policy was the MLP)
-    generator_ppo = config.agent != "reinforce" and (run.config.get("ppo") or {}).get("policy") == "generator"
-    if config.agent != "reinforce" and not generator_ppo:
+    generator_ppo = config.agent in PPO_AGENTS and (run.config.get("ppo") or {}).get("policy") == "generator"
+    if config.agent in PPO_AGENTS and not generator_ppo:
         run.close()
         raise ValueError(
             f"run '{run.path}' was trained with agent={config.agent} and ppo.policy=mlp, whose policy is not a Llama "

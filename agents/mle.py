@@ -1,5 +1,8 @@
 """Maximum-likelihood training with early stopping on a validation split: the baseline every GAN arm is read against.
 
+``pretrain_mle``: the MLE pretraining of `seqgan-env train` (random mini-batches, scored every k steps,
+the best weights restored), shared by the REINFORCE/DDO trainer and the PPO trainer.
+
 ``fit_mle`` runs epochs of shuffled mini-batches through ``ReinforceAgent.mle_step`` (the agent's
 own optimizer and clipping), scores the validation rows (``seqgan_env.eval.likelihood.generator_nll``)
 every ``eval_every`` epochs, keeps the weights of the best score and stops after ``patience``
@@ -98,4 +101,67 @@ def fit_mle(
     return MLEFitResult(best, best_epoch, epoch, train_seconds / max(epoch, 1), history)
 
 
-__all__ = ["MLEFitConfig", "MLEFitResult", "fit_mle"]
+@dataclass
+class PretrainResult:
+    """steps: MLE steps trained; best_step / valid_nll: the scored step whose weights were kept and its
+    validation NLL per token (None when nothing was scored: no validation rows, or no early stopping)."""
+
+    steps: int
+    best_step: int | None = None
+    valid_nll: float | None = None
+
+
+def pretrain_mle(
+    agent: ReinforceAgent,
+    next_batch: Callable[[], torch.Tensor],
+    valid: torch.Tensor | None,
+    max_steps: int,
+    eval_every: int,
+    patience: int | None,
+    log: Callable[[str], None] = print,
+    mean_loss: Callable[[float], float] = lambda x: x,
+) -> PretrainResult:
+    """MLE steps on ``next_batch()`` rows (N, T) until the NLL of ``valid`` (M, T) stops improving.
+
+    The validation NLL is scored every ``eval_every`` steps (and at ``max_steps``); training stops
+    after ``patience`` scores without improvement, and the weights of the best score are loaded
+    back. ``valid`` None or empty, or ``patience`` None: all ``max_steps`` steps, the last weights
+    kept. ``mean_loss``: the loss as logged (data-parallel: the mean over ranks; called on every rank
+    at the same steps). Every rank scores the same rows with the same weights, so all stop together.
+
+    Raises:
+        FloatingPointError: the MLE loss became NaN or infinite (lower the learning rate).
+    """
+    early = patience is not None and valid is not None and len(valid) > 0
+    best, best_state, bad, step = math.inf, None, 0, 0
+    result = PretrainResult(0)
+    for i in range(max_steps):
+        loss = agent.mle_step(next_batch())
+        if not math.isfinite(loss):
+            raise FloatingPointError(f"MLE pretraining loss became {loss} at step {i}: lower reinforce.lr.")
+        step = i + 1
+        scored = early and (step % eval_every == 0 or step == max_steps)
+        if step % 100 and step != max_steps and not scored:
+            continue
+        line = f"pretrain generator {step}/{max_steps}: mle_loss {mean_loss(loss):.3f}"
+        if scored:
+            nll = generator_nll(agent.generator, valid)
+            if nll < best:
+                best, result.best_step, bad = nll, step, 0
+                best_state = copy.deepcopy(agent.generator.state_dict())
+            else:
+                bad += 1
+            line += f", valid_nll {nll:.4f} (best {best:.4f} at step {result.best_step})"
+        log(line)
+        if scored and bad >= patience:
+            log(f"pretrain generator: validation NLL did not improve for {bad} scores; stopped at step {step}, "
+                f"weights of step {result.best_step} restored")
+            break
+    result.steps = step
+    if best_state is not None:
+        agent.generator.load_state_dict(best_state)
+        result.valid_nll = best
+    return result
+
+
+__all__ = ["MLEFitConfig", "MLEFitResult", "PretrainResult", "fit_mle", "pretrain_mle"]

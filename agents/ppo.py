@@ -189,8 +189,8 @@ class PPOTrainer:
     def pretrain(self) -> None:
         """MLE pretraining of the generator on the real rows, then D on real vs generated: REINFORCE's phase.
 
-        The same steps (``schedule.pretrain_steps`` of ``reinforce.batch_size`` rows, drawn by a generator
-        seeded ``seed + 2``), the same optimizer (``reinforce.lr``) and the same D steps as
+        The same steps (``reinforce.batch_size`` rows drawn by a generator seeded ``seed + 2``, until the
+        validation NLL stops improving: ``seqgan_agents.mle.pretrain_mle``), the same optimizer (``reinforce.lr``) and the same D steps as
         :meth:`seqgan_agents.trainer.Trainer.pretrain`, so that ``--agent ppo`` and ``--agent reinforce``
         with one seed start the adversarial phase from the same generator.
 
@@ -204,21 +204,24 @@ class PPOTrainer:
         real = self.data.train.to(self.agent.device)  # (N, T)
         real_gen = torch.Generator().manual_seed(cfg.seed + 2)  # Trainer.real_gen of rank 0
         b = cfg.reinforce.batch_size
-        for i in range(0 if self.mle_pretrained else sch.pretrain_steps):
-            idx = torch.randint(len(real), (b,), generator=real_gen)
-            loss = self.agent.mle_step(real[idx.to(real.device)])  # (b, T) rows
-            if not math.isfinite(loss):
-                raise FloatingPointError(f"MLE pretraining loss became {loss} at step {i}: lower reinforce.lr.")
-            if (i + 1) % 100 == 0 or i + 1 == sch.pretrain_steps:
-                self.log(f"pretrain generator {i + 1}/{sch.pretrain_steps}: mle_loss {loss:.3f}")
+        from seqgan_agents.mle import pretrain_mle
+
+        mle_steps = sch.pretrain_steps  # (a run that resumes after the MLE phase: its cap)
+        if not self.mle_pretrained:
+            def batch() -> torch.Tensor:
+                idx = torch.randint(len(real), (b,), generator=real_gen)
+                return real[idx.to(real.device)]  # (b, T) rows
+
+            mle_steps = pretrain_mle(self.agent, batch, self.data.valid.to(self.agent.device), sch.pretrain_steps,
+                                     sch.pretrain_eval_every, sch.pretrain_patience, self.log).steps
         self.mle_pretrained = True
         data_cfg = cfg.data
-        for i in range(sch.d_pretrain):
+        for i in range(sch.d_pretrain_for(mle_steps)):
             fake = self.agent.sample(cfg.d_updates.batch_size, data_cfg.max_length, cfg.reinforce.temperature,
                                      cfg.reinforce.top_p, min_length=data_cfg.min_length, allow_eos=data_cfg.eos)
             m = self.reward_env.update_discriminator(fake.cpu())  # (n, T) generated rows
-            if i + 1 == sch.d_pretrain:
-                self.log(f"pretrain discriminator {i + 1}/{sch.d_pretrain}: loss {m['loss']:.3f}")
+            if i + 1 == sch.d_pretrain_for(mle_steps):
+                self.log(f"pretrain discriminator {i + 1}/{sch.d_pretrain_for(mle_steps)}: loss {m['loss']:.3f}")
         self.pretrained = True
 
     def export_generator(self) -> Path:

@@ -9,7 +9,6 @@ for sampling: ``lifecycle``.
 
 from __future__ import annotations
 
-import math
 import signal
 import sys
 import threading
@@ -20,12 +19,15 @@ from typing import Any, Callable
 import torch
 
 from seqgan_agents import distributed
+from seqgan_agents.ddo import DDOUpdater
 from seqgan_agents.distributed import DistContext
+from seqgan_agents.mle import pretrain_mle
 from seqgan_agents.reinforce import ReinforceAgent
 from seqgan_agents.trainer_config import TrainConfig, with_data_length
 from seqgan_env.data.text import TextDataset
 from seqgan_env.envs.vector_env import TokenGenerationVectorEnv
 from seqgan_env.eval.discriminator_health import health_report
+from seqgan_env.eval.likelihood import generator_nll
 from seqgan_env.eval.metrics import CHARACTER_METRICS, BigramModel, sample_report
 from seqgan_env.models.discriminator import Discriminator
 from seqgan_env.data.subword import save_tokenizer_files
@@ -112,6 +114,11 @@ class Trainer:
         self.step = 0
         self.pretrained = False  # both pretraining phases done
         self.mle_pretrained = False  # the generator's MLE phase done (a checkpoint follows each phase)
+        self.mle_steps = 0  # MLE pretraining steps trained (early stopping may end the phase before the cap)
+        self.mle_best_step: int | None = None  # the step whose weights were kept (None: no validation score)
+        self.mle_valid_nll: float | None = None  # their validation NLL per token
+        # agent=ddo: DDO updates replace REINFORCE; its reference samples are drawn at temperature 1 (p_ref itself)
+        self.ddo = DDOUpdater(self.agent, cfg.ddo, lambda n: self.sample_tokens(n)) if cfg.agent == "ddo" else None
         self.nonfinite_in_a_row = 0
         self.nonfinite_total = 0
         self.alarms = AlarmMonitor(cfg.alarms)
@@ -145,7 +152,8 @@ class Trainer:
         return self.real[idx.to(self.real.device)]  # (n, T)
 
     def evaluate(self, n: int | None = None, seed: int = 1234) -> tuple[dict[str, float], list[str]]:
-        """Quality numbers of ``n`` samples at temperature 1, top-p 1, drawn with a fixed seed."""
+        """Quality numbers of ``n`` samples at temperature 1, top-p 1, drawn with a fixed seed, and ``valid_nll``
+        (the generator's NLL per token of the validation rows)."""
         n = n or self.config.schedule.eval_samples
         data_cfg = self.config.data
         tokens = self.sample_tokens(n, seed=seed)
@@ -155,6 +163,8 @@ class Trainer:
             for key in CHARACTER_METRICS:  # meaningless for integer tokens (as in `seqgan-env eval`)
                 report.pop(key)
             report.update(self.data.benchmark_metrics(self.agent.generator, tokens))
+        if len(self.data.valid):  # the exact held-out likelihood: what MLE early-stops on and DDO must improve
+            report["valid_nll"] = generator_nll(self.agent.generator, self.data.valid.to(self.device))
         report.update(self.discriminator_health(n, seed + 1))
         return report, texts
 
@@ -167,7 +177,7 @@ class Trainer:
         {} without a validation split.
         """
         real = self.data.valid
-        if len(real) == 0:
+        if len(real) == 0 or self.ddo is not None:  # agent=ddo trains no discriminator
             return {}
         fake = self.sample_tokens(n, seed=seed)  # (n, T) own seed: the training RNG does not move
         h = health_report(None, real.to(self.device), fake, sequence_logits=self.discriminator.sequence_logits)
@@ -183,33 +193,49 @@ class Trainer:
         resumed between the phases skips the MLE phase.
         """
         sch = self.config.schedule
-        b = self.config.reinforce.batch_size
-        for i in range(0 if self.mle_pretrained else sch.pretrain_steps):
-            loss = self.agent.mle_step(self._real_batch(b))
-            if not math.isfinite(loss):
-                raise FloatingPointError(f"MLE pretraining loss became {loss} at step {i}: lower reinforce.lr.")
-            if (i + 1) % 100 == 0 or i + 1 == sch.pretrain_steps:
-                loss = distributed.mean_metrics({"mle_loss": loss}, self.dist)["mle_loss"]
-                self.log(f"pretrain generator {i + 1}/{sch.pretrain_steps}: mle_loss {loss:.3f}")
         if not self.mle_pretrained:
+            self._pretrain_generator()
             self.mle_pretrained = True
             if checkpoint:
                 self.save_checkpoint()
-        for i in range(sch.d_pretrain):
+        d_steps = 0 if self.ddo is not None else sch.d_pretrain_for(self.mle_steps)  # DDO has no separate D
+        for i in range(d_steps):
             m = self.venv.update_discriminator(self._sample_fake(self.config.d_updates.batch_size))
-            if i + 1 == sch.d_pretrain:
+            if i + 1 == d_steps:
                 m = distributed.mean_metrics(m, self.dist)
-                self.log(f"pretrain discriminator {i + 1}/{sch.d_pretrain}: loss {m['loss']:.3f}")
+                self.log(f"pretrain discriminator {i + 1}/{d_steps}: loss {m['loss']:.3f}")
         if self.mc_scorer is not None:  # SeqGAN: the rollout policy starts as the pretrained generator
             self.mc_scorer.update_rollout_policy(self.agent.generator, rate=0.0)
-        if self.config.reinforce.kl_coef > 0:  # the KL term holds the policy near where the adversarial phase starts
+        if self.config.reinforce.kl_coef > 0 and self.ddo is None:  # the KL term holds the policy near where the adversarial phase starts
             self.agent.set_reference()
         self.pretrained = True
         if checkpoint:
             self.save_checkpoint()
 
+    def _pretrain_generator(self) -> None:
+        """MLE steps until the validation NLL stops improving (``ScheduleConfig``); the best weights are restored.
+
+        Every rank scores the same validation rows with the same weights, so all stop at the same step.
+        Sets ``mle_steps``, ``mle_best_step`` and ``mle_valid_nll``.
+        """
+        sch = self.config.schedule
+        b = self.config.reinforce.batch_size
+        res = pretrain_mle(self.agent, lambda: self._real_batch(b), self.data.valid.to(self.device), sch.pretrain_steps,
+                           sch.pretrain_eval_every, sch.pretrain_patience, self.log,
+                           lambda loss: distributed.mean_metrics({"mle_loss": loss}, self.dist)["mle_loss"])
+        self.mle_steps, self.mle_best_step, self.mle_valid_nll = res.steps, res.best_step, res.valid_nll
+
+    def pretrain_metrics(self) -> dict[str, float]:
+        """What MLE pretraining did: steps trained, the step kept and its validation NLL (when scored)."""
+        out = {"pretrain/mle_steps": self.mle_steps}
+        if self.mle_best_step is not None:
+            out.update({"pretrain/best_step": self.mle_best_step, "pretrain/valid_nll": self.mle_valid_nll})
+        return out
+
     def train_step(self) -> dict[str, Any]:
         """One generator update, then the discriminator's schedule; the metrics are means over ranks."""
+        if self.ddo is not None:
+            return self._ddo_step()
         t0 = time.perf_counter()
         # 1. collect: one episode per env row, sampled from the generator with the KV cache
         # 2. reward: paid inside the env, step by step, by the discriminator reward wrapper
@@ -233,6 +259,21 @@ class Trainer:
         self.local_metrics = dict(metrics)
         metrics = distributed.mean_metrics(metrics, self.dist)  # a no-op for one process
         self._note_alarms(self.alarms.check_update(metrics), UPDATE_ALARMS, metrics)
+        self.step += 1
+        return metrics
+
+    def _ddo_step(self) -> dict[str, Any]:
+        """One DDO update (``agents/ddo.py``) on ``ddo.batch_size`` real rows; no env, no discriminator."""
+        t0 = time.perf_counter()
+        try:
+            metrics: dict[str, Any] = {f"ddo/{k}": v for k, v in
+                                       self.ddo.step(self._real_batch(self.config.ddo.batch_size)).items()}
+        except FloatingPointError as exc:
+            return self._skip_update(exc)
+        self.nonfinite_in_a_row = 0
+        metrics["update_seconds"] = time.perf_counter() - t0
+        metrics["nonfinite_total"] = self.nonfinite_total
+        self.local_metrics = dict(metrics)
         self.step += 1
         return metrics
 
@@ -294,8 +335,13 @@ class Trainer:
             "train_step": self.step,
             "pretrained": self.pretrained,
             "mle_pretrained": self.mle_pretrained,
+            "mle_steps": self.mle_steps,
+            "mle_best_step": self.mle_best_step,
+            "mle_valid_nll": self.mle_valid_nll,
             "alarms": self.alarms.state_dict(),
         }
+        if self.ddo is not None:
+            tensors["ddo"], meta["ddo"] = self.ddo.state_dict()
         if self.discriminator.scheduler is not None:
             st, sm = flatten_scheduler_state(self.discriminator.scheduler.state_dict())
             tensors["discriminator_scheduler"] = st
@@ -334,6 +380,8 @@ class Trainer:
                 )
             self.discriminator.num_updates = int(meta["discriminator_num_updates"])
             self.callback.load_state_dict(meta["callback"])
+            if self.ddo is not None:
+                self.ddo.load_state_dict(tensors.get("ddo", {}), meta["ddo"])
             if "alarms" in meta:
                 self.alarms.load_state_dict(meta["alarms"])
             group = "rng" if self.dist.rank == 0 else f"rng_rank{self.dist.rank}"  # this rank's own streams
@@ -354,6 +402,9 @@ class Trainer:
         self.step = int(meta["train_step"])
         self.pretrained = bool(meta["pretrained"])  # D weights changed: collect() resets the env, rebuilding its cache
         self.mle_pretrained = bool(meta.get("mle_pretrained", self.pretrained))  # older checkpoints: only after both
+        self.mle_steps = int(meta.get("mle_steps", self.config.schedule.pretrain_steps if self.mle_pretrained else 0))
+        self.mle_best_step = meta.get("mle_best_step")
+        self.mle_valid_nll = meta.get("mle_valid_nll")
 
     def export_generator(self) -> Path:
         """``save_pretrained`` + tokenizer JSON, loadable by ``LlamaForCausalLM.from_pretrained(dir)``."""
@@ -391,7 +442,8 @@ class Trainer:
                 self.pretrain(checkpoint=True)
                 if main:
                     after, _ = self.evaluate()
-                    self.run.log_metrics(0, {f"eval/pretrained_{k}": v for k, v in after.items()})
+                    self.run.log_metrics(0, {**{f"eval/pretrained_{k}": v for k, v in after.items()},
+                                             **self.pretrain_metrics()})
             bar = tqdm(total=sch.updates, initial=self.step, disable=not (progress and main), file=sys.stderr,
                        dynamic_ncols=True)
             start = time.time()
@@ -439,7 +491,16 @@ class Trainer:
                 signal.signal(signum, handler)
 
     def _show_progress(self, bar, metrics: dict[str, Any]) -> None:
-        """Progress-bar postfix: alarms, reward, D loss and accuracy, and one sample (its own seed)."""
+        """Progress-bar postfix: alarms, reward, D loss and accuracy (DDO: its loss and implicit d), and one sample
+        (its own seed)."""
+        if self.ddo is not None:
+            bar.set_postfix(
+                ddo_loss=f"{metrics.get('ddo/ddo_loss', float('nan')):.3f}",
+                d_real=f"{metrics.get('ddo/d_real', float('nan')):.3f}",
+                d_fake=f"{metrics.get('ddo/d_fake', float('nan')):.3f}",
+                sample=self.data.tokenizer.decode(self.sample_tokens(1, seed=self.step)[0].cpu()),
+            )
+            return
         bar.set_postfix(
             alarms=",".join(self.active_alarms) or "-",
             reward=f"{metrics['reward_mean']:.3f}",

@@ -12,6 +12,7 @@ import typing
 from dataclasses import dataclass, field
 from typing import Literal
 
+from seqgan_agents.ddo import DDOConfig
 from seqgan_agents.ppo import PPOConfig
 from seqgan_agents.reinforce import ReinforceConfig
 from seqgan_env.data.subword import TokenizerConfig
@@ -27,9 +28,10 @@ from seqgan_env.runs.alarms import AlarmConfig
 from seqgan_env.runs.configio import config_from_dict
 from seqgan_env.utils.validation import check_int, check_ints
 
-Agent = Literal["reinforce", "ppo", "maskable_ppo"]
+Agent = Literal["reinforce", "ppo", "maskable_ppo", "ddo"]
 RewardScorer = Literal["discriminator", "mc_rollout"]
 AGENTS: tuple[str, ...] = typing.get_args(Agent)
+PPO_AGENTS = ("ppo", "maskable_ppo")  # SB3's trainers (agents/ppo.py); the others run in agents/trainer.py
 REWARD_SCORERS: tuple[str, ...] = typing.get_args(RewardScorer)
 
 
@@ -114,34 +116,48 @@ class DataConfig:
 class ScheduleConfig:
     """How long to train and how often to evaluate, sample and checkpoint.
 
-    ``d_pretrain_steps`` None: a quarter of ``pretrain_steps`` (at least 1 when there is MLE
-    pretraining; ``d_pretrain`` gives the number), so that D pretraining scales with the run
-    however its length is set, and a short test run stays short.
+    MLE pretraining follows the data: the generator's NLL on the validation split is scored every
+    ``pretrain_eval_every`` MLE steps, pretraining stops after ``pretrain_patience`` scores without
+    improvement (or at ``pretrain_steps``, the cap) and the best-scoring weights are restored. Without
+    a validation split, or with ``pretrain_patience`` None, it trains all ``pretrain_steps``.
+    ``d_pretrain_steps`` None: a quarter of the MLE steps trained (at least 1 when there were any;
+    ``d_pretrain_for`` gives the number), so that D pretraining scales with the run however its
+    length is set, and a short test run stays short.
     """
 
-    # Most of the quality comes from maximum likelihood: 800 MLE steps, then a short adversarial phase with
-    # the MLE term at full weight (reinforce.mle_coef below) is no worse than MLE alone at equal generator
-    # steps and keeps the default run near a minute (benchmarks/README.md, "The default schedule").
+    # Most of the quality comes from maximum likelihood: MLE until the validation NLL stops improving, then a
+    # short adversarial phase with the MLE term at full weight (reinforce.mle_coef below), keeping the default run
+    # near two minutes (benchmarks/README.md, "The default schedule").
     updates: int = 100  # adversarial generator updates (after pretraining)
-    pretrain_steps: int = 800  # MLE steps of the generator before the adversarial phase
-    d_pretrain_steps: int | None = None  # D steps before the adversarial phase; None: a quarter of pretrain_steps
+    pretrain_steps: int = 4000  # MLE steps of the generator at most (the cap; early stopping on validation NLL ends it sooner)
+    pretrain_eval_every: int = 100  # MLE steps between scores of the generator's validation NLL (early stopping)
+    pretrain_patience: int | None = 3  # validation scores without improvement before MLE pretraining stops (the best weights restored); None: train all pretrain_steps
+    d_pretrain_steps: int | None = None  # D steps before the adversarial phase; None: a quarter of the MLE steps trained
     eval_every: int = 100  # updates between evaluations (samples scored against the held-out split)
     eval_samples: int = 1000  # samples drawn per evaluation
     checkpoint_every: int = 100  # updates between checkpoints
     max_nonfinite: int = 5  # consecutive skipped updates (NaN/inf loss or gradient) before the run stops
 
     def __post_init__(self) -> None:
-        check_ints(self, ("updates", "eval_every", "eval_samples", "checkpoint_every", "max_nonfinite"), 1, "schedule.")
+        check_ints(self, ("updates", "eval_every", "eval_samples", "checkpoint_every", "max_nonfinite",
+                          "pretrain_eval_every"), 1, "schedule.")
         check_ints(self, ("pretrain_steps",), 0, "schedule.")
+        if self.pretrain_patience is not None:
+            check_int("schedule.pretrain_patience", self.pretrain_patience, 1,
+                      "None trains all schedule.pretrain_steps; e.g. 3")
         if self.d_pretrain_steps is not None:
             check_ints(self, ("d_pretrain_steps",), 0, "schedule.")
 
-    @property
-    def d_pretrain(self) -> int:
-        """D pretraining steps: ``d_pretrain_steps``, or (None) a quarter of ``pretrain_steps``, at least 1."""
+    def d_pretrain_for(self, mle_steps: int) -> int:
+        """D pretraining steps after ``mle_steps`` MLE steps: ``d_pretrain_steps``, or (None) a quarter, at least 1."""
         if self.d_pretrain_steps is not None:
             return self.d_pretrain_steps
-        return max(1, self.pretrain_steps // 4) if self.pretrain_steps else 0
+        return max(1, mle_steps // 4) if mle_steps else 0
+
+    @property
+    def d_pretrain(self) -> int:
+        """D pretraining steps when all ``pretrain_steps`` are trained (``d_pretrain_for(pretrain_steps)``)."""
+        return self.d_pretrain_for(self.pretrain_steps)
 
 
 @dataclass
@@ -151,7 +167,7 @@ class TrainConfig:
     name: str = "seqgan"  # the run directory's name: <out_dir>/<time>-<name>
     out_dir: str = "runs"  # where run directories are made
     seed: int = 0  # seed of the data split, the models' initialisation and sampling
-    agent: Agent = "reinforce"  # the generator's trainer: ours (reinforce), or SB3's PPO / MaskablePPO for comparison
+    agent: Agent = "reinforce"  # the generator's trainer: reinforce, ddo (DDO: no RL, no separate D), or SB3's ppo / maskable_ppo
     note: str = ""  # free text shown by `seqgan-env runs list` and `runs diff`
     data: DataConfig = field(default_factory=DataConfig)
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
@@ -175,6 +191,7 @@ class TrainConfig:
     discriminator_model: ModelConfig = field(default_factory=ModelConfig)
     discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
     ppo: PPOConfig = field(default_factory=PPOConfig)
+    ddo: DDOConfig = field(default_factory=DDOConfig)  # agent=ddo: the fine-tuning after MLE pretraining (schedule.updates DDO updates)
     alarms: AlarmConfig = field(default_factory=AlarmConfig)
 
     def __post_init__(self) -> None:
@@ -198,6 +215,9 @@ class TrainConfig:
                 f"fix: --set reinforce.gamma=0."
             )
         self._check_sources()
+        if self.agent == "ddo" and self.reinforce.kl_coef > 0:
+            raise ValueError(f"reinforce.kl_coef={self.reinforce.kl_coef:g} is the KL term of agent=reinforce; agent=ddo "
+                             f"has none (its reference is the implicit discriminator's); fix: drop reinforce.kl_coef.")
         if self.reward.update_every is not None:
             raise ValueError(
                 f"reward.update_every={self.reward.update_every} must be None in the trainer: the "
@@ -247,7 +267,7 @@ class TrainConfig:
         if self.data.is_oracle and (pre or self.discriminator.pretrained):
             raise ValueError("generator.pretrained / discriminator.pretrained do not fit data.path=oracle (5,000 "
                              "integer tokens); fix: drop them.")
-        sb3_net = self.agent != "reinforce" and self.ppo.policy == "mlp"  # a policy that is not the generator
+        sb3_net = self.agent in PPO_AGENTS and self.ppo.policy == "mlp"  # a policy that is not the generator
         if self.generator.family != "llama" and sb3_net:
             raise ValueError(f"generator.family={self.generator.family} needs agent=reinforce, not agent={self.agent} "
                              f"(ppo.policy=mlp is its own network); fix: drop --generator.family or --set ppo.policy=generator.")
@@ -337,5 +357,5 @@ def with_data_length(config: TrainConfig, max_length: int) -> TrainConfig:
     return dataclasses.replace(config, data=dataclasses.replace(config.data, max_length=max_length), **models)
 
 
-__all__ = ["AGENTS", "Agent", "DATA_PRESETS", "REWARD_SCORERS", "RewardScorer", "DataConfig", "ScheduleConfig", "TrainConfig", "preset_overrides", "train_config_from_dict",
+__all__ = ["AGENTS", "PPO_AGENTS", "Agent", "DATA_PRESETS", "REWARD_SCORERS", "RewardScorer", "DataConfig", "ScheduleConfig", "TrainConfig", "preset_overrides", "train_config_from_dict",
            "with_data_length"]

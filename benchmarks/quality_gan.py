@@ -1,15 +1,23 @@
 """`seqgan-env benchmark gan`: does the discriminator make samples better than maximum likelihood?
 
-Arms, per seed, at equal generator steps (``pretrain_steps + updates`` of the
-adversarial config):
+Arms, per seed, from MLE's best point:
 
-* ``mle``: maximum likelihood only, early-stopped on the validation split (the best
-  of evaluations every ``mle_eval_every`` steps).
-* ``adversarial``: the adversarial config as ``seqgan-env train`` runs it (MLE
-  pretraining, then REINFORCE against the co-trained discriminator).
+* ``mle``: maximum likelihood only, evaluated on the trainer's validation rows every
+  ``mle_eval_every`` steps, stopped after ``mle_patience`` evaluations without a better
+  one (cap ``mle_max_steps``), its best weights kept: its best step B is the budget of
+  every other arm's generator.
+* ``adversarial``: the adversarial config as ``seqgan-env train`` runs it, with B MLE
+  pretraining steps, then its REINFORCE updates against the co-trained discriminator.
 * ``scratch``: the adversarial config with no pretraining and no MLE term.
 * ``d_filter``: the ``mle`` generator's samples filtered by a discriminator trained
   against them (``seqgan_env.models.d_filter``, SIR with weights D/(1-D)).
+* ``tilted``: the ``mle`` generator tilted token by token by a fresh density-ratio
+  discriminator trained against it (``seqgan_env.models.ratio_d``: its stopping step and
+  the tilt strength alpha chosen on the trainer's validation rows, never the scored
+  rows), an autoregressive model with an exact likelihood (``seqgan_env.models.tilted``).
+* ``distill``: a plain generator trained from scratch by MLE (early-stopped as ``mle``) on
+  batches mixing real rows with samples of the tilted model: does the gain survive in a
+  generator that needs no D?
 * variants (``--variant NAME:KEY=VALUE,...``): more adversarial arms, each the adversarial
   config with its own overrides on top (a generator-update recipe to compare, paired by
   seed against the same MLE arm).
@@ -39,6 +47,12 @@ separate oracle sample (``oracle_test`` rows, drawn with ``split_seed``). ``qual
 NLL-oracle (the oracle's NLL per token of the samples) and ``coverage`` NLL-test (the
 generator's NLL per token of the test rows, at the sampling temperature). ``d_filter`` has
 no NLL-test (a filtered sampler has no likelihood of its own) and is refused there.
+
+``nll``: the exact NLL per token (EOS included, as ``generator_nll`` counts) of the scored
+rows under every arm with a likelihood (mle, adversarial, scratch, variants, tilted,
+distill; d_filter has none), at temperature 1; rows longer than the run's max_length or
+with unknown symbols are left out and counted. The tilted arm is not run on the oracle
+(its 5,000 tokens would be 5,000 D prefixes per row and step).
 
 The frontier: every arm sampled at each of ``temperatures``; an arm lies below
 MLE's frontier at temperature 1 when its quality is better than MLE's curve
@@ -70,13 +84,19 @@ from seqgan_env.eval.metrics import length_distance, ngram_jsd, novelty, self_bl
 from seqgan_env.eval.ngram import CharNgramModel
 from seqgan_env.eval.text_benchmark import sample_scores
 from seqgan_env.models.d_filter import DFilterConfig, d_filter
+from seqgan_env.data.tokenizer import PAD_ID
+from seqgan_env.envs.spec import EnvConfig
 from seqgan_env.models.discriminator import Discriminator, DiscriminatorConfig
+from seqgan_env.models.ratio_d import RatioDConfig, RatioDResult, fit_ratio_d
+from seqgan_env.models.tilted import sample_tilted, tilted_nll
 from seqgan_env.runs.configio import apply_overrides, config_to_dict
 from seqgan_env.runs.experiments import read_metrics
 from seqgan_env.utils.atomic import atomic_write_json
 from seqgan_env.utils.validation import check_int
 
-ARMS = ("mle", "adversarial", "scratch", "d_filter")
+ARMS = ("mle", "adversarial", "scratch", "d_filter", "tilted", "distill")
+#: Arms with an exact likelihood of held-out rows (the nll column); d_filter has none.
+NO_LIKELIHOOD = ("d_filter",)
 ORACLE_ARMS = ("mle", "adversarial", "scratch")
 SCORE_ON = ("test", "valid")
 TEMPERATURES = (0.7, 0.8, 0.9, 1.0, 1.1, 1.2)
@@ -93,7 +113,11 @@ class GanBenchmarkConfig:
     arms: a subset of ``ARMS``. overrides: ``--set`` style ``key=value`` strings applied
     to the default TrainConfig (the adversarial arm's config; the others derive from it).
     samples: samples per arm and temperature. test_fraction: held-out test share.
-    mle_eval_every: validation NLL evaluations of the mle arm (early stopping).
+    mle_eval_every: validation NLL evaluations of the mle arm (early stopping). mle_max_steps: its step cap
+    (None: the adversarial config's pretrain_steps + updates); mle_patience: evaluations without a better
+    validation NLL before it stops (0: run to the cap). ratio_d: the tilted arm's density-ratio D recipe
+    (``seqgan_env.models.ratio_d``; its seed is offset by the benchmark seed). distill_pool: samples of the tilted
+    model drawn once for the distill arm; distill_fraction: their share of each of its MLE batches.
     d_filter_steps / d_filter_batch: training of the filter's discriminator against the
     mle generator. ngram_order: order of the judge n-gram model. variants: ``NAME:KEY=VALUE,...``
     strings, each one more adversarial arm with those overrides on top of the adversarial config
@@ -110,6 +134,11 @@ class GanBenchmarkConfig:
     samples: int = 1000
     test_fraction: float = 0.1
     mle_eval_every: int = 100
+    mle_max_steps: int | None = None
+    mle_patience: int = 5
+    ratio_d: RatioDConfig = field(default_factory=RatioDConfig)
+    distill_pool: int = 5000
+    distill_fraction: float = 0.5
     d_filter_steps: int = 1000
     d_filter_batch: int = 128
     d_filter: DFilterConfig = field(default_factory=DFilterConfig)
@@ -131,8 +160,22 @@ class GanBenchmarkConfig:
         unknown = [a for a in self.arms if a not in known]
         if unknown or not self.arms or len(set(self.arms)) != len(self.arms):
             raise ValueError(f"arms={self.arms!r} is invalid: choose distinct arms among {list(known)}.")
-        if "d_filter" in self.arms and "mle" not in self.arms:
-            raise ValueError("arm d_filter filters the mle arm's samples: add mle to --arms.")
+        for arm in ("d_filter", "tilted", "distill"):
+            if arm in self.arms and "mle" not in self.arms:
+                raise ValueError(f"arm {arm} reweights the mle arm's generator: add mle to --arms.")
+        if "distill" in self.arms and "tilted" not in self.arms:
+            raise ValueError("arm distill learns from the tilted arm's samples: add tilted to --arms (before distill).")
+        if "distill" in self.arms and self.arms.index("distill") < self.arms.index("tilted"):
+            raise ValueError("arm distill needs the tilted arm trained first: list tilted before distill in --arms.")
+        if not 0 < self.distill_fraction < 1:
+            raise ValueError(f"distill_fraction={self.distill_fraction!r} is invalid: the share of tilted samples in a "
+                             f"distill batch must be in (0, 1), e.g. 0.5.")
+        if "tilted" in self.arms and self.is_oracle:
+            raise ValueError("arm tilted is not run on the oracle: it scores every vocabulary token with D at every "
+                             "step, 5,000 D prefixes per row and step there, beyond this benchmark's budget; fix: leave "
+                             f"it out, e.g. --arms {','.join(ORACLE_ARMS)}.")
+        if not isinstance(self.ratio_d, RatioDConfig):
+            raise ValueError(f"ratio_d={self.ratio_d!r} is invalid: pass a RatioDConfig.")
         if "d_filter" in self.arms and self.is_oracle:
             raise ValueError("arm d_filter has no NLL-test on the oracle (a filtered sampler has no likelihood of its "
                              f"own); fix: leave it out, e.g. --arms {','.join(ORACLE_ARMS)}.")
@@ -142,8 +185,12 @@ class GanBenchmarkConfig:
             raise ValueError(f"temperatures={self.temperatures!r} must be > 0 and include 1.0 (the verdicts' point).")
         if not 0 < self.test_fraction < 0.5:
             raise ValueError(f"test_fraction={self.test_fraction!r} is invalid: it must be in (0, 0.5).")
-        for name in ("samples", "mle_eval_every", "d_filter_steps", "d_filter_batch", "ngram_order", "oracle_test"):
+        for name in ("samples", "mle_eval_every", "d_filter_steps", "d_filter_batch", "ngram_order", "oracle_test",
+                     "distill_pool"):
             check_int(name, getattr(self, name), 1)
+        check_int("mle_patience", self.mle_patience, 0, "evaluations without improvement before stopping; 0: none")
+        if self.mle_max_steps is not None:
+            check_int("mle_max_steps", self.mle_max_steps, 1, "the mle arm's step cap, or None for 4x the default")
         for arm in ("adversarial", *names):  # a bad override fails now, not after the arms before it have trained
             self.train_config(0, ".", arm)
 
@@ -232,23 +279,43 @@ def oracle_heldout(cfg: GanBenchmarkConfig, oracle: OracleLSTM, tokenizer: IntTo
     return tokenizer.from_oracle(oracle.sample(cfg.oracle_test, generator=gen).cpu())
 
 
-def _train_mle(config: TrainConfig, eval_every: int, log: Callable[[str], None]) -> tuple[Trainer, int]:
-    """MLE only for pretrain_steps + updates steps; the weights of the best validation NLL are kept."""
+def mle_step_cap(cfg: GanBenchmarkConfig, config: TrainConfig) -> int:
+    """The mle arm's step cap: ``mle_max_steps``, or the adversarial config's (``pretrain_steps``, itself a cap on
+    early-stopped pretraining, plus ``updates``)."""
+    if cfg.mle_max_steps is not None:
+        return cfg.mle_max_steps
+    return config.schedule.pretrain_steps + config.schedule.updates
+
+
+def _train_mle(config: TrainConfig, eval_every: int, max_steps: int, patience: int, log: Callable[[str], None],
+               batch_fn: Callable[[Trainer, int], torch.Tensor] | None = None,
+               name: str = "mle") -> tuple[Trainer, dict[str, Any]]:
+    """MLE only, evaluated on the trainer's validation rows every ``eval_every`` steps; stops after ``patience``
+    evaluations without a better one (or at ``max_steps``) and keeps the weights of the best.
+
+    ``batch_fn(trainer, n)``: the (n, L) training batch of a step (None: n real training rows).
+    Returns the trainer (its generator at the best weights) and {best_step, steps, best_valid_nll, curve}."""
     cfg = dataclasses.replace(config, schedule=dataclasses.replace(config.schedule, d_pretrain_steps=0))
-    trainer = new_run(cfg)
-    steps = config.schedule.pretrain_steps + config.schedule.updates
+    trainer = new_run(dataclasses.replace(cfg, name=f"{name}-s{config.seed}"))
+    batch_fn = batch_fn if batch_fn is not None else (lambda tr, n: tr._real_batch(n))
     valid = trainer.data.valid.to(trainer.device)
-    best, best_state, best_step = float("inf"), None, 0
-    for step in range(1, steps + 1):
-        trainer.agent.mle_step(trainer._real_batch(config.reinforce.batch_size))
-        if step % eval_every == 0 or step == steps:
+    best, best_state, best_step, since, step = float("inf"), None, 0, 0, 0
+    curve: dict[str, float] = {}
+    for step in range(1, max_steps + 1):
+        trainer.agent.mle_step(batch_fn(trainer, config.reinforce.batch_size))
+        if step % eval_every == 0 or step == max_steps:
             nll = generator_nll(trainer.agent.generator, valid)
+            curve[str(step)] = nll
             if nll < best:
-                best, best_step = nll, step
+                best, best_step, since = nll, step, 0
                 best_state = copy.deepcopy(trainer.agent.generator.state_dict())
+            else:
+                since += 1
+                if patience and since >= patience:
+                    break
     trainer.agent.generator.load_state_dict(best_state)
-    log(f"  mle: {steps} steps, best validation NLL {best:.4f} at step {best_step}")
-    return trainer, best_step
+    log(f"  {name}: {step} steps, best validation NLL {best:.4f} at step {best_step}")
+    return trainer, {"best_step": best_step, "steps": step, "best_valid_nll": best, "curve": curve}
 
 
 def _train_filter_d(trainer: Trainer, cfg: GanBenchmarkConfig, seed: int) -> Discriminator:
@@ -276,13 +343,48 @@ def run_seed(cfg: GanBenchmarkConfig, seed: int, rest: list[str], test: list[str
     base = cfg.train_config(seed, str(out_dir))
     trainers: dict[str, Trainer] = {}
     seconds: dict[str, float] = {}
-    result: dict[str, Any] = {"seed": seed, "arms": {}, "seconds": seconds}
+    gen_steps: dict[str, int] = {}
+    d_steps: dict[str, int] = {}
+    result: dict[str, Any] = {"seed": seed, "arms": {}, "seconds": seconds, "generator_steps": gen_steps,
+                              "d_steps": d_steps}
+    ratio: RatioDResult | None = None
     for arm in cfg.arms:
         t0 = time.perf_counter()
         if arm == "mle":
-            trainers[arm], result["mle_best_step"] = _train_mle(base, cfg.mle_eval_every, log)
+            trainers[arm], mle_info = _train_mle(base, cfg.mle_eval_every, mle_step_cap(cfg, base), cfg.mle_patience, log)
+            result["mle_best_step"], result["mle"] = mle_info["best_step"], mle_info
+            gen_steps[arm], d_steps[arm] = mle_info["best_step"], 0
         elif arm == "d_filter":
             trainers["_filter_d"] = _train_filter_d(trainers["mle"], cfg, seed)  # type: ignore[assignment]
+            gen_steps[arm], d_steps[arm] = gen_steps["mle"], cfg.d_filter_steps
+        elif arm == "tilted":
+            mle = trainers["mle"]
+            rd = dataclasses.replace(cfg.ratio_d, seed=cfg.ratio_d.seed + seed)
+            # fresh D against the frozen mle generator; its stopping step and alpha chosen on the trainer's
+            # validation rows (never on the rows scored here)
+            ratio = fit_ratio_d(mle.agent.generator, lambda n, s: mle.sample_tokens(n, seed=s), mle.data.train,
+                                mle.data.valid, rd, device=mle.device, log=log)
+            result["ratio_d"] = ratio.summary()
+            gen_steps[arm], d_steps[arm] = gen_steps["mle"], ratio.steps
+            log(f"  tilted: D best at step {ratio.best_step} of {ratio.steps}, alpha {ratio.alpha:g}, validation NLL "
+                f"{ratio.valid_nll:.4f} (generator {ratio.valid_nll_generator:.4f})")
+        elif arm == "distill":
+            mle = trainers["mle"]
+            pool = torch.cat([_sample_tilted(mle, ratio, min(cfg.distill_pool - i, 4 * TILT_CHUNK), 1.0,
+                                             10_000 * seed + 7_777 + k)
+                              for k, i in enumerate(range(0, cfg.distill_pool, 4 * TILT_CHUNK))]).to(mle.device)
+            mix = torch.Generator().manual_seed(seed + 13)
+
+            def mixed(tr: Trainer, n: int) -> torch.Tensor:
+                k = round(cfg.distill_fraction * n)  # rows of the tilted model's samples in the batch
+                return torch.cat([tr._real_batch(n - k), pool[torch.randint(len(pool), (k,), generator=mix)]])
+
+            # a plain generator trained from scratch by MLE on real rows mixed with the tilted model's samples,
+            # early-stopped on the real validation rows like the mle arm
+            trainers[arm], info = _train_mle(base, cfg.mle_eval_every, mle_step_cap(cfg, base), cfg.mle_patience, log,
+                                             batch_fn=mixed, name="distill")
+            result["distill"] = info
+            gen_steps[arm], d_steps[arm] = info["best_step"], 0
         else:
             arm_cfg = cfg.train_config(seed, str(out_dir), arm) if arm in cfg.variant_overrides else base
             if arm == "scratch":
@@ -290,9 +392,14 @@ def run_seed(cfg: GanBenchmarkConfig, seed: int, rest: list[str], test: list[str
                     base, schedule=dataclasses.replace(base.schedule, pretrain_steps=0),
                     reinforce=dataclasses.replace(base.reinforce, mle_coef=0.0),
                 )
+            elif "mle" in result:  # start from MLE's best point: pretraining runs the mle arm's best step count
+                arm_cfg = dataclasses.replace(arm_cfg, schedule=dataclasses.replace(
+                    arm_cfg.schedule, pretrain_steps=result["mle_best_step"], pretrain_patience=None))
             trainer = new_run(dataclasses.replace(arm_cfg, name=f"{arm}-s{seed}"))
             trainer.fit(progress=False)
             trainers[arm] = trainer
+            gen_steps[arm] = int(trainer.mle_steps) + arm_cfg.schedule.updates  # MLE steps trained + updates
+            d_steps[arm] = int(trainer.discriminator.num_updates)
             # D's health over the run (held-out AUC at every evaluation): is its reward informative?
             result.setdefault("d_auc", {})[arm] = {
                 str(row["step"]): row[key] for row in read_metrics(trainer.run.path)
@@ -304,8 +411,18 @@ def run_seed(cfg: GanBenchmarkConfig, seed: int, rest: list[str], test: list[str
     train_texts = any_trainer.data.train_texts
     judge = None if cfg.is_oracle else CharNgramModel.fit(train_texts, order=cfg.ngram_order)
     tok = any_trainer.data.tokenizer
+    test_rows, dropped = heldout_rows(test, tok, any_trainer.data.max_length)
+    result["nll_rows"], result["nll_rows_dropped"] = int(test_rows.shape[0]), dropped
+    result["nll"] = {}
     for arm in cfg.arms:
+        t0 = time.perf_counter()
         result["arms"][arm] = {}
+        if arm in NO_LIKELIHOOD:
+            result["nll"][arm] = None
+        elif arm == "tilted":
+            result["nll"][arm] = tilted_nll(trainers["mle"].agent.generator, ratio.discriminator, test_rows, ratio.alpha)
+        else:
+            result["nll"][arm] = generator_nll(trainers[arm].agent.generator, test_rows)
         for i, temp in enumerate(cfg.temperatures):
             gen_seed = 10_000 * seed + 100 * i
             if arm == "d_filter":
@@ -315,6 +432,8 @@ def run_seed(cfg: GanBenchmarkConfig, seed: int, rest: list[str], test: list[str
                     lambda k: source.sample_tokens(k, temperature=temp, seed=gen_seed + next(draws)),
                     disc.sequence_scores, cfg.samples, cfg.d_filter, generator=torch.Generator().manual_seed(gen_seed),
                 )
+            elif arm == "tilted":
+                tokens = _sample_tilted(trainers["mle"], ratio, cfg.samples, temp, gen_seed)
             else:
                 tokens = trainers[arm].sample_tokens(cfg.samples, temperature=temp, seed=gen_seed)
             if cfg.is_oracle:
@@ -324,12 +443,46 @@ def run_seed(cfg: GanBenchmarkConfig, seed: int, rest: list[str], test: list[str
             samples = tok.decode_batch(tokens.cpu())
             result["arms"][arm][str(temp)] = sample_metrics(samples, train_texts, test, judge, cfg.ngram_order,
                                                             words=cfg.named is not None)
+        seconds[f"{arm}_scoring"] = time.perf_counter() - t0
         m = result["arms"][arm]["1.0"]
-        log(f"  seed {seed}: {arm:11s} T=1 " + " ".join(f"{k} {v:.4f}" for k, v in m.items()))
+        nll = result["nll"][arm]
+        log(f"  seed {seed}: {arm:11s} T=1 " + " ".join(f"{k} {v:.4f}" for k, v in m.items())
+            + ("" if nll is None else f" nll {nll:.4f}"))
     for trainer in trainers.values():
         if isinstance(trainer, Trainer):
             trainer.run.close()
     return result
+
+
+#: Rows per sample_tilted call: each step scores rows x V candidate prefixes with D.
+TILT_CHUNK = 250
+
+
+def _sample_tilted(mle: Trainer, ratio: RatioDResult, n: int, temperature: float, seed: int) -> torch.Tensor:
+    """(n, max_length) samples of the tilted mle generator at ``temperature``, drawn in chunks."""
+    d = mle.config.data
+    spec = EnvConfig(vocab_size=mle.data.tokenizer.vocab_size, max_length=d.max_length, min_length=d.min_length,
+                     allow_eos=d.eos)
+    return torch.cat([sample_tilted(mle.agent.generator, ratio.discriminator, min(TILT_CHUNK, n - i), ratio.alpha,
+                                    spec, seed=seed + k, temperature=temperature)
+                      for k, i in enumerate(range(0, n, TILT_CHUNK))])
+
+
+def heldout_rows(test: list[str] | torch.Tensor, tokenizer: Any, max_length: int) -> tuple[torch.Tensor, int]:
+    """(N, max_length) token rows of the scored split for the exact NLL column, and how many texts were left out
+    (longer than ``max_length`` or with a symbol the tokenizer lacks: no arm can write them). The oracle's rows
+    (already ids) pass through."""
+    if torch.is_tensor(test):
+        return test, 0
+    kept = []
+    for text in test:
+        try:
+            kept.append(tokenizer.encode_batch([text], max_length))
+        except ValueError:
+            continue
+    if not kept:
+        raise ValueError("no held-out row fits the run's tokenizer and max_length: the nll column has nothing to score.")
+    return torch.cat(kept), len(test) - len(kept)
 
 
 def frontier_quality(mle_points: list[tuple[float, float]], coverage: float) -> float | None:
@@ -341,17 +494,31 @@ def frontier_quality(mle_points: list[tuple[float, float]], coverage: float) -> 
     return None
 
 
+#: The margin of exact held-out NLL (nats per token) an arm must beat MLE by, on every seed, to win on likelihood.
+NLL_MARGIN = 0.01
+
+
+def _nll_values(per_seed: list[dict[str, Any]], arm: str) -> list[float] | None:
+    vals = [s.get("nll", {}).get(arm) for s in per_seed]
+    return None if any(v is None for v in vals) else vals
+
+
 def summarize(cfg: GanBenchmarkConfig, per_seed: list[dict[str, Any]]) -> dict[str, Any]:
-    """Mean ± std per arm at T=1, paired differences against mle, and the verdicts."""
+    """Mean ± std per arm at T=1 (and of the exact held-out NLL), paired differences against mle, and the verdicts."""
     out: dict[str, Any] = {"arms": {}, "verdicts": {}}
     for arm in cfg.arms:
         vals = {k: [s["arms"][arm]["1.0"][k] for s in per_seed] for k in cfg.metrics}
         entry = {k: (statistics.fmean(v), statistics.pstdev(v)) for k, v in vals.items()}
         out["arms"][arm] = {"t1": entry}
+        nll = _nll_values(per_seed, arm)
+        out["arms"][arm]["nll"] = None if nll is None else (statistics.fmean(nll), statistics.pstdev(nll))
         if arm == "mle" or "mle" not in cfg.arms:
             continue
         diffs = {k: [s["arms"][arm]["1.0"][k] - s["arms"]["mle"]["1.0"][k] for s in per_seed] for k in cfg.metrics}
         out["arms"][arm]["diff_vs_mle"] = {k: (statistics.fmean(v), statistics.pstdev(v)) for k, v in diffs.items()}
+        mle_nll = _nll_values(per_seed, "mle")
+        dn = None if nll is None or mle_nll is None else [x - y for x, y in zip(nll, mle_nll)]
+        out["arms"][arm]["diff_vs_mle"]["nll"] = None if dn is None else (statistics.fmean(dn), statistics.pstdev(dn))
         better_q = sum(d < 0 for d in diffs["quality"])
         no_div_loss = sum(d <= 0 for d in diffs["coverage"])
         below = []
@@ -362,16 +529,20 @@ def summarize(cfg: GanBenchmarkConfig, per_seed: list[dict[str, Any]]) -> dict[s
             below.append(None if fq is None else me["quality"] < fq)
         n = len(per_seed)
         beats = better_q == n and no_div_loss == n
+        nll_wins = None if dn is None else sum(d <= -NLL_MARGIN for d in dn)
         out["verdicts"][arm] = {
             "beats_mle_at_t1": beats,
             "seeds_better_quality": better_q,
             "seeds_no_coverage_loss": no_div_loss,
             "below_mle_frontier": below,
+            "seeds_nll_below_mle_by_margin": nll_wins,
             "text": (
                 f"{arm}: {'beats' if beats else 'does not beat'} MLE at temperature 1 (quality better on "
                 f"{better_q}/{n} seeds, coverage no worse on {no_div_loss}/{n}); below MLE's frontier on "
                 f"{sum(b is True for b in below)}/{n} seeds"
                 + (f" ({sum(b is None for b in below)} outside MLE's coverage range)" if any(b is None for b in below) else "")
+                + ("" if nll_wins is None else
+                   f"; exact held-out NLL below MLE's by >= {NLL_MARGIN} on {nll_wins}/{n} seeds")
                 + "."
             ),
         }
@@ -379,19 +550,27 @@ def summarize(cfg: GanBenchmarkConfig, per_seed: list[dict[str, Any]]) -> dict[s
 
 
 def format_table(cfg: GanBenchmarkConfig, summary: dict[str, Any], n: int) -> str:
-    """Markdown: per arm mean ± std at T=1 and the paired difference of quality and coverage against mle."""
+    """Markdown: per arm mean ± std at T=1, the exact held-out NLL (blank without a likelihood) and the paired
+    differences of quality, coverage and NLL against mle."""
     labels = {"quality": "quality (NLL-oracle)", "coverage": "coverage (NLL-test)"} if cfg.is_oracle else {}
-    head = "| arm | " + " | ".join(labels.get(k, k) for k in cfg.metrics) + " | Δquality vs MLE | Δcoverage vs MLE |"
-    lines = [head, "|" + "---|" * (len(cfg.metrics) + 3)]
+    head = ("| arm | " + " | ".join(labels.get(k, k) for k in cfg.metrics)
+            + " | nll | Δquality vs MLE | Δcoverage vs MLE | Δnll vs MLE |")
+    lines = [head, "|" + "---|" * (len(cfg.metrics) + 5)]
+
+    def pm(v: Any, sign: bool = False) -> str:
+        return "" if v is None else (f"{v[0]:+.3f} ± {v[1]:.3f}" if sign else f"{v[0]:.3f} ± {v[1]:.3f}")
+
     for arm, entry in summary["arms"].items():
-        cells = [f"{entry['t1'][k][0]:.3f} ± {entry['t1'][k][1]:.3f}" for k in cfg.metrics]
-        d = entry.get("diff_vs_mle")
-        dq = f"{d['quality'][0]:+.3f} ± {d['quality'][1]:.3f}" if d else ""
-        dc = f"{d['coverage'][0]:+.3f} ± {d['coverage'][1]:.3f}" if d else ""
-        lines.append(f"| {arm} | " + " | ".join(cells) + f" | {dq} | {dc} |")
+        cells = [pm(entry["t1"][k]) for k in cfg.metrics]
+        d = entry.get("diff_vs_mle") or {}
+        nll = "" if entry.get("nll") is None else f"{entry['nll'][0]:.4f} ± {entry['nll'][1]:.4f}"
+        dn = "" if d.get("nll") is None else f"{d['nll'][0]:+.4f} ± {d['nll'][1]:.4f}"
+        lines.append(f"| {arm} | " + " | ".join(cells) + f" | {nll} | {pm(d.get('quality'), True)} | "
+                     f"{pm(d.get('coverage'), True)} | {dn} |")
     better = "" if cfg.is_oracle else " except uniqueness, novelty" + (", bleu4" if cfg.named else "")
     scored = "validation split (choosing, not reporting)" if cfg.score_on == "valid" else "held-out test split"
-    return "\n".join(lines) + f"\n\n(T = 1, {n} seeds, mean ± population std, on the {scored}; lower is better{better})"
+    return "\n".join(lines) + (f"\n\n(T = 1, {n} seeds, mean ± population std, on the {scored}; lower is better{better}; "
+                               f"nll: exact NLL per token, EOS included, of the scored rows; blank: no likelihood)")
 
 
 def plot_frontier(cfg: GanBenchmarkConfig, per_seed: list[dict[str, Any]], path: Path) -> None:
@@ -464,5 +643,5 @@ def run_benchmark(cfg: GanBenchmarkConfig, out_path: str | Path, log: Callable[[
     return result
 
 
-__all__ = ["ARMS", "ORACLE_ARMS", "GanBenchmarkConfig", "oracle_metrics", "oracle_heldout", "run_benchmark", "run_seed", "summarize", "sample_metrics", "split_test",
+__all__ = ["ARMS", "NLL_MARGIN", "ORACLE_ARMS", "heldout_rows", "mle_step_cap", "GanBenchmarkConfig", "oracle_metrics", "oracle_heldout", "run_benchmark", "run_seed", "summarize", "sample_metrics", "split_test",
            "frontier_quality", "format_table", "plot_frontier"]

@@ -11,7 +11,7 @@ import json
 import math
 import re
 import sys
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -107,9 +107,11 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
             raise ValueError("--mle-recipe belongs to `benchmark oracle`; fix: drop it with gan (its mle arm early-stops "
                              "on the validation split already).")
         return _benchmark_gan(args)
-    if args.data or args.arms or args.set or args.variant or args.score_on != "test":
-        raise ValueError("--data, --arms, --set, --variant and --score-on belong to `benchmark gan`; fix: use --rows "
-                         "and --budget with oracle (or `benchmark gan --data oracle`).")
+    if args.data or args.arms or args.set or args.variant or args.score_on != "test" or args.ratio_d or \
+            args.mle_patience is not None or args.mle_max_steps is not None:
+        raise ValueError("--data, --arms, --set, --variant, --score-on, --ratio-d, --mle-patience and --mle-max-steps "
+                         "belong to `benchmark gan`; fix: use --rows and --budget with oracle (or `benchmark gan "
+                         "--data oracle`).")
     from seqgan_benchmarks.quality_oracle import ROWS, OracleBenchmarkConfig, run_benchmark
 
     rows = tuple(r.strip() for r in args.rows.split(",") if r.strip()) if args.rows else ROWS
@@ -163,9 +165,11 @@ def _benchmark_gan(args: argparse.Namespace) -> int:
     from seqgan_env.data.text import DEFAULT_DATA_PATH
 
     arms = tuple(a.strip() for a in args.arms.split(",") if a.strip()) if args.arms else None
+    extra = {k: v for k, v in (("mle_patience", args.mle_patience), ("mle_max_steps", args.mle_max_steps))
+             if v is not None}
     cfg = GanBenchmarkConfig(data=args.data or str(DEFAULT_DATA_PATH), seeds=tuple(_parse_seeds(args.seeds)),
                              arms=arms, overrides=tuple(args.set or ()), variants=tuple(args.variant or ()),
-                             score_on=args.score_on)
+                             score_on=args.score_on, ratio_d=_ratio_d_config(args.ratio_d, "--ratio-d"), **extra)
     out = Path(args.out) if args.out else Path("benchmarks") / f"quality_gan-{time.strftime('%Y%m%d-%H%M%S')}.json"
     if out.exists() and out.is_dir():
         raise ValueError(f"--out '{out}' is a directory; fix: pass a file path such as {out / 'gan.json'}.")
@@ -195,6 +199,32 @@ def _benchmark_agents(args: argparse.Namespace) -> int:
     run_benchmark(cfg, out, log=print)
     print(f"results written to {out}, {out.with_suffix('.md')} and {out.with_suffix('.png')}", file=sys.stderr)
     return 0
+
+
+def _ratio_d_config(text: str | None, flag: str):
+    """A RatioDConfig from ``KEY=VALUE,...`` (None: the defaults); a bad key or value names the flag and the fix."""
+    import dataclasses
+    import json
+
+    from seqgan_env.models.ratio_d import RatioDConfig
+
+    if not text:
+        return RatioDConfig()
+    fields = {f.name for f in dataclasses.fields(RatioDConfig)}
+    kwargs = {}
+    for item in (p.strip() for p in text.split(",") if p.strip()):
+        key, sep, value = item.partition("=")
+        if not sep or key.strip() not in fields:
+            raise ValueError(f"{flag} {item!r} is invalid: write KEY=VALUE with KEY one of {sorted(fields)}, e.g. "
+                             f"{flag} steps=2000,dropout=0.1.")
+        try:
+            kwargs[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            raise ValueError(f"{flag} {item!r}: {value!r} is not a number; fix: e.g. {key.strip()}=0.1.") from None
+    try:
+        return RatioDConfig(**kwargs)
+    except ValueError as exc:
+        raise ValueError(f"{flag}: {exc}") from None
 
 
 def cmd_train(args: argparse.Namespace, rest: list[str]) -> int:
@@ -597,15 +627,87 @@ def _chunks(n: int, size: int):
 TILT_CANDIDATES = 65_536
 
 
+def _parse_alpha(text: Any) -> float | str | None:
+    """``--d-tilt``: None, a finite number, or ``auto`` (the alpha fit-ratio chose); else one clear ValueError."""
+    if text is None or text == "auto" or isinstance(text, float):
+        return text
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value):
+        raise ValueError(f"--d-tilt {text} is invalid: it must be a finite number or auto; fix: 0 is the generator, 1 "
+                         f"the full tilt by D's logit, auto the alpha seqgan-env fit-ratio chose, e.g. --d-tilt 0.5.")
+    return value
+
+
+#: The largest vocabulary fit-ratio and eval --d-tilt accept: the tilt scores every token with D at every step.
+TILT_MAX_VOCAB = 1024
+
+
+def _check_tilt_vocab(vocab_size: int, what: str) -> None:
+    if vocab_size > TILT_MAX_VOCAB:
+        raise ValueError(f"{what} scores all {vocab_size} vocabulary tokens with D at every step, beyond the "
+                         f"{TILT_MAX_VOCAB} this command accepts (the SeqGAN oracle has 5,000); fix: use it on "
+                         f"character-level or other small-vocabulary runs, or sample with --d-filter.")
+
+
+def _tilt_discriminator(run_dir: str, alpha: float | str, vocab_size: int, device: str, tokenizer: Any):
+    """(discriminator, alpha, source) for --d-tilt: RUN/ratio_d when fit-ratio made one, else the run's co-trained D
+    (``auto`` needs RUN/ratio_d)."""
+    from pathlib import Path
+
+    from seqgan_env.models.ratio_d import RATIO_DIR, load_ratio_d
+
+    ratio_dir = Path(run_dir) / RATIO_DIR
+    if ratio_dir.is_dir():
+        disc, meta = load_ratio_d(ratio_dir, device=device)
+        return disc, float(meta["alpha"]) if alpha == "auto" else float(alpha), str(ratio_dir)
+    if alpha == "auto":
+        raise ValueError(f"--d-tilt auto uses the alpha of a density-ratio D, and {ratio_dir} does not exist; fix: "
+                         f"seqgan-env fit-ratio {run_dir}, or pass a number, e.g. --d-tilt 0.5.")
+    from seqgan_agents.lifecycle import load_discriminator_for_sampling
+
+    disc = load_discriminator_for_sampling(run_dir, vocab_size, device=device, tokenizer=tokenizer)
+    return disc, float(alpha), "the run's co-trained discriminator"
+
+
+def cmd_fit_ratio(args: argparse.Namespace) -> int:
+    """`fit-ratio RUN`: a density-ratio D against the run's frozen generator, saved under RUN/ratio_d."""
+    from pathlib import Path
+
+    from seqgan_agents.lifecycle import load_generator_for_sampling, load_run_data
+    from seqgan_agents.reinforce import ReinforceAgent, ReinforceConfig
+    from seqgan_env.models.ratio_d import RATIO_DIR, choose_report_split, fit_ratio_d, save_ratio_d
+
+    cfg = _ratio_d_config(args.ratio_d, "--ratio-d")
+    generator, tokenizer, config = load_generator_for_sampling(args.run_dir)
+    _check_tilt_vocab(tokenizer.vocab_size, "fit-ratio")
+    data = load_run_data(config, tokenizer)
+    agent = ReinforceAgent(generator, ReinforceConfig(device=args.device))
+    choose, _ = choose_report_split(data.valid)
+
+    def sample(n: int, seed: int):
+        return agent.sample(n, config.data.max_length, seed=seed, min_length=config.data.min_length,
+                            allow_eos=config.data.eos)
+
+    res = fit_ratio_d(agent.generator, sample, data.train, choose, cfg, device=agent.device,
+                      log=lambda m: print(m.strip(), file=sys.stderr))
+    out = Path(args.run_dir) / RATIO_DIR
+    save_ratio_d(res, cfg, out)
+    print(f"density-ratio D: best at step {res.best_step} of {res.steps}, alpha {res.alpha:g}; validation NLL "
+          f"{res.valid_nll:.4f} tilted vs {res.valid_nll_generator:.4f} generator (nats/token, on the rows alpha was "
+          f"chosen on); saved to {out}")
+    return 0
+
+
 def _check_sample_args(args: argparse.Namespace) -> None:
     """The cheap checks of `sample` before the run is read: -n, --d-filter-* only with --d-filter, and --d-tilt alone
     (an exact sampler at temperature 1: no --d-filter, --temperature or --top-p beside it)."""
     if args.n < 1:
         raise ValueError(f"-n {args.n} is invalid: ask for at least 1 sample.")
+    args.d_tilt = _parse_alpha(args.d_tilt)
     if args.d_tilt is not None:
-        if not math.isfinite(args.d_tilt):
-            raise ValueError(f"--d-tilt {args.d_tilt} is invalid: it must be a finite number; fix: 0 is the generator, "
-                             f"1 the full tilt by D's logit, e.g. --d-tilt 0.5.")
         if args.d_filter is not None:
             raise ValueError("--d-tilt and --d-filter are two ways to sample through D: pass one of them.")
         if args.temperature != 1.0 or args.top_p != 1.0:
@@ -632,6 +734,13 @@ def cmd_sample(args: argparse.Namespace) -> int:
     from seqgan_env.models.d_filter import DFilterError
 
     _check_sample_args(args)
+    if args.d_tilt is None and args.d_filter is None and args.temperature == 1.0 and args.top_p == 1.0:
+        from pathlib import Path
+
+        from seqgan_env.models.ratio_d import RATIO_DIR
+
+        if (Path(args.run_dir) / RATIO_DIR).is_dir():
+            args.d_tilt = "auto"  # a run with a fitted density-ratio D samples its tilted model by default
     cfg = None
     if args.d_filter is not None:
         from seqgan_env.models.d_filter import DFilterConfig
@@ -650,16 +759,15 @@ def cmd_sample(args: argparse.Namespace) -> int:
         )
 
     if args.d_tilt is not None:
-        from seqgan_agents.lifecycle import load_discriminator_for_sampling
         from seqgan_env.envs.spec import EnvConfig
         from seqgan_env.models.tilted import sample_tilted
 
-        disc = load_discriminator_for_sampling(args.run_dir, tokenizer.vocab_size, device=str(agent.device),
-                                               tokenizer=tokenizer)
+        disc, alpha, _ = _tilt_discriminator(args.run_dir, args.d_tilt, tokenizer.vocab_size, str(agent.device),
+                                             tokenizer)
         spec = EnvConfig(vocab_size=tokenizer.vocab_size, max_length=config.data.max_length,
                          min_length=config.data.min_length, allow_eos=config.data.eos)
         rows = max(1, min(SAMPLE_CHUNK, TILT_CANDIDATES // tokenizer.vocab_size))
-        chunks = (sample_tilted(agent.generator, disc, k, args.d_tilt, spec, seed=_chunk_seed(args.seed, i))
+        chunks = (sample_tilted(agent.generator, disc, k, alpha, spec, seed=_chunk_seed(args.seed, i))
                   for i, k in _chunks(args.n, rows))
     elif cfg is None:
         chunks = (draw(k, _chunk_seed(args.seed, i)) for i, k in _chunks(args.n, SAMPLE_CHUNK))
@@ -742,6 +850,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     if args.n < 1:
         raise ValueError(f"-n {args.n} is invalid: ask for at least 1 sample.")
+    args.d_tilt = _parse_alpha(args.d_tilt)
     if args.n > MAX_EVAL_SAMPLES:
         raise ValueError(f"-n {args.n} is too many for eval, which holds every sample in memory to score it; fix: "
                          f"-n {MAX_EVAL_SAMPLES} or fewer (to print more samples, use seqgan-env sample, which streams).")
@@ -788,10 +897,30 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if start is not None and "bigram_nll" in report:
         result["untrained_bigram_nll"] = start["eval/untrained_bigram_nll"]
         result["bigram_nll_drop"] = start["eval/untrained_bigram_nll"] - report["bigram_nll"]
+    if args.d_tilt is not None:
+        result.update(_tilt_report(args, generator.to(agent.device), tokenizer, config, data, test, str(agent.device)))
     for key, value in result.items():
         print(f"{key:<22} {value:.4f}" if isinstance(value, float) else f"{key:<22} {value}")
     atomic_write_text(str(run.path / "eval.json"), json.dumps(result, indent=2))
     return 0
+
+
+def _tilt_report(args: argparse.Namespace, generator: Any, tokenizer: Any, config: Any, data: Any,
+                 test: list[str] | None, device: str) -> dict[str, Any]:
+    """eval --d-tilt: exact held-out NLL (nats per token, EOS included) of the generator and of the tilted model."""
+    from seqgan_env.eval.likelihood import generator_nll
+    from seqgan_env.models.ratio_d import choose_report_split
+    from seqgan_env.models.tilted import tilted_nll
+
+    _check_tilt_vocab(tokenizer.vocab_size, "eval --d-tilt")
+    disc, alpha, source = _tilt_discriminator(args.run_dir, args.d_tilt, tokenizer.vocab_size, device, tokenizer)
+    if test is not None:
+        rows, where = tokenizer.encode_batch(test, config.data.max_length), f"test file {config.data.test_path}"
+    else:
+        _, rows = choose_report_split(data.valid)
+        where = "validation rows at odd positions (fit-ratio chooses on the even ones)"
+    return {"d_tilt_alpha": alpha, "d_tilt_discriminator": source, "d_tilt_rows": where,
+            "generator_nll": generator_nll(generator, rows), "tilted_nll": tilted_nll(generator, disc, rows, alpha)}
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
@@ -854,7 +983,8 @@ def build_parser() -> argparse.ArgumentParser:
     benchmark.add_argument("--data", default=None, help="gan, agents: text file, one sequence per line (default: census first "
                            "names), coco (MS COCO captions, their test file, the coco preset) or oracle (SeqGAN's "
                            "synthetic task: NLL-oracle and NLL-test)")
-    benchmark.add_argument("--arms", default=None, help="gan: comma-separated subset of mle,adversarial,scratch,d_filter "
+    benchmark.add_argument("--arms", default=None, help="gan: comma-separated subset of mle,adversarial,scratch,d_filter,"
+                           "tilted "
                            "and the variants' names (default: all; the oracle: no d_filter)")
     benchmark.add_argument("--variant", action="append", metavar="NAME:KEY=VALUE,...", default=None,
                            help="gan: one more adversarial arm with these overrides, e.g. rloo:reinforce.baseline=rloo")
@@ -863,6 +993,14 @@ def build_parser() -> argparse.ArgumentParser:
     benchmark.add_argument("--set", action="append", metavar="KEY=VALUE", default=None,
                            help="gan: override a TrainConfig field of the adversarial arm (as in train --set); agents: of every "
                                 "agent (pretraining, D, reinforce.*, ppo.*)")
+    benchmark.add_argument("--ratio-d", dest="ratio_d", default=None, metavar="KEY=VALUE,...",
+                           help="gan: the tilted arm's density-ratio D recipe (RatioDConfig fields), e.g. "
+                                "steps=2000,dropout=0.1,fakes_per_real=2")
+    benchmark.add_argument("--mle-patience", dest="mle_patience", type=int, default=None,
+                           help="gan: validation evaluations without improvement before the mle arm stops (default 5; "
+                                "0: run to the cap)")
+    benchmark.add_argument("--mle-max-steps", dest="mle_max_steps", type=int, default=None,
+                           help="gan: the mle arm's step cap (default: the adversarial config's pretrain_steps + updates)")
     benchmark.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (mean ± std over them)")
     benchmark.add_argument("--budget", type=float, default=1.0, help="scales all training steps (1.0 ~ 1 h on 2 CPU cores)")
     benchmark.add_argument("--rows", default=None, help="comma-separated subset of mle,seqgan,per_step,potential,constant")
@@ -895,7 +1033,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--updates", type=int, default=None)
     train.add_argument("--seed", type=int, default=None)
     train.add_argument("--name", default=None)
-    train.add_argument("--agent", default=None, choices=["reinforce", "ppo", "maskable_ppo"], help="shortcut for --agent")
+    train.add_argument("--agent", default=None, choices=["reinforce", "ppo", "maskable_ppo", "ddo"],
+                       help="shortcut for --agent")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
     train.add_argument("--note", default=None, help="free text recorded with the run (runs list / runs diff)")
     train.add_argument("--seeds", default=None, metavar="S1,S2,...",
@@ -944,10 +1083,13 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--d-filter-beta", dest="d_filter_beta", type=float, default=None,
                         help="with --d-filter: weight exponent: 0 = plain sampling, 1 = the estimated density ratio "
                              "(default)")
-    sample.add_argument("--d-tilt", dest="d_tilt", type=float, default=None, metavar="ALPHA",
-                        help="sample the tilted generator q(v|x<t) ~ p_G(v|x<t) exp(ALPHA s(x<t v)), s the run's "
-                             "discriminator's per-prefix logit, normalised at every step (exact, no rejection; 0 = "
-                             "the generator). Scores every vocabulary token at every step: for small vocabularies")
+    sample.add_argument("--d-tilt", dest="d_tilt", default=None, metavar="ALPHA|auto",
+                        help="sample the tilted generator q(v|x<t) ~ p_G(v|x<t) exp(ALPHA s(x<t v)), s the per-prefix "
+                             "logit of the run's density-ratio D (RUN/ratio_d, made by seqgan-env fit-ratio; else the "
+                             "run's co-trained D), normalised at every step (exact, no rejection; 0 = the generator; "
+                             "auto = the ALPHA fit-ratio chose on validation). Scores every vocabulary token at every "
+                             "step: for small vocabularies. Default: auto when RUN/ratio_d exists and no --temperature, "
+                             "--top-p or --d-filter is given, else off")
     sample.set_defaults(func=cmd_sample)
 
     ev = sub.add_parser("eval", help="sample-quality numbers of a run (prints a table, writes eval.json); with a "
@@ -957,7 +1099,20 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("-n", type=int, default=1000, help=f"samples to score (at most {MAX_EVAL_SAMPLES})")
     ev.add_argument("--seed", type=int, default=0)
     ev.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda"])
+    ev.add_argument("--d-tilt", dest="d_tilt", default=None, metavar="ALPHA|auto",
+                    help="also the exact held-out NLL of the tilted generator (as sample --d-tilt) beside the "
+                         "generator's, on the test file if the run has one, else on the validation rows fit-ratio "
+                         "did not choose on")
     ev.set_defaults(func=cmd_eval)
+
+    fit = sub.add_parser("fit-ratio", help="train a density-ratio discriminator against a run's frozen generator "
+                         "(hard labels, every prefix, early-stopped on the exact tilted validation NLL) and choose the "
+                         "tilt ALPHA; saved under RUN/ratio_d for sample/eval --d-tilt")
+    fit.add_argument("run_dir")
+    fit.add_argument("--ratio-d", dest="ratio_d", default=None, metavar="KEY=VALUE,...",
+                     help="the recipe (RatioDConfig fields), e.g. steps=2000,dropout=0.1,weight_decay=0.01")
+    fit.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda"])
+    fit.set_defaults(func=cmd_fit_ratio)
 
     plot = sub.add_parser("plot", help="PNGs of a run's metrics (or a --seeds group with a mean ± std band)")
     plot.add_argument("path")

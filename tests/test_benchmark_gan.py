@@ -7,7 +7,16 @@ import json
 import pytest
 import torch
 
-from seqgan_benchmarks.quality_gan import GanBenchmarkConfig, frontier_quality, run_benchmark, split_test, summarize
+from seqgan_benchmarks import quality_gan
+from seqgan_benchmarks.quality_gan import (
+    GanBenchmarkConfig,
+    format_table,
+    frontier_quality,
+    run_benchmark,
+    split_test,
+    summarize,
+)
+from seqgan_env.models.ratio_d import RatioDConfig
 
 TEMPS = (0.8, 1.0, 1.2)
 
@@ -52,7 +61,13 @@ def test_split_test_is_fixed_and_disjoint():
 
 
 @pytest.mark.parametrize("kwargs,match", [({"arms": ("d_filter",)}, "add mle"), ({"temperatures": (0.8,)}, "1.0"),
-                                          ({"seeds": (0, 0)}, "distinct"), ({"samples": 0}, "samples=0")])
+                                          ({"seeds": (0, 0)}, "distinct"), ({"samples": 0}, "samples=0"),
+                                          ({"arms": ("tilted",)}, "add mle"), ({"mle_patience": -1}, "mle_patience"),
+                                          ({"mle_max_steps": 0}, "mle_max_steps"), ({"ratio_d": {}}, "RatioDConfig"),
+                                          ({"data": "oracle", "arms": ("mle", "tilted")}, "not run on the oracle"),
+                                          ({"arms": ("mle", "distill")}, "add tilted"),
+                                          ({"arms": ("mle", "distill", "tilted")}, "before distill"),
+                                          ({"distill_fraction": 1.0}, "distill_fraction")])
 def test_bad_config_is_named(kwargs, match):
     with pytest.raises(ValueError, match=match):
         GanBenchmarkConfig(**kwargs)
@@ -65,13 +80,27 @@ def test_tiny_end_to_end(tmp_path):
             "schedule.d_pretrain_steps=1", "schedule.eval_every=2", "schedule.eval_samples=10",
             "reinforce.batch_size=8", "d_updates.batch_size=8")
     cfg = GanBenchmarkConfig(seeds=(0,), overrides=tiny, temperatures=(0.9, 1.0), samples=30, mle_eval_every=2,
-                             d_filter_steps=2, d_filter_batch=8)
+                             d_filter_steps=2, d_filter_batch=8, mle_max_steps=8, mle_patience=2, ratio_d=TINY_RATIO,
+                             distill_pool=40)
     out = tmp_path / "gan.json"
     result = run_benchmark(cfg, out, log=lambda m: None, workdir=tmp_path)
     saved = json.loads(out.read_text())
-    assert set(saved["seeds"][0]["arms"]) == {"mle", "adversarial", "scratch", "d_filter"}
-    assert set(saved["seeds"][0]["arms"]["mle"]) == {"0.9", "1.0"}
-    assert set(saved["summary"]["verdicts"]) == {"adversarial", "scratch", "d_filter"}
+    seed = saved["seeds"][0]
+    assert set(seed["arms"]) == {"mle", "adversarial", "scratch", "d_filter", "tilted", "distill"}
+    assert set(seed["arms"]["mle"]) == {"0.9", "1.0"}
+    assert set(saved["summary"]["verdicts"]) == {"adversarial", "scratch", "d_filter", "tilted", "distill"}
+    # the nll column: a number for every arm with a likelihood, None for d_filter
+    assert seed["nll"]["d_filter"] is None and all(seed["nll"][a] > 0 for a in ("mle", "adversarial", "scratch", "tilted",
+                                                                                   "distill"))
+    assert seed["nll_rows"] > 0
+    # equal compute: the arms' generator steps follow the mle arm's best step; D steps counted
+    best = seed["mle"]["best_step"]
+    assert seed["generator_steps"]["tilted"] == seed["generator_steps"]["d_filter"] == best
+    assert seed["generator_steps"]["adversarial"] == best + 2
+    assert seed["d_steps"]["tilted"] == seed["ratio_d"]["steps"] and seed["d_steps"]["d_filter"] == 2
+    assert seed["generator_steps"]["distill"] == seed["distill"]["best_step"] <= 8
+    if seed["ratio_d"]["alpha"] == 0.0:  # D did not beat the generator on validation: the tilted arm is the mle arm
+        assert seed["nll"]["tilted"] == pytest.approx(seed["nll"]["mle"], abs=1e-6)
     assert out.with_suffix(".png").stat().st_size > 1000
     assert json.loads(json.dumps(result["summary"])) == saved["summary"]
 
@@ -102,6 +131,10 @@ def test_coco_uses_its_test_file_and_preset(tmp_path, monkeypatch):
     assert 0.0 <= m["bleu4"] <= 1.0 and "bleu4" in result["summary"]["arms"]["adversarial"]["diff_vs_mle"]
 
 
+TINY_RATIO = RatioDConfig(steps=4, batch_size=8, pool_size=64, eval_every=2, gain_samples=16, hidden_size=8,
+                          num_layers=1)
+
+
 TINY = ("generator.hidden_size=16", "generator.intermediate_size=32", "generator.num_layers=1",
         "discriminator_model.hidden_size=16", "discriminator_model.intermediate_size=32",
         "discriminator_model.num_layers=1", "schedule.updates=2", "schedule.pretrain_steps=2",
@@ -120,7 +153,7 @@ def test_bad_variant_is_named(variants, match):
 
 def test_variants_are_adversarial_arms_with_their_overrides(tmp_path):
     cfg = GanBenchmarkConfig(variants=("rloo:reinforce.baseline=rloo,reinforce.gamma=0.9",), overrides=TINY)
-    assert cfg.arms == ("mle", "adversarial", "scratch", "d_filter", "rloo")
+    assert cfg.arms == ("mle", "adversarial", "scratch", "d_filter", "tilted", "distill", "rloo")
     tc = cfg.train_config(0, str(tmp_path), "rloo")
     assert (tc.reinforce.baseline, tc.reinforce.gamma, tc.generator.hidden_size) == ("rloo", 0.9, 16)
     assert cfg.train_config(0, str(tmp_path)).reinforce.baseline == "ewma"
@@ -178,3 +211,52 @@ def test_oracle_heldout_is_a_separate_fixed_sample():
     run_rows = load_oracle_dataset(n_train=50, n_valid=10, seed=0, oracle=oracle)
     assert torch.equal(a, b) and a.shape == (50, 20) and not torch.equal(a, valid)
     assert not torch.equal(a, run_rows.train)
+
+
+def test_nll_column_and_verdict_by_hand():
+    """nll: mean ± std per arm, blank for d_filter; the tilted verdict counts seeds below MLE by the margin."""
+    mle = [(4.0, 1.5), (3.0, 2.0), (2.0, 3.0)]
+    cfg = GanBenchmarkConfig(arms=("mle", "d_filter", "tilted"), temperatures=TEMPS)
+    seeds = []
+    for mle_nll, tilted in ((2.00, 1.98), (2.01, 2.005), (1.99, 1.97)):  # seed 1 wins by only 0.005
+        s = _seed(mle, mle)
+        s["arms"] = {"mle": s["arms"]["mle"], "d_filter": s["arms"]["mle"], "tilted": s["arms"]["mle"]}
+        s["nll"] = {"mle": mle_nll, "d_filter": None, "tilted": tilted}
+        seeds.append(s)
+    summary = summarize(cfg, seeds)
+    assert summary["arms"]["d_filter"]["nll"] is None and summary["arms"]["d_filter"]["diff_vs_mle"]["nll"] is None
+    assert summary["arms"]["tilted"]["diff_vs_mle"]["nll"][0] == pytest.approx((-0.02 - 0.005 - 0.02) / 3)
+    assert summary["verdicts"]["tilted"]["seeds_nll_below_mle_by_margin"] == 2
+    assert "by >= 0.01 on 2/3 seeds" in summary["verdicts"]["tilted"]["text"]
+    table = format_table(cfg, summary, 3)
+    assert "| nll |" in table and "-0.0150 ± " in table
+    d_filter_row = next(line for line in table.splitlines() if line.startswith("| d_filter |"))
+    assert d_filter_row.split("|")[-5].strip() == ""  # no likelihood: the nll cell is blank
+
+
+def test_tilted_alpha_is_chosen_on_the_trainers_validation_rows(tmp_path, monkeypatch):
+    """fit_ratio_d (which chooses D's stopping step and alpha) sees the trainer's validation rows only, none of
+    the rows the benchmark scores."""
+    seen = {}
+    real_fit = quality_gan.fit_ratio_d
+
+    def spy(generator, sample_fn, train_rows, valid_rows, config, **kw):
+        seen["valid"], seen["train"] = valid_rows.clone(), train_rows.clone()
+        return real_fit(generator, sample_fn, train_rows, valid_rows, config, **kw)
+
+    monkeypatch.setattr(quality_gan, "fit_ratio_d", spy)
+    names = [f"{a}{b}{c}" for a in "abcdef" for b in "ghij" for c in "klm"]  # 72 distinct names
+    data = tmp_path / "names.txt"
+    data.write_text("\n".join(names) + "\n")
+    cfg = GanBenchmarkConfig(data=str(data), seeds=(0,), arms=("mle", "tilted"), overrides=TINY, temperatures=(1.0,),
+                             samples=10, mle_eval_every=2, mle_max_steps=4, ratio_d=TINY_RATIO, test_fraction=0.2)
+    logs: list[str] = []
+    result = run_benchmark(cfg, tmp_path / "gan.json", log=logs.append, workdir=tmp_path)
+    _, test = split_test(names, 0.2, cfg.split_seed)
+    from seqgan_env.data.tokenizer import CharTokenizer
+
+    tok = CharTokenizer.from_texts(names)
+    decode = lambda rows: set(tok.decode_batch(rows))  # noqa: E731
+    assert decode(seen["valid"]) and not decode(seen["valid"]) & set(test) and not decode(seen["train"]) & set(test)
+    assert not decode(seen["valid"]) & decode(seen["train"])
+    assert result["seeds"][0]["nll_rows"] == len(test)

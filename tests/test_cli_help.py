@@ -23,6 +23,7 @@ EXPECTED = {
     ("sweep",): None,
     ("sample",): None,
     ("eval",): None,
+    ("fit-ratio",): None,
     ("plot",): None,
 }
 
@@ -114,7 +115,7 @@ def test_train_help_fits_a_screen_and_lists_each_option_once(command, capsys, mo
     for flag in ("--seed", "--name", "--agent", "--note", "--updates", "--reinforce.batch-size", "--data.[no-]skip-long"):
         assert flags.count(flag) == 1, flag
     agent = next(line for line in lines if line.startswith("  --agent "))  # a Literal: its choices
-    assert "{reinforce,ppo,maskable_ppo}" in agent and "(default reinforce)" in agent
+    assert "{reinforce,ppo,maskable_ppo,ddo}" in agent and "(default reinforce)" in agent
     assert "{discriminator,mc_rollout}" in next(line for line in lines if line.startswith("  --reward-scorer "))
     assert "{final,per_step,potential}" in next(line for line in lines if line.startswith("  --reward.mode "))
     updates = next(line for line in lines if line.startswith("  --updates "))  # a shortcut says for what

@@ -33,7 +33,8 @@ ABOVE_ONE_OK = {"reinforce.entropy_coef", "reinforce.temperature", "reinforce.ma
                 "reinforce.weight_decay", "reinforce.mle_coef", "reinforce.kl_coef", "reinforce.kl_target",
                 "reward.potential_baseline", "mc_rollout.temperature", "generator.rope_theta",
                 "discriminator_model.rope_theta", "discriminator.lr", "discriminator.weight_decay",
-                "discriminator.max_grad_norm", "ppo.lr", "ppo.clip_range", "ppo.ent_coef", "alarms.oscillation_min_std"}
+                "discriminator.max_grad_norm", "ppo.lr", "ppo.clip_range", "ppo.ent_coef", "alarms.oscillation_min_std",
+                "ddo.beta", "ddo.alpha", "ddo.lr", "ddo.mle_coef"}
 NEGATIVE_OK = {"reward.potential_baseline"}
 #: ints with an upper bound: a value above it
 HUGE = {"seed": 2**32, "tokenizer.vocab_size": 2**18 + 1}

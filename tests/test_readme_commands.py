@@ -5,7 +5,7 @@ fails ``test_every_readme_command_is_known``, a fast test):
 
 - ``seqgan-env ...`` lines run for real with the venv's ``seqgan-env`` (the one beside ``sys.executable``),
   as written, from a temporary directory. ``seqgan-env train`` itself is the module fixture ``run_dir``: one
-  real run with the README's defaults (800 MLE steps, 100 adversarial updates; 1-3 minutes on a shared
+  real run with the README's defaults (MLE until the validation NLL stops improving, 100 adversarial updates; 1-3 minutes on a shared
   2-core CPU); the commands that take ``runs/<run>`` get that run directory, ``<run>`` substituted.
 - Three ``train`` lines would take many minutes as written (COCO with BPE, three seeds, a second full run):
   they run as written plus ``SHORTEN`` (2 MLE steps, 2 adversarial updates, 50 evaluation samples), which

@@ -11,7 +11,7 @@ import torch
 from seqgan_env.envs.spec import BOS_ID, EOS_ID, PAD_ID, EnvConfig
 from seqgan_env.eval.likelihood import generator_nll
 from seqgan_env.models.networks import ModelConfig, build_generator
-from seqgan_env.models.tilted import sample_tilted, tilted_log_probs, tilted_nll
+from seqgan_env.models.tilted import sample_tilted, tilted_log_probs, tilted_nll, tilted_nll_by_alpha
 
 from .conftest import tiny_discriminator
 
@@ -140,3 +140,36 @@ def test_bad_arguments_are_named():
         sample_tilted(gen, disc, 3, 1.0, None)
     with pytest.raises(ValueError, match="n=0"):
         sample_tilted(gen, disc, 0, 1.0, EnvConfig(vocab_size=V, max_length=L))
+
+
+@pytest.mark.parametrize("spec", [None, EnvConfig(vocab_size=V, max_length=L, min_length=1)])
+def test_nll_by_alpha_is_tilted_nll_at_each_alpha(spec):
+    gen, disc = _models(seed=4)
+    rows = torch.tensor([[3, 4, EOS_ID], [4, 4, 3], [3, EOS_ID, PAD_ID], [4, EOS_ID, PAD_ID]])
+    curve = tilted_nll_by_alpha(gen, disc, rows, [0.0, 0.5, 1.5], spec=spec, batch_size=3)
+    assert set(curve) == {0.0, 0.5, 1.5}
+    for a, v in curve.items():
+        assert v == pytest.approx(tilted_nll(gen, disc, rows, a, spec=spec), abs=1e-6)
+    with pytest.raises(ValueError, match="alphas"):
+        tilted_nll_by_alpha(gen, disc, rows, [])
+    with pytest.raises(ValueError, match="alpha=inf"):
+        tilted_nll_by_alpha(gen, disc, rows, [0.0, float("inf")])
+
+
+def test_sampling_temperature_sharpens_and_is_checked():
+    gen, disc = _models(seed=5)
+    spec = EnvConfig(vocab_size=V, max_length=L, min_length=1)
+    # temperature 1 is the default sampler; a very low temperature draws the greedy path of q every time
+    assert torch.equal(sample_tilted(gen, disc, 20, 1.0, spec, seed=3, temperature=1.0),
+                       sample_tilted(gen, disc, 20, 1.0, spec, seed=3))
+    cold = sample_tilted(gen, disc, 50, 1.0, spec, seed=3, temperature=1e-4)
+    assert (cold == cold[0]).all()
+    greedy = []
+    for t in range(L):  # the greedy path of q, step by step
+        lq = tilted_log_probs(gen, disc, torch.tensor([greedy + [PAD_ID] * (L - t)]), 1.0, spec=spec)[0, t]
+        greedy.append(int(lq.argmax()))
+        if greedy[-1] == EOS_ID:
+            break
+    assert cold[0, : len(greedy)].tolist() == greedy
+    with pytest.raises(ValueError, match="temperature=0"):
+        sample_tilted(gen, disc, 3, 1.0, spec, temperature=0)

@@ -37,7 +37,7 @@ from seqgan_env.data.tokenizer import BOS_ID, EOS_ID, PAD_ID
 from seqgan_env.models.sampling import sample_categorical
 from seqgan_env.utils.validation import check_int, check_number
 
-__all__ = ["sample_tilted", "tilted_log_probs", "tilted_nll"]
+__all__ = ["sample_tilted", "tilted_log_probs", "tilted_nll", "tilted_nll_by_alpha"]
 
 
 def _check_common(generator: Any, discriminator: Any, alpha: Any, spec: Any, batch_size: Any) -> tuple[float, int]:
@@ -89,9 +89,10 @@ def _valid(spec: Any, t_steps: int, vocab: int, device: torch.device) -> torch.T
     return spec.valid_tokens(torch.arange(t_steps, device=device))  # (T, V)
 
 
-def _tilted_chunk(generator: torch.nn.Module, discriminator: Any, x: torch.Tensor, alpha: float,
-                  spec: Any, vocab: int) -> torch.Tensor:
-    """(n, T, V) log q for one chunk of rows ``x`` (n, T) on the generator's device."""
+def _chunk_parts(generator: torch.nn.Module, discriminator: Any, x: torch.Tensor, spec: Any, vocab: int,
+                 with_scores: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(n, T, V) the generator's (masked) log-probabilities and (n, T, V) D's logits s(x<t v) of every
+    candidate (0 after a row's end; None when ``with_scores`` is False) for one chunk of rows ``x`` (n, T)."""
     n, t_steps = x.shape
     bos = torch.full_like(x[:, :1], BOS_ID)  # (n, 1)
     logits = generator(input_ids=torch.cat([bos, x[:, :-1]], dim=1)).logits.float()  # (n, T, V)
@@ -99,19 +100,27 @@ def _tilted_chunk(generator: torch.nn.Module, discriminator: Any, x: torch.Tenso
     if valid is not None:
         logits = logits.masked_fill(~valid[None], float("-inf"))
     logp = torch.log_softmax(logits, dim=-1)  # (n, T, V) the generator's (masked) distribution
-    if alpha == 0.0:
-        return logp
+    if not with_scores:
+        return logp, None
     d_dev = getattr(discriminator, "device", x.device)
-    tilt = torch.zeros_like(logp)  # (n, T, V) alpha * s(x<t v); 0 after a row's end
+    scores = torch.zeros_like(logp)  # (n, T, V) s(x<t v); 0 after a row's end
     for t in range(t_steps):
         # rows still writing at step t: nothing written yet, or the last token is a symbol (not EOS, not PAD)
         live = torch.ones(n, dtype=torch.bool, device=x.device) if t == 0 else \
             (x[:, t - 1] != EOS_ID) & (x[:, t - 1] != PAD_ID)  # (n,)
         if not bool(live.any()):
             break
-        s = _candidate_scores(discriminator, x[live, :t].to(d_dev), vocab).to(x.device)  # (n_live, V)
-        tilt[live, t] = alpha * s
-    return torch.log_softmax(logp + tilt, dim=-1)  # (n, T, V); -inf (masked) stays -inf
+        scores[live, t] = _candidate_scores(discriminator, x[live, :t].to(d_dev), vocab).to(x.device)  # (n_live, V)
+    return logp, scores
+
+
+def _tilted_chunk(generator: torch.nn.Module, discriminator: Any, x: torch.Tensor, alpha: float,
+                  spec: Any, vocab: int) -> torch.Tensor:
+    """(n, T, V) log q for one chunk of rows ``x`` (n, T) on the generator's device."""
+    logp, scores = _chunk_parts(generator, discriminator, x, spec, vocab, with_scores=alpha != 0.0)
+    if scores is None:
+        return logp
+    return torch.log_softmax(logp + alpha * scores, dim=-1)  # (n, T, V); -inf (masked) stays -inf
 
 
 @torch.no_grad()
@@ -183,8 +192,61 @@ def tilted_nll(generator: torch.nn.Module, discriminator: Any, sequences: Any, a
 
 
 @torch.no_grad()
+def tilted_nll_by_alpha(generator: torch.nn.Module, discriminator: Any, sequences: Any, alphas: Any,
+                        spec: Any = None, batch_size: int = 64) -> dict[float, float]:
+    """:func:`tilted_nll` at several tilt strengths for the cost of one: D scores every candidate once.
+
+    Choosing alpha on validation rows this way is temperature scaling of D's logit (alpha multiplies it).
+
+    Args:
+        generator, discriminator, spec, batch_size: as :func:`tilted_log_probs`.
+        sequences: (N, T) held-out rows (symbols, EOS, PAD; no BOS).
+        alphas: a non-empty sequence of finite tilt strengths.
+
+    Returns:
+        {alpha: mean per-token NLL in nats}, each exactly what ``tilted_nll`` returns at that alpha.
+
+    Raises:
+        ValueError: as :func:`tilted_nll`, or ``alphas`` empty or holding a non-finite value.
+    """
+    try:
+        alist = list(dict.fromkeys(float(a) for a in alphas))  # a repeated alpha is scored once
+    except (TypeError, ValueError):
+        alist = []
+    if not alist:
+        raise ValueError(f"alphas={alphas!r} is invalid: pass a non-empty list of tilt strengths, e.g. [0, 0.5, 1].")
+    for a in alist:
+        _check_common(generator, discriminator, a, spec, batch_size)
+    vocab = _vocab_size(generator)
+    x_all = _check_rows("sequences", sequences)
+    device = next(generator.parameters()).device
+    totals = {a: 0.0 for a in alist}
+    count = 0
+    was_training = generator.training
+    generator.eval()
+    try:
+        for i in range(0, x_all.shape[0], batch_size):
+            x = x_all[i : i + batch_size].to(device)  # (n, T)
+            logp, scores = _chunk_parts(generator, discriminator, x, spec, vocab)  # each (n, T, V)
+            real = x != PAD_ID  # (n, T)
+            count += int(real.sum())
+            for a in alist:
+                logq = torch.log_softmax(logp + a * scores, dim=-1)  # (n, T, V)
+                tok = logq.gather(2, x[..., None]).squeeze(2)[real]  # (k,)
+                if bool(torch.isinf(tok).any()):
+                    raise ValueError(f"{int(torch.isinf(tok).sum())} token(s) of sequences have probability 0 under "
+                                     f"spec={spec!r}: pass spec=None to score the raw tilt, or rows the env could write.")
+                totals[a] += float(-tok.sum())
+    finally:
+        generator.train(was_training)
+    if count == 0:
+        raise ValueError("sequences hold only PAD tokens: there is nothing to score; pass the held-out split.")
+    return {a: totals[a] / count for a in alist}
+
+
+@torch.no_grad()
 def sample_tilted(generator: torch.nn.Module, discriminator: Any, n: int, alpha: float, spec: Any,
-                  seed: int | None = None) -> torch.Tensor:
+                  seed: int | None = None, temperature: float = 1.0) -> torch.Tensor:
     """``n`` rows drawn exactly from the tilted generator under the env's token rule, one token per step.
 
     Args:
@@ -192,19 +254,22 @@ def sample_tilted(generator: torch.nn.Module, discriminator: Any, n: int, alpha:
         n: rows to draw (all in one batch: each step scores n x V prefixes with D).
         spec: the env's token rule and ``max_length`` (required: sampling needs the row length).
         seed: seeds a fresh torch.Generator (the global RNG is untouched); None: the global RNG.
+        temperature: > 0; each step samples from q^(1/temperature), renormalised (1: the tilted model itself).
 
     Returns:
         (n, spec.max_length) long on the generator's device: symbols, EOS, then PAD (no BOS); a row
         stops after EOS, as the env's episodes do.
 
     Raises:
-        ValueError: ``n`` not an int >= 1, ``spec`` not an EnvConfig, or as :func:`tilted_log_probs`.
+        ValueError: ``n`` not an int >= 1, ``spec`` not an EnvConfig, ``temperature`` not > 0, or as :func:`tilted_log_probs`.
     """
     check_int("n", n, 1, "the number of rows to draw")
     if not all(hasattr(spec, a) for a in ("vocab_size", "max_length", "min_length", "allow_eos")):
         raise ValueError(f"spec={spec!r} is invalid: sample_tilted needs the env's EnvConfig (token rule and "
                          f"max_length); build it as EnvConfig(vocab_size=V, max_length=L).")
     alpha, vocab = _check_common(generator, discriminator, alpha, spec, 1)
+    temperature = check_number("temperature", temperature, 0, fix="use 1.0 to sample the tilted model itself",
+                               low_open=True)
     device = next(generator.parameters()).device
     d_dev = getattr(discriminator, "device", device)
     rng = None
@@ -225,7 +290,7 @@ def sample_tilted(generator: torch.nn.Module, discriminator: Any, n: int, alpha:
             x = torch.log_softmax(logits, dim=-1)  # (k, V)
             if alpha != 0.0:
                 x = x + alpha * _candidate_scores(discriminator, prefix.to(d_dev), vocab).to(device)  # (k, V)
-            action = sample_categorical(x, rng)  # (k,)
+            action = sample_categorical(x / temperature if temperature != 1.0 else x, rng)  # (k,)
             out[idx, t] = action
             live[idx] = action != EOS_ID
             if not bool(live.any()):
