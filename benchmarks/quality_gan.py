@@ -12,7 +12,7 @@ Arms, per seed, from MLE's best point:
 * ``d_filter``: the ``mle`` generator's samples filtered by a discriminator trained
   against them (``seqgan_env.models.d_filter``, SIR with weights D/(1-D)).
 * ``tilted``: the ``mle`` generator tilted token by token by a fresh density-ratio
-  discriminator trained against it (``seqgan_env.models.ratio_d``: its stopping step and
+  discriminator trained against it (``seqgan_env.eval.ratio_d``: its stopping step and
   the tilt strength alpha chosen on the trainer's validation rows, never the scored
   rows), an autoregressive model with an exact likelihood (``seqgan_env.models.tilted``).
 * ``distill``: a plain generator trained from scratch by MLE (early-stopped as ``mle``) on
@@ -87,7 +87,7 @@ from seqgan_env.models.d_filter import DFilterConfig, d_filter
 from seqgan_env.data.tokenizer import PAD_ID
 from seqgan_env.envs.spec import EnvConfig
 from seqgan_env.models.discriminator import Discriminator, DiscriminatorConfig
-from seqgan_env.models.ratio_d import RatioDConfig, RatioDResult, fit_ratio_d
+from seqgan_env.eval.ratio_d import RatioDConfig, RatioDResult, fit_ratio_d
 from seqgan_env.models.tilted import sample_tilted, tilted_nll
 from seqgan_env.runs.configio import apply_overrides, config_to_dict
 from seqgan_env.runs.experiments import read_metrics
@@ -116,7 +116,7 @@ class GanBenchmarkConfig:
     mle_eval_every: validation NLL evaluations of the mle arm (early stopping). mle_max_steps: its step cap
     (None: the adversarial config's pretrain_steps + updates); mle_patience: evaluations without a better
     validation NLL before it stops (0: run to the cap). ratio_d: the tilted arm's density-ratio D recipe
-    (``seqgan_env.models.ratio_d``; its seed is offset by the benchmark seed). distill_pool: samples of the tilted
+    (``seqgan_env.eval.ratio_d``; its seed is offset by the benchmark seed). distill_pool: samples of the tilted
     model drawn once for the distill arm; distill_fraction: their share of each of its MLE batches.
     d_filter_steps / d_filter_batch: training of the filter's discriminator against the
     mle generator. ngram_order: order of the judge n-gram model. variants: ``NAME:KEY=VALUE,...``

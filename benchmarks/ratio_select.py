@@ -28,7 +28,7 @@ from seqgan_agents.lifecycle import new_run
 from seqgan_benchmarks.quality_gan import GanBenchmarkConfig, split_test
 from seqgan_env.data.text import load_texts
 from seqgan_env.eval.likelihood import generator_nll
-from seqgan_env.models.ratio_d import RatioDConfig, fit_ratio_d
+from seqgan_env.eval.ratio_d import RatioDConfig, fit_ratio_d
 from seqgan_env.models.tilted import tilted_nll_by_alpha
 
 

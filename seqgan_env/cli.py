@@ -206,7 +206,7 @@ def _ratio_d_config(text: str | None, flag: str):
     import dataclasses
     import json
 
-    from seqgan_env.models.ratio_d import RatioDConfig
+    from seqgan_env.eval.ratio_d import RatioDConfig
 
     if not text:
         return RatioDConfig()
@@ -657,7 +657,7 @@ def _tilt_discriminator(run_dir: str, alpha: float | str, vocab_size: int, devic
     (``auto`` needs RUN/ratio_d)."""
     from pathlib import Path
 
-    from seqgan_env.models.ratio_d import RATIO_DIR, load_ratio_d
+    from seqgan_env.eval.ratio_d import RATIO_DIR, load_ratio_d
 
     ratio_dir = Path(run_dir) / RATIO_DIR
     if ratio_dir.is_dir():
@@ -678,7 +678,7 @@ def cmd_fit_ratio(args: argparse.Namespace) -> int:
 
     from seqgan_agents.lifecycle import load_generator_for_sampling, load_run_data
     from seqgan_agents.reinforce import ReinforceAgent, ReinforceConfig
-    from seqgan_env.models.ratio_d import RATIO_DIR, choose_report_split, fit_ratio_d, save_ratio_d
+    from seqgan_env.eval.ratio_d import RATIO_DIR, choose_report_split, fit_ratio_d, save_ratio_d
 
     cfg = _ratio_d_config(args.ratio_d, "--ratio-d")
     generator, tokenizer, config = load_generator_for_sampling(args.run_dir)
@@ -737,7 +737,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
     if args.d_tilt is None and args.d_filter is None and args.temperature == 1.0 and args.top_p == 1.0:
         from pathlib import Path
 
-        from seqgan_env.models.ratio_d import RATIO_DIR
+        from seqgan_env.eval.ratio_d import RATIO_DIR
 
         if (Path(args.run_dir) / RATIO_DIR).is_dir():
             args.d_tilt = "auto"  # a run with a fitted density-ratio D samples its tilted model by default
@@ -909,7 +909,7 @@ def _tilt_report(args: argparse.Namespace, generator: Any, tokenizer: Any, confi
                  test: list[str] | None, device: str) -> dict[str, Any]:
     """eval --d-tilt: exact held-out NLL (nats per token, EOS included) of the generator and of the tilted model."""
     from seqgan_env.eval.likelihood import generator_nll
-    from seqgan_env.models.ratio_d import choose_report_split
+    from seqgan_env.eval.ratio_d import choose_report_split
     from seqgan_env.models.tilted import tilted_nll
 
     _check_tilt_vocab(tokenizer.vocab_size, "eval --d-tilt")

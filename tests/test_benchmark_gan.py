@@ -16,7 +16,7 @@ from seqgan_benchmarks.quality_gan import (
     split_test,
     summarize,
 )
-from seqgan_env.models.ratio_d import RatioDConfig
+from seqgan_env.eval.ratio_d import RatioDConfig
 
 TEMPS = (0.8, 1.0, 1.2)
 

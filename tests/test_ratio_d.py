@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from seqgan_env.envs.spec import EOS_ID, PAD_ID
-from seqgan_env.models import ratio_d
+from seqgan_env.eval import ratio_d
 from seqgan_env.models.networks import ModelConfig, build_generator
-from seqgan_env.models.ratio_d import RatioDConfig, fit_ratio_d
+from seqgan_env.eval.ratio_d import RatioDConfig, fit_ratio_d
 from seqgan_env.models.tilted import tilted_nll_by_alpha
 
 V, L = 6, 4
