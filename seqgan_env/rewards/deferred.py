@@ -69,7 +69,8 @@ class DeferredWindow:
         Args:
             rows: (B,) bool, the rows to score (rows with nothing pending are skipped).
             tokens: (B, T) long, the rows' current episodes; lengths: (B,) tokens written.
-            done: (B,) bool, rows whose episode ended on the latest step (``final`` pays there).
+            done: (B,) bool, rows whose episode ended with the token written on the latest step
+                (``final`` pays that step).
             scorer: (K, m) token ids -> (K, m) realness logits (``PrefixScorer``).
             mode, transform, baseline: the wrapper's ``RewardConfig`` fields.
             logits_buffer: (B, T) the wrapper's per-prefix logits, updated for the scored rows

@@ -473,7 +473,7 @@ class DiscriminatorRewardVector(gym.vector.VectorWrapper):
             self._window.record(written, pos)
             new = None
             if bool(done.any()):  # finished episodes are complete: score them now (info["disc_score"])
-                scored = self._flush(done, done)
+                scored = self._flush(done, done & written)  # ``final`` pays only a step that wrote the last token
                 if scored is not None:
                     new = torch.zeros(base.num_envs, device=base.device)  # (B,)
                     new[scored[0]] = scored[1]
@@ -515,6 +515,8 @@ class DiscriminatorRewardVector(gym.vector.VectorWrapper):
         Returns:
             The update's metrics (loss, accuracy, ...) by name.
         """
+        if self._window is not None:  # the pending steps were paid by the D before this update
+            self._flush(torch.ones(self.env.unwrapped.num_envs, dtype=torch.bool, device=self.env.unwrapped.device))
         return self.trainer.update(fake)  # bumps trainer.version: the next step rescores from the tokens
 
     @property
@@ -528,6 +530,8 @@ class DiscriminatorRewardVector(gym.vector.VectorWrapper):
         Args:
             state_dict: the weights, as ``discriminator_state()`` returns them.
         """
+        if self._window is not None:  # the pending steps were paid by the D before this change
+            self._flush(torch.ones(self.env.unwrapped.num_envs, dtype=torch.bool, device=self.env.unwrapped.device))
         self.scorer.load_state_dict(state_dict)
         self.trainer.mark_changed()  # the next step rescores from the tokens
 
