@@ -71,7 +71,7 @@ class DeferredWindow:
             tokens: (B, T) long, the rows' current episodes; lengths: (B,) tokens written.
             done: (B,) bool, rows whose episode ended with the token written on the latest step
                 (``final`` pays that step).
-            scorer: (K, m) token ids -> (K, m) realness logits (``PrefixScorer``).
+            scorer: (K, m) token ids -> (K, m) realness logits (a function).
             mode, transform, baseline: the wrapper's ``RewardConfig`` fields.
             logits_buffer: (B, T) the wrapper's per-prefix logits, updated for the scored rows
                 (so steps after the window continue from them).
@@ -85,7 +85,7 @@ class DeferredWindow:
         idx = sel.nonzero().squeeze(1)  # (K,)
         lens = lengths[idx]  # (K,)
         m = max(int(lens.max()), 1)
-        logits = scorer.score_logits(tokens[idx, :m]).to(logits_buffer.dtype)  # (K, m) every prefix, current D
+        logits = scorer(tokens[idx, :m]).to(logits_buffer.dtype)  # (K, m) every prefix, current D
         logits_buffer[idx, :m] = logits
         k = idx.numel()
         # Every position's reward through the mode itself: row i, position p -> flat row i * m + p.

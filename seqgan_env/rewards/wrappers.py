@@ -387,8 +387,8 @@ class DiscriminatorRewardVector(gym.vector.VectorWrapper):
         cfg = self.reward_config
         if done is None:
             done = torch.zeros(base.num_envs, dtype=torch.bool, device=base.device)
-        return self._window.flush(rows, base.tokens, base.lengths, done, self.scorer, cfg.mode, cfg.transform,
-                                  cfg.potential_baseline, self._logits)
+        return self._window.flush(rows, base.tokens, base.lengths, done, self.scorer.score_logits, cfg.mode,
+                                  cfg.transform, cfg.potential_baseline, self._logits)
 
     def reset(self, *, seed=None, options=None):
         """Reset like the wrapped env; with ``options["reset_mask"]`` only those rows start over.
