@@ -436,7 +436,8 @@ class DiscriminatorRewardVector(gym.vector.VectorWrapper):
         env_rewards = torch.as_tensor(rewards, device=base.device, dtype=torch.float32)
         pos = (lengths - 1).clamp(min=0)  # (B,)
         finished = written & done  # (B,) sequences completed by this step's token
-        d_rewards, new = (self._discriminator_rewards(tokens, lengths, written, restarted, done, pos)
+        any_done = bool(done.any())
+        d_rewards, new = (self._discriminator_rewards(tokens, lengths, written, restarted, done, pos, any_done)
                           if self.combiner.uses_discriminator else (None, None))
         total, parts = self.combiner.combine(d_rewards, finished, tokens, self._texts_of(infos))
         out = torch.where(written, total, torch.where(invalid, env_rewards, torch.zeros_like(env_rewards)))
@@ -444,12 +445,12 @@ class DiscriminatorRewardVector(gym.vector.VectorWrapper):
         for key, part in parts.items():
             value = torch.where(written, part, torch.zeros_like(part))  # (B,) 0 on invalid and autoreset steps
             infos[key], infos["_" + key] = (value if base.return_torch else value.cpu().numpy()), self._all_rows
-        if new is not None and bool(finished.any()):
+        if new is not None and any_done and bool(finished.any()):
             score = np.zeros(base.num_envs, dtype=np.float32)
             score[finished.cpu().numpy()] = torch.sigmoid(new[finished]).cpu().numpy()
             infos["disc_score"], infos["_disc_score"] = score, finished.cpu().numpy()
-        self._prev_done = done.clone()
-        if bool(done.any()) and self.trainer.add_finished(tokens[done]):
+        self._prev_done = done  # a fresh tensor (the | above)
+        if any_done and self.trainer.add_finished(tokens[done]):
             if self._window is not None:  # the pending steps were paid by the D before this phase
                 self._flush(torch.ones_like(done))
             self.trainer.run_phase()  # its metrics: self.trainer.last_metrics
@@ -465,14 +466,14 @@ class DiscriminatorRewardVector(gym.vector.VectorWrapper):
             return self.env.unwrapped.decode_rows(self.env.unwrapped.tokens[idx].cpu().numpy())
         return texts
 
-    def _discriminator_rewards(self, tokens, lengths, written, restarted, done, pos):
+    def _discriminator_rewards(self, tokens, lengths, written, restarted, done, pos, any_done=True):
         """(d_rewards (B,), new (B,) logit of each row's newest prefix): one scoring of the current prefixes."""
         base = self.env.unwrapped
         cfg = self.reward_config
         if self._window is not None:  # paid later: 0 now, the window's rewards hold the share
             self._window.record(written, pos)
             new = None
-            if bool(done.any()):  # finished episodes are complete: score them now (info["disc_score"])
+            if any_done:  # finished episodes are complete: score them now (info["disc_score"])
                 scored = self._flush(done, done & written)  # ``final`` pays only a step that wrote the last token
                 if scored is not None:
                     new = torch.zeros(base.num_envs, device=base.device)  # (B,)
