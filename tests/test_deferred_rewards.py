@@ -111,10 +111,43 @@ def test_window_spans_discriminator_phases(tokenizer):
         assert torch.allclose(a.step(act)[1], b.step(act)[1], atol=1e-5)
 
 
-def test_window_is_inactive_without_a_whole_prefix_discriminator(tokenizer):
-    a, _ = _pair(tokenizer, lambda: CountScorer(target=3), sources=[RewardSource("length", _length)])
-    with a.deferred_rewards(T) as window:
+class _LastOnly(CountScorer):
+    """A scorer of each row's newest prefix only (as the Monte-Carlo rollout scorer is)."""
+
+    def score_last(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        return self.score_logits(tokens).gather(1, (lengths - 1).clamp(min=0).unsqueeze(1)).squeeze(1)  # (N,)
+
+
+@pytest.mark.parametrize("case", ["no discriminator source", "score_last scorer"])
+def test_window_is_inactive_without_a_whole_prefix_discriminator(tokenizer, case):
+    if case == "no discriminator source":
+        a, b = _pair(tokenizer, lambda: CountScorer(target=3), sources=[RewardSource("length", _length)])
+    else:
+        a, b = _pair(tokenizer, lambda: _LastOnly(target=3), mode="per_step")
+    gen = torch.Generator().manual_seed(2)
+    with b.deferred_rewards(T) as window:
         assert window is None
+        for _ in range(T):  # the steps pay in full, as outside a window
+            act = _actions(a, gen, 0.0)
+            assert torch.equal(a.step(act)[1], b.step(act)[1])
+
+
+def test_window_with_numpy_outputs(tokenizer):
+    envs = []
+    for _ in range(2):
+        base = TokenGenerationVectorEnv(B, tokenizer=tokenizer, max_length=T, min_length=1)  # numpy out
+        envs.append(DiscriminatorRewardVector(base, CountScorer(target=3), RewardConfig(mode="potential")))
+        envs[-1].reset(seed=0)
+    a, b = envs
+    gen = torch.Generator().manual_seed(3)
+    paid_a, paid_b = [], []
+    with b.deferred_rewards(2 * T) as window:
+        for _ in range(2 * T):
+            masks = torch.as_tensor(a.action_masks())  # (B, V)
+            act = torch.multinomial(masks.float(), 1, generator=gen).squeeze(1).numpy()  # (B,)
+            paid_a.append(torch.as_tensor(a.step(act)[1]))
+            paid_b.append(torch.as_tensor(b.step(act)[1]))
+    assert torch.allclose(torch.stack(paid_a, 1), torch.stack(paid_b, 1) + window.rewards, atol=1e-6)
 
 
 def test_window_misuse_is_refused(tokenizer):
