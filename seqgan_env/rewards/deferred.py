@@ -62,7 +62,7 @@ class DeferredWindow:
 
     @torch.inference_mode()
     def flush(self, rows: torch.Tensor, tokens: torch.Tensor, lengths: torch.Tensor, done: torch.Tensor,
-              scorer, mode: str, transform: str, baseline: float, logits_buffer: torch.Tensor
+              score, mode: str, transform: str, baseline: float, logits_buffer: torch.Tensor
               ) -> tuple[torch.Tensor, torch.Tensor] | None:
         """Score the pending positions of ``rows`` in one causal pass and fill their rewards.
 
@@ -71,7 +71,7 @@ class DeferredWindow:
             tokens: (B, T) long, the rows' current episodes; lengths: (B,) tokens written.
             done: (B,) bool, rows whose episode ended with the token written on the latest step
                 (``final`` pays that step).
-            scorer: (K, m) token ids -> (K, m) realness logits (a function).
+            score: (K, m) token ids -> (K, m) realness logits (the scorer's ``score_logits``).
             mode, transform, baseline: the wrapper's ``RewardConfig`` fields.
             logits_buffer: (B, T) the wrapper's per-prefix logits, updated for the scored rows
                 (so steps after the window continue from them).
@@ -85,7 +85,7 @@ class DeferredWindow:
         idx = sel.nonzero().squeeze(1)  # (K,)
         lens = lengths[idx]  # (K,)
         m = max(int(lens.max()), 1)
-        logits = scorer(tokens[idx, :m]).to(logits_buffer.dtype)  # (K, m) every prefix, current D
+        logits = score(tokens[idx, :m]).to(logits_buffer.dtype)  # (K, m) every prefix, current D
         logits_buffer[idx, :m] = logits
         k = idx.numel()
         # Every position's reward through the mode itself: row i, position p -> flat row i * m + p.
