@@ -119,7 +119,7 @@ def collect(
     defer = getattr(venv, "deferred_rewards", None)
     with (defer(T) if defer is not None else contextlib.nullcontext()) as window:
         steps = decode(first, next_logits, sampler, T, allowed, observe)
-    if window is not None:  # the discriminator's share of each step, equal to what the step would have paid
+    if window is not None:  # D's share of each step (window step t is collection step t), as the step would have paid
         rewards[:, : window.rewards.shape[1]] += window.rewards.to(dev)
         for key, share in window.parts.items():
             if key in sources:
