@@ -244,7 +244,8 @@ def bench_agent(cfg: AgentBenchConfig = AgentBenchConfig(), log: Callable[[str],
     log(f"machine: {device_name}")
     log(
         f"bench agent: B={cfg.batch_size}, T={cfg.max_length} (no EOS: B x T tokens per update), default models, "
-        f"reward={defaults.reward.mode}/{defaults.reward.transform} scored through the env every step"
+        f"reward={defaults.reward.mode}/{defaults.reward.transform} scored through the env (the collection defers D to "
+        f"causal passes over finished rows)"
     )
     log(f"  REINFORCE update      {results['update_tokens_per_s']:12,.0f} generator tokens/s ({results['update_ms']:.1f} ms/update, "
         f"mean of {cfg.updates}; median update {results['update_ms_median']:.1f} ms = "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import threading
@@ -46,10 +47,16 @@ def _venv(tokenizer, b: int = 16, t: int = 6, **env):
 
 
 class _Recorder:
-    """Delegating proxy that records every (rewards, terminated) the env returned."""
+    """Delegating proxy that records every (rewards, terminated) the env returned, and the deferred D share."""
 
     def __init__(self, venv):
-        self.venv, self.rewards, self.terminated = venv, [], []
+        self.venv, self.rewards, self.terminated, self.window = venv, [], [], None
+
+    @contextlib.contextmanager
+    def deferred_rewards(self, steps):
+        with self.venv.deferred_rewards(steps) as window:
+            yield window
+        self.window = window
 
     def __getattr__(self, name):
         return getattr(self.venv, name)
@@ -255,7 +262,9 @@ def test_collect_shapes_masks_and_rewards(tokenizer):
     steps = len(venv.rewards)
     assert steps <= T
     term = torch.stack(venv.terminated, dim=1)  # (B, steps)
-    env_r = torch.stack(venv.rewards, dim=1)  # (B, steps)
+    env_r = torch.stack(venv.rewards, dim=1)  # (B, steps) paid by the steps, without D's deferred share
+    assert venv.window is not None and not env_r.any()  # D is the only source: all of it was deferred
+    env_r = env_r + venv.window.rewards[:, :steps]  # what the env pays per step outside a window
     lengths = ro.mask.sum(1)
     assert int(lengths.max()) == steps  # stops as soon as every row has finished
     for i in range(B):

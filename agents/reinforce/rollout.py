@@ -12,6 +12,7 @@ Shapes: B = rows (envs), T = max_length, V = vocab size.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -113,7 +114,16 @@ def collect(
         active = active & ~done
         return active
 
-    steps = decode(first, next_logits, sampler, T, allowed, observe)
+    # The rewards are read only after the last step: a vector reward wrapper that can defer D's
+    # scoring (``deferred_rewards``) scores the batch in causal passes instead of once per step.
+    defer = getattr(venv, "deferred_rewards", None)
+    with (defer(T) if defer is not None else contextlib.nullcontext()) as window:
+        steps = decode(first, next_logits, sampler, T, allowed, observe)
+    if window is not None:  # D's share of each step (window step t is collection step t), as the step would have paid
+        rewards[:, : window.rewards.shape[1]] += window.rewards.to(dev)
+        for key, share in window.parts.items():
+            if key in sources:
+                sources[key][:, : share.shape[1]] += share.to(dev)
     rewards.masked_fill_(~mask, 0.0)  # only the first episode of each row counts
     for part in sources.values():
         part.masked_fill_(~mask, 0.0)

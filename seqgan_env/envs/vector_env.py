@@ -108,6 +108,7 @@ class TokenGenerationVectorEnv(gym.vector.VectorEnv):
         self.last_written = torch.zeros(b, dtype=torch.bool, device=self.device)  # (B,) wrote a token last step
         self.last_invalid = torch.zeros(b, dtype=torch.bool, device=self.device)  # (B,) masked action last step
         self._arange_b = torch.arange(b, device=self.device)
+        self._rule: tuple[EnvConfig, torch.Tensor] | None = None  # (config, its token-rule table)
         self._started = False
         self._render_columns = text_columns(self._decode, v, t) if render_mode == "rgb_array" else 0
 
@@ -175,7 +176,7 @@ class TokenGenerationVectorEnv(gym.vector.VectorEnv):
         t_max = self.config.max_length
         active = ~self.autoreset  # (B,) sub-envs that take this action
         pos = self.lengths  # (B,) slot the token goes to
-        valid = self.config.is_valid(a, pos)  # (B,) the spec's token rule
+        valid = self._rule_table()[pos, a]  # (B,) the spec's token rule
         write = active & valid
         slot = pos.clamp(max=t_max - 1).unsqueeze(1)  # (B, 1)
         current = self.tokens.gather(1, slot).squeeze(1)  # (B,)
@@ -213,7 +214,18 @@ class TokenGenerationVectorEnv(gym.vector.VectorEnv):
         """
         # A sub-env about to autoreset starts from length 0 on its next step.
         next_len = torch.where(self.autoreset, torch.zeros_like(self.lengths), self.lengths)  # (B,)
-        return self._out(self.config.valid_tokens(next_len))  # (B, V)
+        return self._out(self._rule_table().index_select(0, next_len))  # (B, V) a fresh tensor
+
+    def _rule_table(self) -> torch.Tensor:
+        """(max_length + 1, V) bool: the spec's token rule after 0..max_length symbols.
+
+        Built from ``config.valid_tokens`` once per config, so a step looks the rule up in one
+        indexing op instead of evaluating it.
+        """
+        if self._rule is None or self._rule[0] is not self.config:
+            lengths = torch.arange(self.config.max_length + 1, device=self.device)  # (T + 1,)
+            self._rule = (self.config, self.config.valid_tokens(lengths))  # (T + 1, V)
+        return self._rule[1]
 
     def texts(self) -> list[str]:
         """Decoded text of every sub-env's current sequence."""
@@ -262,8 +274,9 @@ class TokenGenerationVectorEnv(gym.vector.VectorEnv):
                 f"got dtype {a.dtype} and shape {tuple(a.shape)}."
             )
         a = a.to(self.device, torch.long)
-        bad = (a < 0) | (a >= self.config.vocab_size)
-        if bool(bad.any()):
+        low, high = torch.aminmax(a)  # one reduction: the range check of every action
+        if int(low) < 0 or int(high) >= self.config.vocab_size:
+            bad = (a < 0) | (a >= self.config.vocab_size)
             i = int(bad.nonzero()[0, 0])
             raise ValueError(
                 f"actions[{i}]={int(a[i])} is outside Discrete({self.config.vocab_size}): "

@@ -145,7 +145,9 @@ def sampling_logits(
     logits, i.e. the log-probabilities of the distribution the tokens were sampled
     from, not those of the raw model.
     """
-    x = logits.float() / temperature  # (..., V)
+    x = logits.float()  # (..., V)
+    if temperature != 1.0:  # x / 1 is x: no (..., V) op (and none in the backward) at the default
+        x = x / temperature
     x = x.masked_fill(~action_mask, float("-inf"))
     if top_p < 1.0:
         x = x.masked_fill(~top_p_keep_mask(x, top_p), float("-inf"))

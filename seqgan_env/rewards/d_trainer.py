@@ -85,17 +85,13 @@ class DiscriminatorTrainer:
         Only ``complete_rows`` are buffered: an episode cut short by a masked action or
         with nothing written has a shape no real row has (see ``complete_rows``).
         """
-        due = False
         sequences = sequences.cpu()
-        keep = complete_rows(sequences)  # (K,)
-        for row, complete in zip(sequences, keep.tolist()):
-            if complete:
-                self.fake_buffer.append(row.clone())
-                self._since_phase += 1
-            self.finished_episodes += 1
-            every = self.update_every
-            if every is not None and self.finished_episodes % every == 0:
-                due = True
+        kept = sequences[complete_rows(sequences)]  # (K', T) a copy: the buffer never aliases the caller's rows
+        self.fake_buffer.extend(kept.unbind(0))
+        self._since_phase += len(kept)
+        before, self.finished_episodes = self.finished_episodes, self.finished_episodes + len(sequences)
+        every = self.update_every
+        due = every is not None and self.finished_episodes // every > before // every  # a multiple of every passed
         return due and len(self.fake_buffer) > 0
 
     def mark_changed(self) -> None:

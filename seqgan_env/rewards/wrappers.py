@@ -25,6 +25,7 @@ default, the discriminator alone at weight 1, pays exactly what it paid before s
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import asdict, dataclass, replace
 from typing import Any, Callable, Protocol
 
@@ -35,6 +36,7 @@ import torch
 from seqgan_env.envs.spec import PAD_ID
 from seqgan_env.rewards.callbacks import DiscriminatorUpdateConfig
 from seqgan_env.rewards.d_trainer import DiscriminatorTrainer
+from seqgan_env.rewards.deferred import DeferredWindow
 from seqgan_env.rewards.modes import RewardMode, RewardTransform, get_mode, get_transform, step_rewards
 from seqgan_env.rewards.scoring import IncrementalPrefixScorer
 from seqgan_env.rewards.sources import DEFAULT_SPEC, SourceCombiner, as_sources
@@ -335,6 +337,58 @@ class DiscriminatorRewardVector(gym.vector.VectorWrapper):
         self._logits = torch.zeros(b, t, device=base.device)  # (B, T) logit of every prefix of the current episodes
         self._prev_done = torch.zeros(b, dtype=torch.bool, device=base.device)  # (B,)
         self._seen_version = self.trainer.version
+        self._window: DeferredWindow | None = None  # open inside ``deferred_rewards``
+
+    @contextlib.contextmanager
+    def deferred_rewards(self, steps: int):
+        """A window of ``steps`` env steps whose discriminator share is scored later, in causal passes.
+
+        For a collector that reads the rewards only after its last step: inside the window
+        ``step`` pays each step without the discriminator's share (the other sources as usual)
+        and the window's ``rewards`` (B, steps) holds that share once the window closes, equal
+        to what ``step`` pays outside a window to float rounding. ``info["disc_score"]`` and the
+        D schedule are unchanged (rows are scored when they finish and before a D phase). Only
+        for the discriminator scored whole-prefix (``per_step``/``potential``/``final`` with a
+        ``Discriminator`` or a ``score_logits`` scorer); with a ``score_last`` scorer (Monte-Carlo
+        rollouts) or no discriminator source the window is inactive and ``step`` pays as usual.
+
+        Args:
+            steps: the most ``step`` calls inside the window.
+
+        Yields:
+            The :class:`~seqgan_env.rewards.deferred.DeferredWindow`, or None when inactive.
+
+        Raises:
+            ValueError: ``steps`` below 1.
+            RuntimeError: a window is already open, more than ``steps`` steps, or D changed
+                outside this wrapper inside the window.
+        """
+        check_int("steps", steps, 1, "the number of env steps the collector takes")
+        if self._window is not None:
+            raise RuntimeError("deferred_rewards windows do not nest: close the open one first.")
+        if not self.combiner.uses_discriminator or hasattr(self.scorer, "score_last"):
+            yield None
+            return
+        base = self.env.unwrapped
+        self._window = DeferredWindow(base.num_envs, base.config.max_length, steps, self.combiner.discriminator_weight,
+                                      base.device)
+        window = self._window
+        try:
+            yield window
+        finally:
+            self._flush(torch.ones(base.num_envs, dtype=torch.bool, device=base.device))
+            self._window = None
+            if self._incremental is not None:
+                self._incremental.invalidate()  # it skipped the window's steps: rescore from the tokens
+
+    def _flush(self, rows: torch.Tensor, done: torch.Tensor | None = None):
+        """Score the open window's pending steps of ``rows`` (see ``DeferredWindow.flush``)."""
+        base = self.env.unwrapped
+        cfg = self.reward_config
+        if done is None:
+            done = torch.zeros(base.num_envs, dtype=torch.bool, device=base.device)
+        return self._window.flush(rows, base.tokens, base.lengths, done, self.scorer.score_logits, cfg.mode,
+                                  cfg.transform, cfg.potential_baseline, self._logits)
 
     def reset(self, *, seed=None, options=None):
         """Reset like the wrapped env; with ``options["reset_mask"]`` only those rows start over.
@@ -349,9 +403,11 @@ class DiscriminatorRewardVector(gym.vector.VectorWrapper):
         Returns:
             ``(obs, info)`` of the wrapped env.
         """
-        obs, info = self.env.reset(seed=seed, options=options)
         base = self.env.unwrapped
         mask_in = (options or {}).get("reset_mask")
+        if self._window is not None:  # the steps already paid are scored before their episodes go
+            self._flush(torch.ones(base.num_envs, dtype=torch.bool, device=base.device))
+        obs, info = self.env.reset(seed=seed, options=options)
         if mask_in is None:
             rows = torch.ones(base.num_envs, dtype=torch.bool, device=base.device)  # (B,)
         else:  # the env has validated its shape and dtype
@@ -363,8 +419,13 @@ class DiscriminatorRewardVector(gym.vector.VectorWrapper):
         return obs, info
 
     def step(self, actions):
-        if self._incremental is not None and self.trainer.version != self._seen_version:
-            self._incremental.invalidate()  # D changed (here or in an env sharing it): rescore from the tokens
+        if self.trainer.version != self._seen_version:
+            if self._window is not None and bool(self._window.pending.any()):
+                raise RuntimeError("the discriminator changed outside this wrapper inside a deferred_rewards window: "
+                                   "its pending steps can no longer be scored by the D that paid them. Close the "
+                                   "window before updating D (or update it through this wrapper).")
+            if self._incremental is not None:
+                self._incremental.invalidate()  # D changed (here or in an env sharing it): rescore from the tokens
         self._seen_version = self.trainer.version
         obs, rewards, terminated, truncated, infos = self.env.step(actions)
         base = self.env.unwrapped
@@ -375,7 +436,8 @@ class DiscriminatorRewardVector(gym.vector.VectorWrapper):
         env_rewards = torch.as_tensor(rewards, device=base.device, dtype=torch.float32)
         pos = (lengths - 1).clamp(min=0)  # (B,)
         finished = written & done  # (B,) sequences completed by this step's token
-        d_rewards, new = (self._discriminator_rewards(tokens, lengths, written, restarted, done, pos)
+        any_done = bool(done.any())
+        d_rewards, new = (self._discriminator_rewards(tokens, lengths, written, restarted, done, pos, any_done)
                           if self.combiner.uses_discriminator else (None, None))
         total, parts = self.combiner.combine(d_rewards, finished, tokens, self._texts_of(infos))
         out = torch.where(written, total, torch.where(invalid, env_rewards, torch.zeros_like(env_rewards)))
@@ -383,13 +445,17 @@ class DiscriminatorRewardVector(gym.vector.VectorWrapper):
         for key, part in parts.items():
             value = torch.where(written, part, torch.zeros_like(part))  # (B,) 0 on invalid and autoreset steps
             infos[key], infos["_" + key] = (value if base.return_torch else value.cpu().numpy()), self._all_rows
-        if new is not None and bool(finished.any()):
+        if new is not None and any_done and bool(finished.any()):
             score = np.zeros(base.num_envs, dtype=np.float32)
             score[finished.cpu().numpy()] = torch.sigmoid(new[finished]).cpu().numpy()
             infos["disc_score"], infos["_disc_score"] = score, finished.cpu().numpy()
-        self._prev_done = done.clone()
-        if bool(done.any()) and self.trainer.add_finished(tokens[done]):
+        self._prev_done = done  # a fresh tensor (the | above)
+        if any_done and self.trainer.add_finished(tokens[done]):
+            if self._window is not None:  # the pending steps were paid by the D before this phase
+                self._flush(torch.ones_like(done))
             self.trainer.run_phase()  # its metrics: self.trainer.last_metrics
+            if self._window is not None:  # nothing pending; the KV scorer is rebuilt when the window closes
+                self._seen_version = self.trainer.version
         return obs, (out if base.return_torch else out.cpu().numpy()), terminated, truncated, infos
 
     def _texts_of(self, infos: dict) -> Callable[[torch.Tensor], list[str]]:
@@ -400,10 +466,19 @@ class DiscriminatorRewardVector(gym.vector.VectorWrapper):
             return self.env.unwrapped.decode_rows(self.env.unwrapped.tokens[idx].cpu().numpy())
         return texts
 
-    def _discriminator_rewards(self, tokens, lengths, written, restarted, done, pos):
+    def _discriminator_rewards(self, tokens, lengths, written, restarted, done, pos, any_done=True):
         """(d_rewards (B,), new (B,) logit of each row's newest prefix): one scoring of the current prefixes."""
         base = self.env.unwrapped
         cfg = self.reward_config
+        if self._window is not None:  # paid later: 0 now, the window's rewards hold the share
+            self._window.record(written, pos)
+            new = None
+            if any_done:  # finished episodes are complete: score them now (info["disc_score"])
+                scored = self._flush(done, done & written)  # ``final`` pays only a step that wrote the last token
+                if scored is not None:
+                    new = torch.zeros(base.num_envs, device=base.device)  # (B,)
+                    new[scored[0]] = scored[1]
+            return torch.zeros(base.num_envs, device=base.device), new
         if cfg.mode == "final":
             scored = written & done
             new = torch.zeros(base.num_envs, device=base.device)
@@ -441,6 +516,8 @@ class DiscriminatorRewardVector(gym.vector.VectorWrapper):
         Returns:
             The update's metrics (loss, accuracy, ...) by name.
         """
+        if self._window is not None:  # the pending steps were paid by the D before this update
+            self._flush(torch.ones(self.env.unwrapped.num_envs, dtype=torch.bool, device=self.env.unwrapped.device))
         return self.trainer.update(fake)  # bumps trainer.version: the next step rescores from the tokens
 
     @property
@@ -454,6 +531,8 @@ class DiscriminatorRewardVector(gym.vector.VectorWrapper):
         Args:
             state_dict: the weights, as ``discriminator_state()`` returns them.
         """
+        if self._window is not None:  # the pending steps were paid by the D before this change
+            self._flush(torch.ones(self.env.unwrapped.num_envs, dtype=torch.bool, device=self.env.unwrapped.device))
         self.scorer.load_state_dict(state_dict)
         self.trainer.mark_changed()  # the next step rescores from the tokens
 
