@@ -18,7 +18,7 @@ from typing import Any, Callable
 
 import torch
 
-from seqgan_agents import distributed
+from seqgan_agents import distributed, trainer_state
 from seqgan_agents.ddo import DDOUpdater
 from seqgan_agents.distributed import DistContext
 from seqgan_agents.mle import pretrain_mle
@@ -37,13 +37,7 @@ from seqgan_env.rewards.mc_rollout import make_mc_rollout_scorer
 from seqgan_env.rewards.sources import split_kl
 from seqgan_env.rewards.wrappers import DiscriminatorRewardVector
 from seqgan_env.runs.alarms import EVAL_ALARMS, SAMPLE_ALARMS, UPDATE_ALARMS, AlarmMonitor, alarm_metrics
-from seqgan_env.runs.rundir import RunDir, rng_state, save_generator_export, set_rng_state
-from seqgan_env.utils.codec import (
-    flatten_optimizer_state,
-    flatten_scheduler_state,
-    unflatten_optimizer_state,
-    unflatten_scheduler_state,
-)
+from seqgan_env.runs.rundir import RunDir, save_generator_export
 
 
 class Trainer:
@@ -310,101 +304,19 @@ class Trainer:
 
     # -- checkpoints --------------------------------------------------------------------
     def state(self) -> tuple[dict[str, dict[str, torch.Tensor]], dict[str, Any]]:
-        """The checkpoint's (tensor groups, JSON meta); a collective when data-parallel.
-
-        Weights, optimizer and schedule states are identical on every rank and saved
-        once. RNG states differ per rank: rank 0's are in groups ``agent`` (its
-        ``rng_state``) and ``rng``; rank r >= 1's (gathered to every rank) in group
-        ``rng_rank<r>`` (``agent_rng``, ``real_gen``, ``wrapper_gen``, global torch /
-        CUDA) with meta ``rng_rank<r>`` (numpy, python), so a resume continues every
-        rank's streams exactly.
-        """
-        agent_state = self.agent.state_dict()
-        d_opt_t, d_opt_m = flatten_optimizer_state(self.discriminator.optimizer.state_dict())
-        tensors = {
-            "agent": agent_state["tensors"],
-            "discriminator": self.discriminator.state_dict(),
-            "discriminator_optimizer": d_opt_t,
-            "rng": {},
-        }
-        meta: dict[str, Any] = {
-            "agent": agent_state["meta"],
-            "discriminator_optimizer": d_opt_m,
-            "discriminator_num_updates": self.discriminator.num_updates,
-            "callback": self.callback.state_dict(),
-            "train_step": self.step,
-            "pretrained": self.pretrained,
-            "mle_pretrained": self.mle_pretrained,
-            "mle_steps": self.mle_steps,
-            "mle_best_step": self.mle_best_step,
-            "mle_valid_nll": self.mle_valid_nll,
-            "alarms": self.alarms.state_dict(),
-        }
-        if self.ddo is not None:
-            tensors["ddo"], meta["ddo"] = self.ddo.state_dict()
-        if self.discriminator.scheduler is not None:
-            st, sm = flatten_scheduler_state(self.discriminator.scheduler.state_dict())
-            tensors["discriminator_scheduler"] = st
-            meta["discriminator_scheduler"] = sm
-        rng_t, rng_m = rng_state()
-        tensors["rng"] = {**rng_t, "real_gen": self.real_gen.get_state(), "wrapper_gen": self.venv.trainer.generator.get_state()}
-        meta["rng"] = rng_m
-        if self.mc_scorer is not None:  # the rollout policy (same on every rank) and this rank's rollout RNG
-            tensors["rollout_generator"] = {
-                k: v.detach().cpu().clone().contiguous() for k, v in self.mc_scorer.rollout_generator.state_dict().items()
-            }
-            tensors["rng"]["mc_rollout_gen"] = self.mc_scorer.rng.get_state().cpu()
-        if self.dist.is_distributed:
-            own = {**tensors["rng"], "agent_rng": self.agent.rng.get_state()}
-            for r, (t, m) in enumerate(distributed.gather_state(own, rng_m, self.dist)):
-                if r > 0:
-                    tensors[f"rng_rank{r}"], meta[f"rng_rank{r}"] = t, m
-            meta["world_size"] = self.dist.world_size
-        return tensors, meta
+        """The checkpoint's (tensor groups, JSON meta); a collective when data-parallel
+        (:func:`seqgan_agents.trainer_state.capture`)."""
+        return trainer_state.capture(self)
 
     def save_checkpoint(self) -> Path:
         tensors, meta = self.state()
         return self.run.save_checkpoint(self.step, tensors, meta)
 
     def load_checkpoint(self, path: Path | None = None) -> None:
+        """Resume the state of the checkpoint at ``path`` (default: the latest)
+        (:func:`seqgan_agents.trainer_state.restore`)."""
         tensors, meta = self.run.load_checkpoint(path)
-        try:
-            self.agent.load_state_dict({"tensors": tensors["agent"], "meta": meta["agent"]})
-            self.discriminator.load_state_dict(tensors["discriminator"])
-            self.discriminator.optimizer.load_state_dict(
-                unflatten_optimizer_state(tensors["discriminator_optimizer"], meta["discriminator_optimizer"])
-            )
-            if self.discriminator.scheduler is not None and "discriminator_scheduler" in meta:
-                self.discriminator.scheduler.load_state_dict(
-                    unflatten_scheduler_state(tensors.get("discriminator_scheduler", {}), meta["discriminator_scheduler"])
-                )
-            self.discriminator.num_updates = int(meta["discriminator_num_updates"])
-            self.callback.load_state_dict(meta["callback"])
-            if self.ddo is not None:
-                self.ddo.load_state_dict(tensors.get("ddo", {}), meta["ddo"])
-            if "alarms" in meta:
-                self.alarms.load_state_dict(meta["alarms"])
-            group = "rng" if self.dist.rank == 0 else f"rng_rank{self.dist.rank}"  # this rank's own streams
-            rng = dict(tensors[group])
-            if self.dist.rank > 0:
-                self.agent.rng.set_state(rng.pop("agent_rng").cpu())
-            self.real_gen.set_state(rng.pop("real_gen"))
-            self.venv.trainer.generator.set_state(rng.pop("wrapper_gen"))
-            if self.mc_scorer is not None:
-                self.mc_scorer.rollout_generator.load_state_dict(tensors["rollout_generator"])
-                self.mc_scorer.rng.set_state(rng.pop("mc_rollout_gen"))
-            set_rng_state(rng, meta[group])
-        except (KeyError, RuntimeError) as exc:
-            raise ValueError(
-                f"checkpoint in '{self.run.path}' does not match this run's models or format ({exc}); "
-                f"fix: resume from a checkpoint written by this version with the same config."
-            ) from None
-        self.step = int(meta["train_step"])
-        self.pretrained = bool(meta["pretrained"])  # D weights changed: collect() resets the env, rebuilding its cache
-        self.mle_pretrained = bool(meta.get("mle_pretrained", self.pretrained))  # older checkpoints: only after both
-        self.mle_steps = int(meta.get("mle_steps", self.config.schedule.pretrain_steps if self.mle_pretrained else 0))
-        self.mle_best_step = meta.get("mle_best_step")
-        self.mle_valid_nll = meta.get("mle_valid_nll")
+        trainer_state.restore(self, tensors, meta)
 
     def export_generator(self) -> Path:
         """``save_pretrained`` + tokenizer JSON, loadable by ``LlamaForCausalLM.from_pretrained(dir)``."""
