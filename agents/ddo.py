@@ -132,6 +132,9 @@ class DDOUpdater:
 
         Metrics: ``d_real`` / ``d_fake`` (mean implicit d), ``ratio_real`` / ``ratio_fake`` (mean
         log p_θ − log p_ref), ``ddo_loss``, ``mle_loss`` (per-token NLL of the real rows).
+
+        Raises:
+            ValueError: there is no reference yet (``step`` sets one when a round begins).
         """
         cfg, agent = self.config, self.agent
         if agent.reference is None:

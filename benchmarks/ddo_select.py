@@ -63,11 +63,13 @@ def encode_rows(trainer: Trainer, texts: list[str]) -> tuple[torch.Tensor, int]:
 
 
 def snapshot(trainer: Trainer) -> dict[str, Any]:
+    """The state every recipe starts from: the agent (weights, optimizer, RNG), the data stream, torch's RNG."""
     return {"agent": copy.deepcopy(trainer.agent.state_dict()), "real_gen": trainer.real_gen.get_state(),
             "torch": torch.get_rng_state()}
 
 
 def restore(trainer: Trainer, snap: dict[str, Any]) -> None:
+    """Back to ``snapshot``'s state, without a reference (a recipe's first update begins its first round)."""
     trainer.agent.load_state_dict(copy.deepcopy(snap["agent"]))
     trainer.agent.reference = None
     trainer.real_gen.set_state(snap["real_gen"])
@@ -76,6 +78,7 @@ def restore(trainer: Trainer, snap: dict[str, Any]) -> None:
 
 def run_seed(seed: int, rest: list[str], scoring: list[str], recipes: dict[str, dict[str, Any]], updates: int,
              score_every: int, overrides: list[str], workdir: Path, mle_cap: bool) -> dict[str, Any]:
+    """One seed: pretrain as `train --agent ddo` does, then every recipe from that start; returns its curves."""
     (workdir / "train.txt").write_text("\n".join(rest) + "\n", encoding="utf-8")
     data = apply_overrides(config_to_dict(TrainConfig()), overrides, TrainConfig)
     data.update(seed=seed, out_dir=str(workdir), name=f"select-s{seed}", agent="ddo")

@@ -87,6 +87,18 @@ def test_at_the_reference_d_is_half_and_the_gradient_is_known(alpha):
         torch.testing.assert_close(g, w, rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.parametrize("mle_coef", [0.0, 0.5])
+def test_mle_mix_adds_the_per_token_nll_of_the_real_rows(mle_coef):
+    agent = tiny_agent()
+    agent.set_reference()
+    ddo = DDOUpdater(agent, DDOConfig(mle_coef=mle_coef), fixed_sampler(FAKE))
+    loss, m = ddo.loss(REAL, FAKE)
+    tokens = int((REAL != PAD_ID).sum())
+    mle = -sequence_log_probs(agent.generator(input_ids=agent._teacher_input(REAL)).logits, REAL).sum() / tokens
+    assert m["mle_loss"] == pytest.approx(float(mle.detach()), rel=1e-5)
+    assert float(loss.detach()) == pytest.approx(m["ddo_loss"] + mle_coef * m["mle_loss"], rel=1e-5)
+
+
 def test_a_step_raises_real_rows_over_reference_samples():
     agent = tiny_agent(lr=1e-2)
     ddo = DDOUpdater(agent, DDOConfig(ref_samples=3, round_steps=10, lr=1e-2), fixed_sampler(FAKE))
