@@ -1,11 +1,12 @@
 """What a REINFORCE or DDO run's checkpoint holds, and how it is put back: weights, optimizer and
 schedule states, the D schedule, the alarms, and every random stream of every rank (``Trainer.state``
-and ``Trainer.load_checkpoint`` delegate here).
+and ``Trainer.load_checkpoint`` delegate here). ``trainer`` is a
+:class:`seqgan_agents.trainer.Trainer` (not imported: it imports this module).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
@@ -18,13 +19,10 @@ from seqgan_env.utils.codec import (
     unflatten_scheduler_state,
 )
 
-if TYPE_CHECKING:
-    from seqgan_agents.trainer import Trainer
-
 __all__ = ["capture", "restore"]
 
 
-def capture(trainer: "Trainer") -> tuple[dict[str, dict[str, torch.Tensor]], dict[str, Any]]:
+def capture(trainer: Any) -> tuple[dict[str, dict[str, torch.Tensor]], dict[str, Any]]:
     """``trainer``'s checkpoint as (tensor groups, JSON meta); a collective when data-parallel.
 
     Weights, optimizer and schedule states are identical on every rank and saved
@@ -78,7 +76,7 @@ def capture(trainer: "Trainer") -> tuple[dict[str, dict[str, torch.Tensor]], dic
     return tensors, meta
 
 
-def restore(trainer: "Trainer", tensors: dict[str, dict[str, torch.Tensor]], meta: dict[str, Any]) -> None:
+def restore(trainer: Any, tensors: dict[str, dict[str, torch.Tensor]], meta: dict[str, Any]) -> None:
     """Load a checkpoint's (tensor groups, JSON meta), as :func:`capture` wrote them, into ``trainer``.
 
     Raises:
