@@ -34,7 +34,7 @@ from typing import Any
 import torch
 
 from seqgan_env.data.tokenizer import BOS_ID, EOS_ID, PAD_ID
-from seqgan_env.models.sampling import sample_categorical
+from seqgan_env.models.sampling import TokenDraw, TokenSampler, decode
 from seqgan_env.utils.validation import check_int, check_number
 
 __all__ = ["sample_tilted", "tilted_log_probs", "tilted_nll", "tilted_nll_by_alpha"]
@@ -278,23 +278,34 @@ def sample_tilted(generator: torch.nn.Module, discriminator: Any, n: int, alpha:
         rng.manual_seed(seed)
     out = torch.full((n, spec.max_length), PAD_ID, dtype=torch.long, device=device)  # (n, L)
     live = torch.ones(n, dtype=torch.bool, device=device)  # (n,) rows still writing
+
+    def next_logits(_action: torch.Tensor | None, t: int) -> torch.Tensor:
+        # q's log-probabilities of step t for the rows still writing (finished rows get zeros: their
+        # draws are not recorded); the full forward each step, as every candidate is scored by D anyway
+        idx = live.nonzero().squeeze(1)  # (k,)
+        prefix = out[idx, :t]  # (k, t)
+        inp = torch.cat([torch.full_like(out[idx, :1], BOS_ID), prefix], dim=1)  # (k, t + 1)
+        logits = generator(input_ids=inp).logits[:, -1].float()  # (k, V)
+        spec.mask_logits_(logits, torch.full((len(idx),), t, device=device))
+        x = torch.log_softmax(logits, dim=-1)  # (k, V)
+        if alpha != 0.0:
+            x = x + alpha * _candidate_scores(discriminator, prefix.to(d_dev), vocab).to(device)  # (k, V)
+        full = torch.zeros(n, x.shape[1], device=device)  # (n, V)
+        full[idx] = x
+        return full
+
+    def observe(t: int, draw: TokenDraw) -> torch.Tensor:
+        out[:, t] = torch.where(live, draw.action, torch.full_like(draw.action, PAD_ID))
+        live.logical_and_(draw.action != EOS_ID)
+        return live
+
+    # the one sampling loop (token rule, temperature, draw) over q's per-step log-probabilities
+    sampler = TokenSampler(spec, temperature=temperature, rng=rng)
+    lengths = torch.zeros(n, dtype=torch.long, device=device)  # (n,) every row has written t symbols at step t
     was_training = generator.training
     generator.eval()
     try:
-        for t in range(spec.max_length):
-            idx = live.nonzero().squeeze(1)  # (k,)
-            prefix = out[idx, :t]  # (k, t)
-            inp = torch.cat([torch.full_like(out[idx, :1], BOS_ID), prefix], dim=1)  # (k, t + 1)
-            logits = generator(input_ids=inp).logits[:, -1].float()  # (k, V)
-            spec.mask_logits_(logits, torch.full((len(idx),), t, device=device))
-            x = torch.log_softmax(logits, dim=-1)  # (k, V)
-            if alpha != 0.0:
-                x = x + alpha * _candidate_scores(discriminator, prefix.to(d_dev), vocab).to(device)  # (k, V)
-            action = sample_categorical(x / temperature if temperature != 1.0 else x, rng)  # (k,)
-            out[idx, t] = action
-            live[idx] = action != EOS_ID
-            if not bool(live.any()):
-                break
+        decode(next_logits(None, 0), next_logits, sampler, spec.max_length, lambda t: lengths.fill_(t), observe)
     finally:
         generator.train(was_training)
     return out
