@@ -135,7 +135,7 @@ class ScheduleConfig:
     pretrain_steps: int = 4000  # MLE steps of the generator at most (the cap; early stopping on validation NLL ends it sooner)
     pretrain_eval_every: int = 100  # MLE steps between scores of the generator's validation NLL (early stopping)
     pretrain_patience: int | None = 3  # validation scores without improvement before MLE pretraining stops (the best weights restored); None: train all pretrain_steps
-    pretrain_lr_drop: float | None = 0.1  # at the first plateau: best weights restored, lr times this, go on until the next; None or 1: stop at the first
+    pretrain_lr_drop: float | None = 0.1  # lr factor at the first validation plateau (best weights restored, then on to the next plateau); None or 1: stop at the first
     d_pretrain_steps: int | None = None  # D steps before the adversarial phase; None: a quarter of the MLE steps trained
     eval_every: int = 100  # updates between evaluations (samples scored against the held-out split)
     eval_samples: int = 1000  # samples drawn per evaluation
