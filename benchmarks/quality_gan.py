@@ -290,6 +290,16 @@ def mle_step_cap(cfg: GanBenchmarkConfig, config: TrainConfig) -> int:
     return config.schedule.pretrain_steps + config.schedule.updates
 
 
+def replay_mle(cfg: GanBenchmarkConfig, base: TrainConfig, arm_cfg: TrainConfig) -> TrainConfig:
+    """``arm_cfg`` with the mle arm's pretraining rule (its cap, scores, patience and learning-rate drop): with the
+    same seed it replays the mle arm's steps and keeps the same best weights (a fixed step count would not,
+    once the learning rate has dropped)."""
+    cap = mle_step_cap(cfg, base)
+    return dataclasses.replace(arm_cfg, schedule=dataclasses.replace(
+        arm_cfg.schedule, pretrain_steps=cap, pretrain_eval_every=cfg.mle_eval_every,
+        pretrain_patience=cfg.mle_patience or cap + 1, pretrain_lr_drop=base.schedule.pretrain_lr_drop))
+
+
 def _train_mle(config: TrainConfig, eval_every: int, max_steps: int, patience: int, log: Callable[[str], None],
                batch_fn: Callable[[Trainer, int], torch.Tensor] | None = None,
                name: str = "mle") -> tuple[Trainer, dict[str, Any]]:
@@ -387,12 +397,8 @@ def run_seed(cfg: GanBenchmarkConfig, seed: int, rest: list[str], test: list[str
                     base, schedule=dataclasses.replace(base.schedule, pretrain_steps=0),
                     reinforce=dataclasses.replace(base.reinforce, mle_coef=0.0),
                 )
-            elif "mle" in result:  # start from MLE's best point: pretraining replays the mle arm's rule (its cap,
-                # scores, patience and learning-rate drop), so it keeps the same best weights
-                cap = mle_step_cap(cfg, base)
-                arm_cfg = dataclasses.replace(arm_cfg, schedule=dataclasses.replace(
-                    arm_cfg.schedule, pretrain_steps=cap, pretrain_eval_every=cfg.mle_eval_every,
-                    pretrain_patience=cfg.mle_patience or cap + 1))
+            elif "mle" in result:  # start from MLE's best point
+                arm_cfg = replay_mle(cfg, base, arm_cfg)
             trainer = new_run(dataclasses.replace(arm_cfg, name=f"{arm}-s{seed}"))
             trainer.fit(progress=False)
             trainers[arm] = trainer
