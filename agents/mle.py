@@ -1,7 +1,8 @@
 """Maximum-likelihood training with early stopping on a validation split: the baseline every GAN arm is read against.
 
 ``pretrain_mle``: the MLE pretraining of `seqgan-env train` (random mini-batches, scored every k steps,
-the best weights restored), shared by the REINFORCE/DDO trainer and the PPO trainer.
+the learning rate dropped once at the first plateau, the best weights restored), shared by the
+REINFORCE/DDO trainer, the PPO trainer and the mle arm of `benchmark gan`.
 
 ``fit_mle`` runs epochs of shuffled mini-batches through ``ReinforceAgent.mle_step`` (the agent's
 own optimizer and clipping), scores the validation rows (``seqgan_env.eval.likelihood.generator_nll``)
@@ -104,11 +105,15 @@ def fit_mle(
 @dataclass
 class PretrainResult:
     """steps: MLE steps trained; best_step / valid_nll: the scored step whose weights were kept and its
-    validation NLL per token (None when nothing was scored: no validation rows, or no early stopping)."""
+    validation NLL per token (None when nothing was scored: no validation rows, or no early stopping);
+    lr_drop_step: the step at which the learning rate was dropped (None: it never was); curve: every
+    validation score by step."""
 
     steps: int
     best_step: int | None = None
     valid_nll: float | None = None
+    lr_drop_step: int | None = None
+    curve: dict[int, float] = field(default_factory=dict)
 
 
 def pretrain_mle(
@@ -120,19 +125,42 @@ def pretrain_mle(
     patience: int | None,
     log: Callable[[str], None] = print,
     mean_loss: Callable[[float], float] = lambda x: x,
+    lr_drop: float | None = None,
 ) -> PretrainResult:
     """MLE steps on ``next_batch()`` rows (N, T) until the NLL of ``valid`` (M, T) stops improving.
 
-    The validation NLL is scored every ``eval_every`` steps (and at ``max_steps``); training stops
-    after ``patience`` scores without improvement, and the weights of the best score are loaded
-    back. ``valid`` None or empty, or ``patience`` None: all ``max_steps`` steps, the last weights
-    kept. ``mean_loss``: the loss as logged (data-parallel: the mean over ranks; called on every rank
-    at the same steps). Every rank scores the same rows with the same weights, so all stop together.
+    The validation NLL is scored every ``eval_every`` steps (and at ``max_steps``). After ``patience``
+    scores without improvement: with ``lr_drop`` (a factor in (0, 1)) the weights of the best score
+    are loaded back, the optimizer's learning rate is multiplied by ``lr_drop`` and training goes on
+    with the patience counted afresh (a model stopped at the first plateau of a constant rate is not
+    yet converged); at the next plateau (or without ``lr_drop``: this one) training stops. The
+    weights of the best score are loaded back at the end and the optimizer's learning rate is put
+    back to what it was, so what follows pretraining runs at its configured rate. ``valid`` None or
+    empty, or ``patience`` None: all ``max_steps`` steps, the last weights kept, no drop.
+    ``mean_loss``: the loss as logged (data-parallel: the mean over ranks; called on every rank at
+    the same steps). Every rank scores the same rows with the same weights, so all stop (and drop)
+    together.
+
+    Args:
+        agent: its ``generator`` is trained with its ``optimizer`` (``mle_step``).
+        next_batch: the (N, T) real rows of one step.
+        valid: (M, T) validation rows, or None.
+        max_steps: the cap on MLE steps, the steps after a drop included.
+        eval_every: steps between validation scores.
+        patience: scores without improvement that make a plateau; None: never stop early.
+        log: where the progress lines go.
+        mean_loss: the logged loss from the local one.
+        lr_drop: the learning-rate factor at the first plateau; None or 1: stop there.
+
+    Returns:
+        The steps trained, the kept step and its validation NLL, the step of the drop.
 
     Raises:
         FloatingPointError: the MLE loss became NaN or infinite (lower the learning rate).
     """
     early = patience is not None and valid is not None and len(valid) > 0
+    drops_left = 1 if early and lr_drop is not None and lr_drop != 1 else 0
+    rates = [group["lr"] for group in agent.optimizer.param_groups]  # put back after the phase
     best, best_state, bad, step = math.inf, None, 0, 0
     result = PretrainResult(0)
     for i in range(max_steps):
@@ -145,7 +173,7 @@ def pretrain_mle(
             continue
         line = f"pretrain generator {step}/{max_steps}: mle_loss {mean_loss(loss):.3f}"
         if scored:
-            nll = generator_nll(agent.generator, valid)
+            nll = result.curve[step] = generator_nll(agent.generator, valid)
             if nll < best:
                 best, result.best_step, bad = nll, step, 0
                 best_state = copy.deepcopy(agent.generator.state_dict())
@@ -153,11 +181,20 @@ def pretrain_mle(
                 bad += 1
             line += f", valid_nll {nll:.4f} (best {best:.4f} at step {result.best_step})"
         log(line)
-        if scored and bad >= patience:
+        if scored and bad >= patience and drops_left:
+            drops_left, bad, result.lr_drop_step = drops_left - 1, 0, step
+            agent.generator.load_state_dict(best_state)
+            for group in agent.optimizer.param_groups:
+                group["lr"] *= lr_drop
+            log(f"pretrain generator: validation NLL did not improve for {patience} scores; weights of step "
+                f"{result.best_step} restored, learning rate x{lr_drop:g} to {agent.optimizer.param_groups[0]['lr']:.3g}")
+        elif scored and bad >= patience:
             log(f"pretrain generator: validation NLL did not improve for {bad} scores; stopped at step {step}, "
                 f"weights of step {result.best_step} restored")
             break
     result.steps = step
+    for group, lr in zip(agent.optimizer.param_groups, rates):
+        group["lr"] = lr
     if best_state is not None:
         agent.generator.load_state_dict(best_state)
         result.valid_nll = best

@@ -213,7 +213,8 @@ class PPOTrainer:
                 return real[idx.to(real.device)]  # (b, T) rows
 
             mle_steps = pretrain_mle(self.agent, batch, self.data.valid.to(self.agent.device), sch.pretrain_steps,
-                                     sch.pretrain_eval_every, sch.pretrain_patience, self.log).steps
+                                     sch.pretrain_eval_every, sch.pretrain_patience, self.log,
+                                     lr_drop=sch.pretrain_lr_drop).steps
         self.mle_pretrained = True
         data_cfg = cfg.data
         for i in range(sch.d_pretrain_for(mle_steps)):

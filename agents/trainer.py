@@ -207,7 +207,8 @@ class Trainer:
             self.save_checkpoint()
 
     def _pretrain_generator(self) -> None:
-        """MLE steps until the validation NLL stops improving (``ScheduleConfig``); the best weights are restored.
+        """MLE steps until the validation NLL stops improving, with one learning-rate drop on the way
+        (``ScheduleConfig``); the best weights are restored.
 
         Every rank scores the same validation rows with the same weights, so all stop at the same step.
         Sets ``mle_steps``, ``mle_best_step`` and ``mle_valid_nll``.
@@ -216,7 +217,8 @@ class Trainer:
         b = self.config.reinforce.batch_size
         res = pretrain_mle(self.agent, lambda: self._real_batch(b), self.data.valid.to(self.device), sch.pretrain_steps,
                            sch.pretrain_eval_every, sch.pretrain_patience, self.log,
-                           lambda loss: distributed.mean_metrics({"mle_loss": loss}, self.dist)["mle_loss"])
+                           lambda loss: distributed.mean_metrics({"mle_loss": loss}, self.dist)["mle_loss"],
+                           sch.pretrain_lr_drop)
         self.mle_steps, self.mle_best_step, self.mle_valid_nll = res.steps, res.best_step, res.valid_nll
 
     def pretrain_metrics(self) -> dict[str, float]:

@@ -26,7 +26,7 @@ from seqgan_env.rewards.sources import split_kl
 from seqgan_env.rewards.wrappers import RewardConfig
 from seqgan_env.runs.alarms import AlarmConfig
 from seqgan_env.runs.configio import config_from_dict
-from seqgan_env.utils.validation import check_int, check_ints
+from seqgan_env.utils.validation import check_int, check_ints, check_number
 
 Agent = Literal["reinforce", "ppo", "maskable_ppo", "ddo"]
 RewardScorer = Literal["discriminator", "mc_rollout"]
@@ -118,8 +118,11 @@ class ScheduleConfig:
 
     MLE pretraining follows the data: the generator's NLL on the validation split is scored every
     ``pretrain_eval_every`` MLE steps, pretraining stops after ``pretrain_patience`` scores without
-    improvement (or at ``pretrain_steps``, the cap) and the best-scoring weights are restored. Without
-    a validation split, or with ``pretrain_patience`` None, it trains all ``pretrain_steps``.
+    improvement (or at ``pretrain_steps``, the cap) and the best-scoring weights are restored. With
+    ``pretrain_lr_drop``, the first such plateau restores the best weights, multiplies the learning
+    rate by that factor and goes on; the second one stops (``seqgan_agents.mle.pretrain_mle``; the
+    rate is put back to ``reinforce.lr`` after pretraining). Without a validation split, or with
+    ``pretrain_patience`` None, it trains all ``pretrain_steps``.
     ``d_pretrain_steps`` None: a quarter of the MLE steps trained (at least 1 when there were any;
     ``d_pretrain_for`` gives the number), so that D pretraining scales with the run however its
     length is set, and a short test run stays short.
@@ -132,6 +135,7 @@ class ScheduleConfig:
     pretrain_steps: int = 4000  # MLE steps of the generator at most (the cap; early stopping on validation NLL ends it sooner)
     pretrain_eval_every: int = 100  # MLE steps between scores of the generator's validation NLL (early stopping)
     pretrain_patience: int | None = 3  # validation scores without improvement before MLE pretraining stops (the best weights restored); None: train all pretrain_steps
+    pretrain_lr_drop: float | None = 0.1  # lr factor at the first validation plateau (best weights restored, then on to the next plateau); None or 1: stop at the first
     d_pretrain_steps: int | None = None  # D steps before the adversarial phase; None: a quarter of the MLE steps trained
     eval_every: int = 100  # updates between evaluations (samples scored against the held-out split)
     eval_samples: int = 1000  # samples drawn per evaluation
@@ -145,6 +149,9 @@ class ScheduleConfig:
         if self.pretrain_patience is not None:
             check_int("schedule.pretrain_patience", self.pretrain_patience, 1,
                       "None trains all schedule.pretrain_steps; e.g. 3")
+        if self.pretrain_lr_drop is not None:
+            check_number("schedule.pretrain_lr_drop", self.pretrain_lr_drop, 0, 1, low_open=True,
+                         fix="the learning-rate factor at the first plateau, e.g. 0.1; null or 1: no drop")
         if self.d_pretrain_steps is not None:
             check_ints(self, ("d_pretrain_steps",), 0, "schedule.")
 

@@ -2,12 +2,15 @@
 
 Arms, per seed, from MLE's best point:
 
-* ``mle``: maximum likelihood only, evaluated on the trainer's validation rows every
-  ``mle_eval_every`` steps, stopped after ``mle_patience`` evaluations without a better
-  one (cap ``mle_max_steps``), its best weights kept: its best step B is the budget of
-  every other arm's generator.
-* ``adversarial``: the adversarial config as ``seqgan-env train`` runs it, with B MLE
-  pretraining steps, then its REINFORCE updates against the co-trained discriminator.
+* ``mle``: maximum likelihood only, by the rule of `seqgan-env train`'s pretraining
+  (``seqgan_agents.mle.pretrain_mle``): evaluated on the trainer's validation rows every
+  ``mle_eval_every`` steps; after ``mle_patience`` evaluations without a better one the best
+  weights are restored and the learning rate multiplied by ``schedule.pretrain_lr_drop``, and
+  the next such plateau stops it (cap ``mle_max_steps``); its best weights kept: its best
+  step B is the budget of every other arm's generator.
+* ``adversarial``: the adversarial config as ``seqgan-env train`` runs it, its pretraining
+  replaying the mle arm's (same cap, scores, patience and drop: the same best weights after
+  B kept steps), then its REINFORCE updates against the co-trained discriminator.
 * ``scratch``: the adversarial config with no pretraining and no MLE term.
 * ``d_filter``: the ``mle`` generator's samples filtered by a discriminator trained
   against them (``seqgan_env.models.d_filter``, SIR with weights D/(1-D)).
@@ -61,7 +64,6 @@ MLE's frontier at temperature 1 when its quality is better than MLE's curve
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import random
 import statistics
@@ -74,6 +76,7 @@ from typing import Any, Callable
 import torch
 
 from seqgan_agents.lifecycle import new_run
+from seqgan_agents.mle import pretrain_mle
 from seqgan_agents.trainer import Trainer
 from seqgan_agents.trainer_config import ORACLE, TrainConfig, preset_overrides, train_config_from_dict
 from seqgan_env.data.text import DEFAULT_DATA_PATH, NAMED_DATA, load_texts
@@ -287,35 +290,37 @@ def mle_step_cap(cfg: GanBenchmarkConfig, config: TrainConfig) -> int:
     return config.schedule.pretrain_steps + config.schedule.updates
 
 
+def replay_mle(cfg: GanBenchmarkConfig, base: TrainConfig, arm_cfg: TrainConfig) -> TrainConfig:
+    """``arm_cfg`` with the mle arm's pretraining rule (its cap, scores, patience and learning-rate drop): with the
+    same seed it replays the mle arm's steps and keeps the same best weights (a fixed step count would not,
+    once the learning rate has dropped)."""
+    cap = mle_step_cap(cfg, base)
+    return dataclasses.replace(arm_cfg, schedule=dataclasses.replace(
+        arm_cfg.schedule, pretrain_steps=cap, pretrain_eval_every=cfg.mle_eval_every,
+        pretrain_patience=cfg.mle_patience or cap + 1, pretrain_lr_drop=base.schedule.pretrain_lr_drop))
+
+
 def _train_mle(config: TrainConfig, eval_every: int, max_steps: int, patience: int, log: Callable[[str], None],
                batch_fn: Callable[[Trainer, int], torch.Tensor] | None = None,
                name: str = "mle") -> tuple[Trainer, dict[str, Any]]:
-    """MLE only, evaluated on the trainer's validation rows every ``eval_every`` steps; stops after ``patience``
-    evaluations without a better one (or at ``max_steps``) and keeps the weights of the best.
+    """MLE only, by the rule of `seqgan-env train`'s pretraining (``seqgan_agents.mle.pretrain_mle``): scored
+    on the trainer's validation rows every ``eval_every`` steps, the learning rate dropped once by
+    ``schedule.pretrain_lr_drop`` at the first plateau of ``patience`` scores without a better one, stopped at
+    the second (or at ``max_steps``; ``patience`` 0: scored but never stopped), the weights of the best kept.
 
     ``batch_fn(trainer, n)``: the (n, L) training batch of a step (None: n real training rows).
-    Returns the trainer (its generator at the best weights) and {best_step, steps, best_valid_nll, curve}."""
+    Returns the trainer (its generator at the best weights) and
+    {best_step, steps, best_valid_nll, lr_drop_step, curve}."""
     cfg = dataclasses.replace(config, schedule=dataclasses.replace(config.schedule, d_pretrain_steps=0))
     trainer = new_run(dataclasses.replace(cfg, name=f"{name}-s{config.seed}"))
     batch_fn = batch_fn if batch_fn is not None else (lambda tr, n: tr._real_batch(n))
-    valid = trainer.data.valid.to(trainer.device)
-    best, best_state, best_step, since, step = float("inf"), None, 0, 0, 0
-    curve: dict[str, float] = {}
-    for step in range(1, max_steps + 1):
-        trainer.agent.mle_step(batch_fn(trainer, config.reinforce.batch_size))
-        if step % eval_every == 0 or step == max_steps:
-            nll = generator_nll(trainer.agent.generator, valid)
-            curve[str(step)] = nll
-            if nll < best:
-                best, best_step, since = nll, step, 0
-                best_state = copy.deepcopy(trainer.agent.generator.state_dict())
-            else:
-                since += 1
-                if patience and since >= patience:
-                    break
-    trainer.agent.generator.load_state_dict(best_state)
-    log(f"  {name}: {step} steps, best validation NLL {best:.4f} at step {best_step}")
-    return trainer, {"best_step": best_step, "steps": step, "best_valid_nll": best, "curve": curve}
+    n = config.reinforce.batch_size
+    res = pretrain_mle(trainer.agent, lambda: batch_fn(trainer, n), trainer.data.valid.to(trainer.device), max_steps,
+                       eval_every, patience or max_steps + 1, lambda line: None, lr_drop=config.schedule.pretrain_lr_drop)
+    drop = f", learning rate dropped at step {res.lr_drop_step}" if res.lr_drop_step is not None else ""
+    log(f"  {name}: {res.steps} steps, best validation NLL {res.valid_nll:.4f} at step {res.best_step}{drop}")
+    return trainer, {"best_step": res.best_step, "steps": res.steps, "best_valid_nll": res.valid_nll,
+                     "lr_drop_step": res.lr_drop_step, "curve": {str(k): v for k, v in res.curve.items()}}
 
 
 def _train_filter_d(trainer: Trainer, cfg: GanBenchmarkConfig, seed: int) -> Discriminator:
@@ -392,13 +397,14 @@ def run_seed(cfg: GanBenchmarkConfig, seed: int, rest: list[str], test: list[str
                     base, schedule=dataclasses.replace(base.schedule, pretrain_steps=0),
                     reinforce=dataclasses.replace(base.reinforce, mle_coef=0.0),
                 )
-            elif "mle" in result:  # start from MLE's best point: pretraining runs the mle arm's best step count
-                arm_cfg = dataclasses.replace(arm_cfg, schedule=dataclasses.replace(
-                    arm_cfg.schedule, pretrain_steps=result["mle_best_step"], pretrain_patience=None))
+            elif "mle" in result:  # start from MLE's best point
+                arm_cfg = replay_mle(cfg, base, arm_cfg)
             trainer = new_run(dataclasses.replace(arm_cfg, name=f"{arm}-s{seed}"))
             trainer.fit(progress=False)
             trainers[arm] = trainer
-            gen_steps[arm] = int(trainer.mle_steps) + arm_cfg.schedule.updates  # MLE steps trained + updates
+            # the MLE steps behind the kept weights (those after the best were thrown away) + updates
+            kept = trainer.mle_best_step if trainer.mle_best_step is not None else trainer.mle_steps
+            gen_steps[arm] = int(kept) + arm_cfg.schedule.updates
             d_steps[arm] = int(trainer.discriminator.num_updates)
             # D's health over the run (held-out AUC at every evaluation): is its reward informative?
             result.setdefault("d_auc", {})[arm] = {

@@ -73,13 +73,15 @@ def test_bad_config_is_named(kwargs, match):
         GanBenchmarkConfig(**kwargs)
 
 
+TINY = ("generator.hidden_size=16", "generator.intermediate_size=32", "generator.num_layers=1",
+        "discriminator_model.hidden_size=16", "discriminator_model.intermediate_size=32",
+        "discriminator_model.num_layers=1", "schedule.updates=2", "schedule.pretrain_steps=2",
+        "schedule.d_pretrain_steps=1", "schedule.eval_every=2", "schedule.eval_samples=10",
+        "reinforce.batch_size=8", "d_updates.batch_size=8")
+
+
 def test_tiny_end_to_end(tmp_path):
-    tiny = ("generator.hidden_size=16", "generator.intermediate_size=32", "generator.num_layers=1",
-            "discriminator_model.hidden_size=16", "discriminator_model.intermediate_size=32",
-            "discriminator_model.num_layers=1", "schedule.updates=2", "schedule.pretrain_steps=2",
-            "schedule.d_pretrain_steps=1", "schedule.eval_every=2", "schedule.eval_samples=10",
-            "reinforce.batch_size=8", "d_updates.batch_size=8")
-    cfg = GanBenchmarkConfig(seeds=(0,), overrides=tiny, temperatures=(0.9, 1.0), samples=30, mle_eval_every=2,
+    cfg = GanBenchmarkConfig(seeds=(0,), overrides=TINY, temperatures=(0.9, 1.0), samples=30, mle_eval_every=2,
                              d_filter_steps=2, d_filter_batch=8, mle_max_steps=8, mle_patience=2, ratio_d=TINY_RATIO,
                              distill_pool=40)
     out = tmp_path / "gan.json"
@@ -103,6 +105,32 @@ def test_tiny_end_to_end(tmp_path):
         assert seed["nll"]["tilted"] == pytest.approx(seed["nll"]["mle"], abs=1e-6)
     assert out.with_suffix(".png").stat().st_size > 1000
     assert json.loads(json.dumps(result["summary"])) == saved["summary"]
+
+
+def test_the_adversarial_arm_starts_from_the_mle_arms_best_weights(tmp_path, monkeypatch):
+    """The arm's pretraining replays the mle arm's rule: after a learning-rate drop it keeps the same weights."""
+    import seqgan_agents.mle as mle_module
+    from seqgan_agents.lifecycle import new_run
+
+    def script():  # best at step 4, plateau and drop at 8, a new best at 10, stop at 14
+        scores = iter([3.0, 2.0, 2.5, 2.6, 1.9, 2.2, 2.3])
+        monkeypatch.setattr(mle_module, "generator_nll", lambda *a, **k: next(scores))
+
+    cfg = GanBenchmarkConfig(seeds=(0,), overrides=TINY, temperatures=(1.0,), samples=10, mle_eval_every=2,
+                             mle_max_steps=20, mle_patience=2)
+    (tmp_path / "train.txt").write_text("\n".join(f"name{i}" for i in range(60)) + "\n", encoding="utf-8")
+    base = cfg.train_config(0, str(tmp_path))
+    script()
+    mle, info = quality_gan._train_mle(base, cfg.mle_eval_every, 20, cfg.mle_patience, lambda m: None)
+    assert (info["lr_drop_step"], info["best_step"], info["steps"]) == (8, 10, 14)
+    script()
+    arm = new_run(quality_gan.replay_mle(cfg, base, cfg.train_config(0, str(tmp_path), "adversarial")))
+    arm._pretrain_generator()
+    assert (arm.mle_best_step, arm.mle_steps) == (10, 14)
+    want = mle.agent.generator.state_dict()
+    assert all(torch.equal(v, want[k]) for k, v in arm.agent.generator.state_dict().items())
+    mle.run.close()
+    arm.run.close()
 
 
 def test_coco_uses_its_test_file_and_preset(tmp_path, monkeypatch):

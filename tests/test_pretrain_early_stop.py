@@ -36,7 +36,7 @@ def early_config(tmp_path, cap=12, every=2, patience=2, valid_fraction=0.1, **kw
 
 def test_stops_on_a_plateau_and_restores_the_best_weights(tmp_path, monkeypatch):
     seen = scripted_nll(monkeypatch, [3.0, 2.0, 2.5, 2.6, 1.0])  # best at the 2nd score (step 4), then 2 worse
-    trainer = new_run(early_config(tmp_path, cap=12, every=2, patience=2))
+    trainer = new_run(early_config(tmp_path, cap=12, every=2, patience=2, pretrain_lr_drop=None))
     trainer._pretrain_generator()
     assert len(seen) == 4  # the 5th score (which would have been better) is never reached
     assert trainer.mle_steps == 8 and trainer.mle_best_step == 4 and trainer.mle_valid_nll == 2.0
@@ -58,7 +58,7 @@ def test_trains_the_whole_cap_without_early_stopping(tmp_path, monkeypatch, pati
 
 def test_d_pretraining_is_a_quarter_of_the_mle_steps_trained(tmp_path, monkeypatch):
     scripted_nll(monkeypatch, [3.0, 3.1, 3.2])  # best at step 4, stops at step 12 (patience 2)
-    trainer = new_run(early_config(tmp_path, cap=40, every=4, patience=2))
+    trainer = new_run(early_config(tmp_path, cap=40, every=4, patience=2, pretrain_lr_drop=None))
     calls = []
     update = trainer.venv.update_discriminator
     monkeypatch.setattr(trainer.venv, "update_discriminator", lambda fake: calls.append(1) or update(fake))
@@ -73,7 +73,10 @@ def test_d_pretrain_for(mle_steps, d_steps, expected):
 
 
 @pytest.mark.parametrize("field,value", [("pretrain_patience", 0), ("pretrain_patience", 1.5),
-                                         ("pretrain_eval_every", 0), ("pretrain_steps", -1)])
+                                         ("pretrain_eval_every", 0), ("pretrain_steps", -1),
+                                         ("pretrain_lr_drop", 0), ("pretrain_lr_drop", -0.1), ("pretrain_lr_drop", 1.5),
+                                         ("pretrain_lr_drop", True), ("pretrain_lr_drop", float("nan")),
+                                         ("pretrain_lr_drop", "0.1")])
 def test_bad_early_stopping_values_name_the_field(field, value):
     with pytest.raises(ValueError, match=rf"schedule\.{field}="):
         ScheduleConfig(**{field: value})
@@ -98,6 +101,81 @@ def test_the_run_records_the_early_stop_and_resumes_after_it(tmp_path):
     cfg_path.write_text(json.dumps(info))
     resumed = resume_run(part.run.path)
     assert (resumed.mle_steps, resumed.mle_best_step) == (rec[0]["pretrain/mle_steps"], rec[0]["pretrain/best_step"])
+    resumed.fit(progress=False)
+    resumed.run.close()
+    a = [m for m in _metric_lines(full.run.path) if m["step"] > 2]
+    b = [m for m in _metric_lines(part.run.path) if m["step"] > 2]
+    assert a == b and a
+
+
+@pytest.mark.parametrize("value", [None, 1, 0.1, 0.5])
+def test_good_lr_drop_values_are_accepted(value):
+    assert ScheduleConfig(pretrain_lr_drop=value).pretrain_lr_drop == value
+
+
+def record_rates(monkeypatch, trainer) -> list[tuple[float, dict]]:
+    """Record the optimizer's learning rate and the generator's weights before every MLE step."""
+    seen: list[tuple[float, dict]] = []
+    step = trainer.agent.mle_step
+
+    def spy(real):
+        seen.append((trainer.agent.optimizer.param_groups[0]["lr"], copy.deepcopy(trainer.agent.generator.state_dict())))
+        return step(real)
+
+    monkeypatch.setattr(trainer.agent, "mle_step", spy)
+    return seen
+
+
+@pytest.mark.parametrize("drop", [0.1, 0.5])
+def test_the_first_plateau_drops_the_rate_from_the_best_weights_and_the_second_stops(tmp_path, monkeypatch, drop):
+    # scores at steps 2, 4, ...: best at step 4, plateau at step 8 (drop), a new best at step 10, plateau at 14
+    scores = scripted_nll(monkeypatch, [3.0, 2.0, 2.5, 2.6, 1.9, 2.2, 2.3, 1.0])
+    trainer = new_run(early_config(tmp_path, cap=40, every=2, patience=2, pretrain_lr_drop=drop))
+    lr = trainer.config.reinforce.lr
+    steps = record_rates(monkeypatch, trainer)
+    trainer._pretrain_generator()
+    assert len(scores) == 7 and len(steps) == 14  # the 8th score (better still) is never reached
+    assert [r for r, _ in steps] == [lr] * 8 + [pytest.approx(lr * drop)] * 6  # dropped once, after step 8
+    assert all(torch.equal(steps[8][1][k], v) for k, v in scores[1].items())  # step 9 starts from step 4's weights
+    assert trainer.mle_steps == 14 and trainer.mle_best_step == 10 and trainer.mle_valid_nll == 1.9
+    now = trainer.agent.generator.state_dict()
+    assert all(torch.equal(now[k], v) for k, v in scores[4].items())  # the weights of step 10 are kept
+    assert trainer.agent.optimizer.param_groups[0]["lr"] == lr  # the adversarial phase runs at reinforce.lr
+    trainer.run.close()
+
+
+@pytest.mark.parametrize("drop", [None, 1])
+def test_no_drop_stops_at_the_first_plateau(tmp_path, monkeypatch, drop):
+    scores = scripted_nll(monkeypatch, [3.0, 2.0, 2.5, 2.6, 1.9])
+    trainer = new_run(early_config(tmp_path, cap=40, every=2, patience=2, pretrain_lr_drop=drop))
+    steps = record_rates(monkeypatch, trainer)
+    trainer._pretrain_generator()
+    assert len(scores) == 4 and trainer.mle_steps == 8 and trainer.mle_best_step == 4
+    assert {r for r, _ in steps} == {trainer.config.reinforce.lr}
+    trainer.run.close()
+
+
+@pytest.mark.parametrize("drop", [None, 0.1])
+def test_a_run_with_a_dropped_rate_resumes_bit_identically(tmp_path, monkeypatch, drop):
+    """Scripted scores make the drop happen; a run resumed in its adversarial phase continues bit-identically."""
+    script = [3.0, 2.0, 2.5, 2.6, 1.9, 2.2, 2.3]
+    scripted_nll(monkeypatch, script)
+    full = new_run(early_config(tmp_path / "a", cap=40, every=2, patience=2, updates=4, pretrain_lr_drop=drop))
+    full.fit(progress=False)
+    full.run.close()
+    assert full.mle_steps == (14 if drop else 8)
+
+    scripted_nll(monkeypatch, script)
+    part = new_run(early_config(tmp_path / "b", cap=40, every=2, patience=2, updates=2, pretrain_lr_drop=drop))
+    part.fit(progress=False)
+    part.run.close()
+    cfg_path = part.run.path / "config.json"
+    info = json.loads(cfg_path.read_text())
+    info["config"]["schedule"]["updates"] = 4
+    cfg_path.write_text(json.dumps(info))
+    resumed = resume_run(part.run.path)
+    assert (resumed.mle_steps, resumed.mle_best_step) == (full.mle_steps, full.mle_best_step)
+    assert resumed.agent.optimizer.param_groups[0]["lr"] == full.config.reinforce.lr
     resumed.fit(progress=False)
     resumed.run.close()
     a = [m for m in _metric_lines(full.run.path) if m["step"] > 2]
