@@ -166,7 +166,11 @@ def tilted_nll(generator: torch.nn.Module, discriminator: Any, sequences: Any, a
     """Mean per-token NLL (nats) of ``sequences`` under the tilted generator: exact, as ``generator_nll`` counts.
 
     Args:
-        generator, discriminator, alpha, spec, batch_size: as :func:`tilted_log_probs`.
+        generator: as in :func:`tilted_log_probs`.
+        discriminator: as in :func:`tilted_log_probs`.
+        alpha: as in :func:`tilted_log_probs`.
+        spec: as in :func:`tilted_log_probs`.
+        batch_size: as in :func:`tilted_log_probs`.
         sequences: (N, T) held-out rows (symbols, EOS, PAD; no BOS).
 
     Returns:
@@ -199,7 +203,10 @@ def tilted_nll_by_alpha(generator: torch.nn.Module, discriminator: Any, sequence
     Choosing alpha on validation rows this way is temperature scaling of D's logit (alpha multiplies it).
 
     Args:
-        generator, discriminator, spec, batch_size: as :func:`tilted_log_probs`.
+        generator: as in :func:`tilted_log_probs`.
+        discriminator: as in :func:`tilted_log_probs`.
+        spec: as in :func:`tilted_log_probs`.
+        batch_size: as in :func:`tilted_log_probs`.
         sequences: (N, T) held-out rows (symbols, EOS, PAD; no BOS).
         alphas: a non-empty sequence of finite tilt strengths.
 
@@ -250,7 +257,9 @@ def sample_tilted(generator: torch.nn.Module, discriminator: Any, n: int, alpha:
     """``n`` rows drawn exactly from the tilted generator under the env's token rule, one token per step.
 
     Args:
-        generator, discriminator, alpha: as :func:`tilted_log_probs`.
+        generator: as in :func:`tilted_log_probs`.
+        discriminator: as in :func:`tilted_log_probs`.
+        alpha: as in :func:`tilted_log_probs`.
         n: rows to draw (all in one batch: each step scores n x V prefixes with D).
         spec: the env's token rule and ``max_length`` (required: sampling needs the row length).
         seed: seeds a fresh torch.Generator (the global RNG is untouched); None: the global RNG.
