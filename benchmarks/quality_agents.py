@@ -53,8 +53,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-import torch
-
 from seqgan_agents.lifecycle import new_run
 from seqgan_agents.trainer import Trainer
 from seqgan_agents.trainer_config import TrainConfig, train_config_from_dict
@@ -62,6 +60,7 @@ from seqgan_benchmarks.quality_gan import sample_metrics, split_test
 from seqgan_env.data.text import DEFAULT_DATA_PATH, NAMED_DATA, load_texts
 from seqgan_env.eval.discriminator_health import health_report
 from seqgan_env.eval.ngram import CharNgramModel
+from seqgan_env.runs.plots import save_figure
 from seqgan_env.runs.configio import apply_overrides, config_to_dict
 from seqgan_env.utils.atomic import atomic_write_json
 from seqgan_env.utils.validation import check_int
@@ -444,10 +443,7 @@ def plot_quality_vs_wall(cfg: AgentsBenchmarkConfig, per_seed: list[dict[str, An
         ax.legend()
     fig.suptitle(f"agents from one MLE-pretrained generator, {cfg.env_steps} env steps each, "
                  f"{len(per_seed)} seed{'s' * (len(per_seed) > 1)} (one line each)")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path, dpi=110)
 
 
 def run_benchmark(cfg: AgentsBenchmarkConfig, out_path: str | Path, log: Callable[[str], None] = print,

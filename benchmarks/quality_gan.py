@@ -87,11 +87,11 @@ from seqgan_env.eval.metrics import length_distance, ngram_jsd, novelty, self_bl
 from seqgan_env.eval.ngram import CharNgramModel
 from seqgan_env.eval.text_benchmark import sample_scores
 from seqgan_env.models.d_filter import DFilterConfig, d_filter
-from seqgan_env.data.tokenizer import PAD_ID
 from seqgan_env.envs.spec import EnvConfig
 from seqgan_env.models.discriminator import Discriminator, DiscriminatorConfig
 from seqgan_env.eval.ratio_d import RatioDConfig, RatioDResult, fit_ratio_d
 from seqgan_env.models.tilted import sample_tilted, tilted_nll
+from seqgan_env.runs.plots import save_figure
 from seqgan_env.runs.configio import apply_overrides, config_to_dict
 from seqgan_env.runs.experiments import read_metrics
 from seqgan_env.utils.atomic import atomic_write_json
@@ -603,10 +603,7 @@ def plot_frontier(cfg: GanBenchmarkConfig, per_seed: list[dict[str, Any]], path:
                  f"scored on the {cfg.score_on} split)")
     ax.legend()
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path, dpi=120)
 
 
 def run_benchmark(cfg: GanBenchmarkConfig, out_path: str | Path, log: Callable[[str], None] = print,

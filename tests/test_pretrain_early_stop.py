@@ -27,6 +27,15 @@ def scripted_nll(monkeypatch, scores: list[float]) -> list[dict]:
     return seen
 
 
+def resume_with_more_updates(part, updates: int):
+    """Resume the finished run ``part`` with its schedule extended to ``updates`` (its config.json edited)."""
+    cfg_path = part.run.path / "config.json"
+    info = json.loads(cfg_path.read_text())
+    info["config"]["schedule"]["updates"] = updates
+    cfg_path.write_text(json.dumps(info))
+    return resume_run(part.run.path)
+
+
 def early_config(tmp_path, cap=12, every=2, patience=2, valid_fraction=0.1, **kw):
     data = config_to_dict(tiny_config(tmp_path, pretrain_steps=cap, pretrain_eval_every=every,
                                       pretrain_patience=patience, d_pretrain_steps=None, **kw))
@@ -95,11 +104,7 @@ def test_the_run_records_the_early_stop_and_resumes_after_it(tmp_path):
     part = new_run(early_config(tmp_path / "b", cap=30, every=3, patience=2, updates=2))
     part.fit(progress=False)
     part.run.close()
-    cfg_path = part.run.path / "config.json"
-    info = json.loads(cfg_path.read_text())
-    info["config"]["schedule"]["updates"] = 4
-    cfg_path.write_text(json.dumps(info))
-    resumed = resume_run(part.run.path)
+    resumed = resume_with_more_updates(part, 4)
     assert (resumed.mle_steps, resumed.mle_best_step) == (rec[0]["pretrain/mle_steps"], rec[0]["pretrain/best_step"])
     resumed.fit(progress=False)
     resumed.run.close()
@@ -169,11 +174,7 @@ def test_a_run_with_a_dropped_rate_resumes_bit_identically(tmp_path, monkeypatch
     part = new_run(early_config(tmp_path / "b", cap=40, every=2, patience=2, updates=2, pretrain_lr_drop=drop))
     part.fit(progress=False)
     part.run.close()
-    cfg_path = part.run.path / "config.json"
-    info = json.loads(cfg_path.read_text())
-    info["config"]["schedule"]["updates"] = 4
-    cfg_path.write_text(json.dumps(info))
-    resumed = resume_run(part.run.path)
+    resumed = resume_with_more_updates(part, 4)
     assert (resumed.mle_steps, resumed.mle_best_step) == (full.mle_steps, full.mle_best_step)
     assert resumed.agent.optimizer.param_groups[0]["lr"] == full.config.reinforce.lr
     resumed.fit(progress=False)

@@ -61,7 +61,7 @@ def plot_run(run_path: str | Path, out_dir: str | Path | None = None) -> list[Pa
             ax.fill_between(x, mean - std, mean + std, alpha=0.2, label="± std")
     ax.set(xlabel="generator update", ylabel="reward", title=f"reward: {run.name}")
     ax.legend(loc="best")
-    written.append(_save(fig, out / "reward.png", plt))
+    written.append(save_figure(fig, out / "reward.png"))
 
     sources = sorted({k for r in rows for k in r if k.startswith("reward/")})
     if len(sources) > 1:  # each source's weighted episode total (reward/kl: the agent's KL term as a reward);
@@ -72,7 +72,7 @@ def plot_run(run_path: str | Path, out_dir: str | Path | None = None) -> list[Pa
         ax.plot(*_series(rows, "reward_mean"), color="black", linestyle="--", linewidth=1, label="reward_mean (env)")
         ax.set(xlabel="generator update", ylabel="weighted episode reward", title=f"reward sources: {run.name}")
         ax.legend(loc="best")
-        written.append(_save(fig, out / "reward_sources.png", plt))
+        written.append(save_figure(fig, out / "reward_sources.png"))
 
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
     for key, label in (("discriminator/loss", "loss"),):
@@ -89,7 +89,7 @@ def plot_run(run_path: str | Path, out_dir: str | Path | None = None) -> list[Pa
         ax3 = ax1.twinx()
         ax3.plot(x, y, color="grey", linewidth=0.8, label="D updates per phase")
         ax3.set(ylabel="D updates per phase")
-    written.append(_save(fig, out / "discriminator.png", plt))
+    written.append(save_figure(fig, out / "discriminator.png"))
 
     x, kl = _series(rows, "kl")
     if len(x):  # the KL term to the reference generator, and its (adapted) coefficient
@@ -98,7 +98,7 @@ def plot_run(run_path: str | Path, out_dir: str | Path | None = None) -> list[Pa
         ax1.set(xlabel="generator update", title="KL(policy || reference) per step")
         ax2.plot(*_series(rows, "kl_coef"))
         ax2.set(xlabel="generator update", title="kl_coef")
-        written.append(_save(fig, out / "kl.png", plt))
+        written.append(save_figure(fig, out / "kl.png"))
 
     keys = sorted({k for r in rows for k in r if k.startswith("eval/") and "untrained" not in k and "pretrained" not in k})
     if keys:
@@ -111,7 +111,7 @@ def plot_run(run_path: str | Path, out_dir: str | Path | None = None) -> list[Pa
             ax.set(title=key[len("eval/"):], xlabel="generator update")
         for ax in list(axes.flat)[len(keys):]:
             ax.axis("off")
-        written.append(_save(fig, out / "eval.png", plt))
+        written.append(save_figure(fig, out / "eval.png"))
     return written
 
 
@@ -141,14 +141,28 @@ def plot_group(group_path: str | Path, keys: Sequence[str] = ("reward_mean", "ev
             ax.fill_between(shared, mean - std, mean + std, color="gray", alpha=0.3, label="± std")
         ax.set(xlabel="generator update", title=f"{key}: {group.name}")
         ax.legend(loc="best", fontsize=7)
-        written.append(_save(fig, out / f"{key.replace('/', '_')}.png", plt))
+        written.append(save_figure(fig, out / f"{key.replace('/', '_')}.png"))
     return written
 
 
-def _save(fig, path: Path, plt) -> Path:
+def save_figure(fig, path: str | Path, dpi: int = 100) -> Path:
+    """Lay out ``fig``, write it to ``path`` as PNG atomically (a reader never sees half a PNG) and close it.
+
+    Args:
+        fig: a matplotlib figure.
+        path: the PNG's path; its folder is created if missing.
+        dpi: resolution.
+
+    Returns:
+        ``path`` as a Path.
+    """
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".tmp-{path.name}")
     fig.tight_layout()
-    fig.savefig(tmp, dpi=100, format="png")
+    fig.savefig(tmp, dpi=dpi, format="png")
     plt.close(fig)
-    tmp.replace(path)  # atomic: a reader never sees half a PNG
+    tmp.replace(path)
     return path
