@@ -47,7 +47,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import statistics
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,13 +55,12 @@ from typing import Any, Callable
 from seqgan_agents.lifecycle import new_run
 from seqgan_agents.trainer import Trainer
 from seqgan_agents.trainer_config import TrainConfig, train_config_from_dict
-from seqgan_benchmarks.quality_gan import sample_metrics, split_test
+from seqgan_benchmarks.quality_gan import run_seeds, sample_metrics, split_test
 from seqgan_env.data.text import DEFAULT_DATA_PATH, NAMED_DATA, load_texts
 from seqgan_env.eval.discriminator_health import health_report
 from seqgan_env.eval.ngram import CharNgramModel
 from seqgan_env.runs.plots import save_figure
 from seqgan_env.runs.configio import apply_overrides, config_to_dict
-from seqgan_env.utils.atomic import atomic_write_json
 from seqgan_env.utils.validation import check_int
 
 AGENTS = ("reinforce", "reinforce_nomle", "ppo", "ppo_sb3vec", "a2c")
@@ -461,13 +459,8 @@ def run_benchmark(cfg: AgentsBenchmarkConfig, out_path: str | Path, log: Callabl
     result: dict[str, Any] = {"config": dataclasses.asdict(cfg), "bench_overrides": list(BENCH_OVERRIDES),
                               "seeds": per_seed}
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="seqgan-benchmark-agents-", dir=workdir) as tmp:
-        for seed in cfg.seeds:
-            t0 = time.perf_counter()
-            per_seed.append(run_seed(cfg, seed, rest, test, Path(tmp), log))
-            per_seed[-1]["total_seconds"] = time.perf_counter() - t0
-            result["summary"] = summarize(cfg, per_seed)
-            atomic_write_json(out_path, result)
+    run_seeds(cfg.seeds, lambda seed, tmp: run_seed(cfg, seed, rest, test, tmp, log),
+              lambda: summarize(cfg, per_seed), result, out_path, "seqgan-benchmark-agents-", workdir)
     table = format_table(cfg, result["summary"], len(per_seed))
     out_path.with_suffix(".md").write_text(table + "\n", encoding="utf-8")
     plot_quality_vs_wall(cfg, per_seed, out_path.with_suffix(".png"))

@@ -606,6 +606,22 @@ def plot_frontier(cfg: GanBenchmarkConfig, per_seed: list[dict[str, Any]], path:
     save_figure(fig, path, dpi=120)
 
 
+def run_seeds(seeds: tuple[int, ...], seed_fn: Callable[[int, Path], dict[str, Any]],
+              summary_fn: Callable[[], dict[str, Any]], result: dict[str, Any], out_path: Path, prefix: str,
+              workdir: str | Path | None = None) -> None:
+    """Run ``seed_fn(seed, scratch folder)`` for every seed into ``result["seeds"]``, timing each, and rewrite the
+    JSON at ``out_path`` (atomically, with ``result["summary"] = summary_fn()``) after each seed, so an
+    interrupted benchmark keeps the seeds it finished. The scratch folder (``prefix``, under ``workdir``)
+    goes at the end."""
+    with tempfile.TemporaryDirectory(prefix=prefix, dir=workdir) as tmp:
+        for seed in seeds:
+            t0 = time.perf_counter()
+            result["seeds"].append(seed_fn(seed, Path(tmp)))
+            result["seeds"][-1]["total_seconds"] = time.perf_counter() - t0
+            result["summary"] = summary_fn()
+            atomic_write_json(out_path, result)
+
+
 def run_benchmark(cfg: GanBenchmarkConfig, out_path: str | Path, log: Callable[[str], None] = print,
                   workdir: str | Path | None = None) -> dict[str, Any]:
     """All seeds; writes the JSON (atomically, after each seed), the frontier PNG beside it, and prints the table."""
@@ -627,13 +643,8 @@ def run_benchmark(cfg: GanBenchmarkConfig, out_path: str | Path, log: Callable[[
     per_seed: list[dict[str, Any]] = []
     result: dict[str, Any] = {"config": dataclasses.asdict(cfg), "seeds": per_seed}
     out_path.parent.mkdir(parents=True, exist_ok=True)  # once the data loaded: bad data leaves no empty folder
-    with tempfile.TemporaryDirectory(prefix="seqgan-benchmark-gan-", dir=workdir) as tmp:
-        for seed in cfg.seeds:
-            t0 = time.perf_counter()
-            per_seed.append(run_seed(cfg, seed, rest, test, Path(tmp), log))
-            per_seed[-1]["total_seconds"] = time.perf_counter() - t0
-            result["summary"] = summarize(cfg, per_seed)
-            atomic_write_json(out_path, result)
+    run_seeds(cfg.seeds, lambda seed, tmp: run_seed(cfg, seed, rest, test, tmp, log),
+              lambda: summarize(cfg, per_seed), result, out_path, "seqgan-benchmark-gan-", workdir)
     summary = summarize(cfg, per_seed)
     png = out_path.with_suffix(".png")
     plot_frontier(cfg, per_seed, png)
@@ -646,5 +657,5 @@ def run_benchmark(cfg: GanBenchmarkConfig, out_path: str | Path, log: Callable[[
     return result
 
 
-__all__ = ["ARMS", "NLL_MARGIN", "ORACLE_ARMS", "heldout_rows", "mle_step_cap", "GanBenchmarkConfig", "oracle_metrics", "oracle_heldout", "run_benchmark", "run_seed", "summarize", "sample_metrics", "split_test",
+__all__ = ["run_seeds", "ARMS", "NLL_MARGIN", "ORACLE_ARMS", "heldout_rows", "mle_step_cap", "GanBenchmarkConfig", "oracle_metrics", "oracle_heldout", "run_benchmark", "run_seed", "summarize", "sample_metrics", "split_test",
            "frontier_quality", "format_table", "plot_frontier"]
